@@ -1,0 +1,152 @@
+//! The v1 event catalog: which message each event type carries and which fields it must set.
+//!
+//! An event type is `<domain>.<event>` as it appears in subjects (`build.succeeded`,
+//! `env.teardown.requested`). The subject is `flotilla.<type>.<key>` and the CloudEvents type is
+//! `dev.flotilla.<type>.v1`.
+
+/// What the catalog knows about one event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSpec {
+    /// `<domain>.<event>`, e.g. `build.succeeded`.
+    pub event_type: &'static str,
+    /// Fully qualified protobuf message name, e.g. `flotilla.v1.Build`.
+    pub message: &'static str,
+    /// proto field names (snake_case) that must not be empty.
+    pub required: &'static [&'static str],
+    /// What the key token of the subject is.
+    pub key: &'static str,
+}
+
+impl EventSpec {
+    /// The CloudEvents `type` attribute: `dev.flotilla.<domain>.<event>.v1`.
+    pub fn ce_type(&self) -> String {
+        format!("dev.flotilla.{}.v1", self.event_type)
+    }
+}
+
+const fn spec(
+    event_type: &'static str,
+    message: &'static str,
+    required: &'static [&'static str],
+    key: &'static str,
+) -> EventSpec {
+    EventSpec {
+        event_type,
+        message,
+        required,
+        key,
+    }
+}
+
+const BUILD: &[&str] = &["change_id", "app", "version"];
+const ENV: &[&str] = &["env"];
+const TESTS: &[&str] = &["env", "change_id"];
+const CANARY: &[&str] = &["release"];
+
+/// Every event type of v1, in the order of the flow.
+pub const EVENTS: &[EventSpec] = &[
+    spec("source.push", "flotilla.v1.Push", &["repo", "sha"], "repo"),
+    spec(
+        "source.pull_request",
+        "flotilla.v1.PullRequest",
+        &["repo", "number", "action"],
+        "repo",
+    ),
+    spec("source.custom", "flotilla.v1.Custom", &["kind"], "key"),
+    spec("build.started", "flotilla.v1.Build", BUILD, "change"),
+    spec("build.succeeded", "flotilla.v1.Build", BUILD, "change"),
+    spec("build.failed", "flotilla.v1.Build", BUILD, "change"),
+    spec("env.requested", "flotilla.v1.Environment", ENV, "env"),
+    spec("env.ready", "flotilla.v1.Environment", ENV, "env"),
+    spec("env.failed", "flotilla.v1.Environment", ENV, "env"),
+    spec("env.deleted", "flotilla.v1.Environment", ENV, "env"),
+    spec(
+        "env.teardown.requested",
+        "flotilla.v1.TeardownRequest",
+        &["env", "reason"],
+        "env",
+    ),
+    spec("tests.passed", "flotilla.v1.TestResult", TESTS, "env"),
+    spec("tests.failed", "flotilla.v1.TestResult", TESTS, "env"),
+    spec(
+        "release.requested",
+        "flotilla.v1.Release",
+        &["change_id", "app", "version"],
+        "app",
+    ),
+    spec("canary.step", "flotilla.v1.Canary", CANARY, "release"),
+    spec(
+        "canary.measurement",
+        "flotilla.v1.Canary",
+        CANARY,
+        "release",
+    ),
+    spec("canary.promoted", "flotilla.v1.Canary", CANARY, "release"),
+    spec("canary.aborted", "flotilla.v1.Canary", CANARY, "release"),
+];
+
+/// Looks an event type up by its `<domain>.<event>` name.
+pub fn lookup(event_type: &str) -> Option<&'static EventSpec> {
+    EVENTS.iter().find(|spec| spec.event_type == event_type)
+}
+
+/// Looks an event type up by its CloudEvents type (`dev.flotilla.<type>.v1`).
+pub fn lookup_ce_type(ce_type: &str) -> Option<&'static EventSpec> {
+    let event_type = ce_type.strip_prefix("dev.flotilla.")?.strip_suffix(".v1")?;
+    lookup(event_type)
+}
+
+/// Finds the event type and key of a subject below `prefix` (`flotilla` on the main stream).
+///
+/// Keys are a single token (they are sanitized), so the type is everything between the prefix
+/// and the last token.
+pub fn parse_subject<'a>(prefix: &str, subject: &'a str) -> Option<(&'static EventSpec, &'a str)> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
+    let (event_type, key) = rest.rsplit_once('.')?;
+    Some((lookup(event_type)?, key))
+}
+
+/// The names of every event type, for error messages and `--help`.
+pub fn event_type_names() -> impl Iterator<Item = &'static str> {
+    EVENTS.iter().map(|spec| spec.event_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor_pool;
+
+    #[test]
+    fn every_catalog_message_and_required_field_exists_in_the_schemas() {
+        for spec in EVENTS {
+            let message = descriptor_pool()
+                .get_message_by_name(spec.message)
+                .unwrap_or_else(|| panic!("{} names unknown {}", spec.event_type, spec.message));
+            for field in spec.required {
+                assert!(
+                    message.get_field_by_name(field).is_some(),
+                    "{}: required field {field} is not in {}",
+                    spec.event_type,
+                    spec.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn subjects_parse_into_type_and_key() {
+        let (spec, key) = parse_subject("flotilla", "flotilla.env.teardown.requested.pr-ping-42")
+            .expect("known subject");
+        assert_eq!(spec.event_type, "env.teardown.requested");
+        assert_eq!(key, "pr-ping-42");
+        assert!(parse_subject("flotilla", "flotilla.nope.x.key").is_none());
+        assert!(parse_subject("flotilla", "other.build.started.k").is_none());
+    }
+
+    #[test]
+    fn ce_type_round_trips() {
+        let spec = lookup("canary.aborted").expect("in catalog");
+        assert_eq!(spec.ce_type(), "dev.flotilla.canary.aborted.v1");
+        assert_eq!(lookup_ce_type(&spec.ce_type()), Some(spec));
+    }
+}
