@@ -1,1 +1,35 @@
+//! Flotilla's event bus on NATS JetStream.
+//!
+//! Workers never call each other: each consumes events from the `FLOTILLA` stream through one
+//! durable pull consumer named after it, and publishes what happened. This crate is everything
+//! they share:
+//!
+//! - [`envelope`]: the CloudEvents NATS binding (binary mode) every event travels in;
+//! - [`publish`]: publishing that waits for the JetStream ack, with `Nats-Msg-Id`s derived from
+//!   the input so a redelivered input yields duplicates JetStream drops;
+//! - [`runtime`]: the worker loop: bounded concurrency, ack after outputs are stored, nak with
+//!   backoff, dead letters after `max_deliver`, progress for long handlers, drain on shutdown;
+//! - [`topology`]: stream, consumer and KV definitions, created idempotently;
+//! - [`health`]: `/healthz`, `/readyz` and `/metrics`, served the same way by every worker;
+//! - [`connect`]: NATS connection options from the environment with errors that say what to do.
+//!
+//! Log fields follow one convention everywhere: `subject`, `event_id`, `event_type`,
+//! `change_id`, `worker`, `stream_seq`, `delivered`, `env`.
 
+pub mod connect;
+pub mod envelope;
+pub mod error;
+pub mod health;
+pub mod publish;
+pub mod runtime;
+pub mod subject;
+pub mod topology;
+pub mod trace;
+
+pub use connect::NatsArgs;
+pub use envelope::{Encoding, Event, Outgoing};
+pub use error::{BusError, HandlerError};
+pub use health::Health;
+pub use publish::{Published, Publisher};
+pub use runtime::{Ctx, Handler, WorkerConfig};
+pub use topology::{Bus, Names};

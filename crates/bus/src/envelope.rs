@@ -1,0 +1,348 @@
+//! The CloudEvents NATS protocol binding, binary mode.
+//!
+//! Attributes travel as `ce-*` headers, the data as the message payload, and `content-type`
+//! names the protobuf message (`application/protobuf; proto=flotilla.v1.Build`) so any consumer
+//! with `proto/` can decode it, or is `application/json` for events published as JSON.
+//! Header names are lowercase everywhere: NATS header lookup is case-sensitive.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use flotilla_proto::catalog::{self, EventSpec};
+use flotilla_proto::json;
+use prost::Message;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::BusError;
+use crate::subject::sanitize_key;
+
+/// Header names of the envelope and of Flotilla's own extensions.
+pub mod header {
+    pub const SPECVERSION: &str = "ce-specversion";
+    pub const ID: &str = "ce-id";
+    pub const SOURCE: &str = "ce-source";
+    pub const TYPE: &str = "ce-type";
+    pub const TIME: &str = "ce-time";
+    pub const SUBJECT: &str = "ce-subject";
+    pub const CONTENT_TYPE: &str = "content-type";
+    pub const CHANGE_ID: &str = "flotilla-change-id";
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TRACESTATE: &str = "tracestate";
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// Set by `flotilla dlq retry`: only the named worker handles the message.
+    pub const RETRY_FOR: &str = "flotilla-retry-for";
+    /// Set by `flotilla replay --to`: the stream sequence the event was copied from.
+    pub const REPLAYED_FROM: &str = "flotilla-replayed-from";
+    pub const DLQ_SUBJECT: &str = "flotilla-dlq-subject";
+    pub const DLQ_REASON: &str = "flotilla-dlq-reason";
+    pub const DLQ_WORKER: &str = "flotilla-dlq-worker";
+    pub const DLQ_DELIVERIES: &str = "flotilla-dlq-deliveries";
+    pub const DLQ_STREAM_SEQ: &str = "flotilla-dlq-stream-seq";
+    pub const DLQ_TIME: &str = "flotilla-dlq-time";
+}
+
+pub const SPECVERSION: &str = "1.0";
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+const PROTOBUF_PREFIX: &str = "application/protobuf; proto=";
+
+/// How an event's data is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// The `content-type` for data of message `full_name` in `encoding`.
+pub fn content_type(encoding: Encoding, full_name: &str) -> String {
+    match encoding {
+        Encoding::Protobuf => format!("{PROTOBUF_PREFIX}{full_name}"),
+        Encoding::Json => CONTENT_TYPE_JSON.to_owned(),
+    }
+}
+
+/// An event as received from the bus.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The NATS subject it was stored under.
+    pub subject: String,
+    /// `ce-id`.
+    pub id: String,
+    /// `ce-source`, e.g. `flotilla/env-manager`.
+    pub source: String,
+    /// `ce-type`, e.g. `dev.flotilla.build.succeeded.v1`.
+    pub ce_type: String,
+    /// `ce-time` as sent (RFC 3339).
+    pub time: Option<String>,
+    /// `ce-subject`: the key (repo, change, env or release id).
+    pub key: String,
+    pub change_id: Option<String>,
+    pub content_type: String,
+    pub payload: Bytes,
+    pub headers: HeaderMap,
+}
+
+impl Event {
+    /// Reads the envelope of a NATS message. Fails when a required attribute is missing.
+    pub fn from_parts(
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: Bytes,
+    ) -> Result<Event, BusError> {
+        let headers = headers.cloned().unwrap_or_default();
+        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        let require = |name: &str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| BusError::Envelope(format!("missing header `{name}`")))
+        };
+        let specversion = require(header::SPECVERSION)?;
+        if specversion != SPECVERSION {
+            return Err(BusError::Envelope(format!(
+                "unsupported ce-specversion `{specversion}` (expected {SPECVERSION})"
+            )));
+        }
+        Ok(Event {
+            subject: subject.to_owned(),
+            id: require(header::ID)?,
+            source: require(header::SOURCE)?,
+            ce_type: require(header::TYPE)?,
+            time: get(header::TIME),
+            key: get(header::SUBJECT).unwrap_or_default(),
+            change_id: get(header::CHANGE_ID).filter(|v| !v.is_empty()),
+            content_type: get(header::CONTENT_TYPE).unwrap_or_default(),
+            payload,
+            headers,
+        })
+    }
+
+    /// The catalog entry of this event's type, when it is a v1 Flotilla event.
+    pub fn spec(&self) -> Option<&'static EventSpec> {
+        catalog::lookup_ce_type(&self.ce_type)
+    }
+
+    /// `<domain>.<event>`, e.g. `build.succeeded`, derived from `ce-type`.
+    pub fn event_type(&self) -> &str {
+        self.ce_type
+            .strip_prefix("dev.flotilla.")
+            .and_then(|t| t.strip_suffix(".v1"))
+            .unwrap_or(&self.ce_type)
+    }
+
+    /// The encoding and protobuf message name its `content-type` declares.
+    pub fn encoding(&self) -> Result<(Encoding, Option<&str>), BusError> {
+        let ct = self.content_type.trim();
+        if let Some(name) = ct.strip_prefix(PROTOBUF_PREFIX) {
+            return Ok((Encoding::Protobuf, Some(name.trim())));
+        }
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        match media {
+            CONTENT_TYPE_JSON => Ok((Encoding::Json, None)),
+            "application/protobuf" | "application/x-protobuf" => Ok((Encoding::Protobuf, None)),
+            other => Err(BusError::Envelope(format!(
+                "unsupported content-type `{other}`"
+            ))),
+        }
+    }
+
+    /// Decodes the data as `M`, from protobuf or JSON as the `content-type` says.
+    pub fn decode<M: Message + prost::Name + Default>(&self) -> Result<M, BusError> {
+        let expected = M::full_name();
+        match self.encoding()? {
+            (Encoding::Protobuf, declared) => {
+                if let Some(declared) = declared
+                    && declared != expected
+                {
+                    return Err(BusError::Envelope(format!(
+                        "content-type names {declared}, expected {expected}"
+                    )));
+                }
+                M::decode(self.payload.as_ref()).map_err(|source| {
+                    BusError::Schema(json::SchemaError::Decode {
+                        message: expected,
+                        source,
+                    })
+                })
+            }
+            (Encoding::Json, _) => Ok(json::from_json::<M>(&self.payload)?),
+        }
+    }
+
+    /// The data as proto3 JSON, whatever its encoding; `null` for a type Flotilla does not know.
+    pub fn data_json(&self) -> Result<serde_json::Value, BusError> {
+        match self.encoding()? {
+            (Encoding::Json, _) => serde_json::from_slice(&self.payload)
+                .map_err(|e| BusError::Envelope(format!("data is not JSON: {e}"))),
+            (Encoding::Protobuf, declared) => {
+                let name = declared
+                    .map(str::to_owned)
+                    .or_else(|| self.spec().map(|s| s.message.to_owned()));
+                match name {
+                    Some(name) => Ok(json::protobuf_to_json(&name, &self.payload)?),
+                    None => Ok(serde_json::Value::Null),
+                }
+            }
+        }
+    }
+}
+
+/// An event a handler or a tool wants published.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub spec: &'static EventSpec,
+    /// Sanitized key token.
+    pub key: String,
+    pub content_type: String,
+    pub payload: Bytes,
+    pub change_id: Option<String>,
+    /// An explicit event id (e.g. a webhook delivery id); derived from the input when `None`.
+    pub id: Option<String>,
+    /// Extra headers copied onto the message (replay and retry markers).
+    pub extra_headers: Vec<(&'static str, String)>,
+}
+
+impl Outgoing {
+    /// A protobuf-encoded event of `event_type` (`<domain>.<event>`) about `key`.
+    pub fn new<M: Message + prost::Name>(
+        event_type: &str,
+        key: &str,
+        message: &M,
+    ) -> Result<Outgoing, BusError> {
+        let spec = lookup(event_type)?;
+        let name = M::full_name();
+        if name != spec.message {
+            return Err(BusError::Envelope(format!(
+                "{event_type} carries {}, not {name}",
+                spec.message
+            )));
+        }
+        Ok(Outgoing::raw(
+            spec,
+            key,
+            content_type(Encoding::Protobuf, spec.message),
+            Bytes::from(message.encode_to_vec()),
+        ))
+    }
+
+    /// An event from proto3 JSON, checked against the schema and its required fields, encoded as
+    /// protobuf (or kept as JSON with [`Encoding::Json`]).
+    pub fn from_json(
+        event_type: &str,
+        key: &str,
+        data: &[u8],
+        encoding: Encoding,
+    ) -> Result<Outgoing, BusError> {
+        let spec = lookup(event_type)?;
+        let message = json::parse_json(spec.message, data, spec.required)?;
+        let payload = match encoding {
+            Encoding::Protobuf => Bytes::from(message.encode_to_vec()),
+            Encoding::Json => Bytes::from(
+                serde_json::to_vec(&message)
+                    .map_err(|e| BusError::Envelope(format!("render JSON: {e}")))?,
+            ),
+        };
+        Ok(Outgoing::raw(
+            spec,
+            key,
+            content_type(encoding, spec.message),
+            payload,
+        ))
+    }
+
+    /// An event with an already encoded payload.
+    pub fn raw(spec: &'static EventSpec, key: &str, content_type: String, payload: Bytes) -> Self {
+        Outgoing {
+            spec,
+            key: sanitize_key(key),
+            content_type,
+            payload,
+            change_id: None,
+            id: None,
+            extra_headers: Vec::new(),
+        }
+    }
+
+    pub fn with_change_id(mut self, change_id: impl Into<String>) -> Self {
+        self.change_id = Some(change_id.into()).filter(|c| !c.is_empty());
+        self
+    }
+
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.extra_headers.push((name, value.into()));
+        self
+    }
+
+    /// `<prefix>.<domain>.<event>.<key>`.
+    pub fn subject(&self, prefix: &str) -> String {
+        format!("{prefix}.{}.{}", self.spec.event_type, self.key)
+    }
+}
+
+fn lookup(event_type: &str) -> Result<&'static EventSpec, BusError> {
+    catalog::lookup(event_type).ok_or_else(|| {
+        let known: Vec<_> = catalog::event_type_names().collect();
+        BusError::Envelope(format!(
+            "unknown event type `{event_type}`; known types: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Now as RFC 3339, the `ce-time` format.
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_proto::v1::Build;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, *v);
+        }
+        map
+    }
+
+    #[test]
+    fn missing_id_is_an_envelope_error() {
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-source", "x"),
+            ("ce-type", "t"),
+        ]);
+        let err = Event::from_parts("s", Some(&h), Bytes::new()).expect_err("no id");
+        assert!(err.to_string().contains("ce-id"), "{err}");
+    }
+
+    #[test]
+    fn wrong_message_for_type_is_refused() {
+        let err = Outgoing::new("env.ready", "k", &Build::default()).expect_err("mismatch");
+        assert!(err.to_string().contains("flotilla.v1.Environment"), "{err}");
+    }
+
+    #[test]
+    fn protobuf_content_type_names_the_message() {
+        let out = Outgoing::new("build.started", "ping-v1", &Build::default()).expect("valid");
+        assert_eq!(
+            out.content_type,
+            "application/protobuf; proto=flotilla.v1.Build"
+        );
+        assert_eq!(out.subject("flotilla"), "flotilla.build.started.ping-v1");
+    }
+
+    #[test]
+    fn unknown_event_type_lists_the_known_ones() {
+        let err = Outgoing::from_json("build.exploded", "k", b"{}", Encoding::Protobuf)
+            .expect_err("unknown");
+        assert!(err.to_string().contains("build.succeeded"), "{err}");
+    }
+}

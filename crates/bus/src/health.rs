@@ -1,0 +1,273 @@
+//! `/healthz`, `/readyz` and `/metrics`, served the same way by every worker.
+//!
+//! Readiness is a set of latches, one per component, set once it is connected and its consumer
+//! is bound; `/readyz` also checks that the NATS connection is up right now.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::error::BusError;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    pub worker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub worker: String,
+    /// `retryable`, `permanent`, `panic`, `publish` or `envelope`.
+    pub reason: String,
+}
+
+/// The runtime's metrics, labelled by worker.
+#[derive(Debug)]
+pub struct Metrics {
+    pub handled: Family<WorkerLabel, Counter>,
+    pub failed: Family<FailureLabels, Counter>,
+    pub redelivered: Family<WorkerLabel, Counter>,
+    pub dead_lettered: Family<WorkerLabel, Counter>,
+    pub skipped: Family<WorkerLabel, Counter>,
+    pub duration: Family<WorkerLabel, Histogram>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        Metrics {
+            duration: Family::new_with_constructor(|| {
+                // 1 ms .. ~65 s: handlers range from pure transforms to git pushes.
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    0.001, 2.0, 17,
+                ))
+            }),
+            handled: Family::default(),
+            failed: Family::default(),
+            redelivered: Family::default(),
+            dead_lettered: Family::default(),
+            skipped: Family::default(),
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "flotilla_events_handled",
+            "Events a worker handled and acknowledged",
+            self.handled.clone(),
+        );
+        registry.register(
+            "flotilla_events_failed",
+            "Handler attempts that failed, by reason",
+            self.failed.clone(),
+        );
+        registry.register(
+            "flotilla_events_redelivered",
+            "Deliveries that were not the first of their event",
+            self.redelivered.clone(),
+        );
+        registry.register(
+            "flotilla_events_dead_lettered",
+            "Events copied to the dead-letter stream",
+            self.dead_lettered.clone(),
+        );
+        registry.register(
+            "flotilla_events_skipped",
+            "Events acknowledged without handling (outside the worker's subjects, or a retry for another worker)",
+            self.skipped.clone(),
+        );
+        registry.register(
+            "flotilla_handler_duration_seconds",
+            "Time from delivery to ack, outputs included",
+            self.duration.clone(),
+        );
+    }
+
+    pub fn worker(worker: &str) -> WorkerLabel {
+        WorkerLabel {
+            worker: worker.to_owned(),
+        }
+    }
+}
+
+/// A readiness latch of one component.
+#[derive(Clone, Debug)]
+pub struct Ready(Arc<AtomicBool>);
+
+impl Ready {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+struct Inner {
+    registry: Mutex<Registry>,
+    metrics: Metrics,
+    latches: Mutex<Vec<(String, Ready)>>,
+    client: OnceLock<async_nats::Client>,
+}
+
+/// Health state and metrics registry of a process. Cheap to clone.
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Health {
+    pub fn new() -> Health {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new();
+        metrics.register(&mut registry);
+        Health {
+            inner: Arc::new(Inner {
+                registry: Mutex::new(registry),
+                metrics,
+                latches: Mutex::new(Vec::new()),
+                client: OnceLock::new(),
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Lets a component register metrics of its own.
+    pub fn register(&self, f: impl FnOnce(&mut Registry)) {
+        let mut registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut registry);
+    }
+
+    /// The NATS connection whose state `/readyz` reports.
+    pub fn watch_connection(&self, client: &async_nats::Client) {
+        let _ = self.inner.client.set(client.clone());
+    }
+
+    /// A new latch, unset, named after the component it belongs to.
+    pub fn latch(&self, component: &str) -> Ready {
+        let ready = Ready(Arc::new(AtomicBool::new(false)));
+        self.lock_latches()
+            .push((component.to_owned(), ready.clone()));
+        ready
+    }
+
+    /// `None` when ready, else why not.
+    pub fn not_ready(&self) -> Option<String> {
+        let mut waiting: Vec<String> = self
+            .lock_latches()
+            .iter()
+            .filter(|(_, ready)| !ready.get())
+            .map(|(name, _)| format!("{name} not ready"))
+            .collect();
+        if let Some(client) = self.inner.client.get()
+            && client.connection_state() != async_nats::connection::State::Connected
+        {
+            waiting.push(format!("NATS {}", client.connection_state()));
+        }
+        (!waiting.is_empty()).then(|| waiting.join("; "))
+    }
+
+    fn lock_latches(&self) -> std::sync::MutexGuard<'_, Vec<(String, Ready)>> {
+        self.inner
+            .latches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode_metrics(&self) -> String {
+        let mut text = String::new();
+        let registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+
+    /// The probe and metrics routes, to merge into a component's own router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
+}
+
+async fn readyz(State(health): State<Health>) -> impl IntoResponse {
+    match health.not_ready() {
+        None => (StatusCode::OK, "ready\n".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+async fn metrics(State(health): State<Health>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        health.encode_metrics(),
+    )
+}
+
+/// Binds `addr` and serves `router` until `shutdown` resolves. Returns the bound address (so
+/// `127.0.0.1:0` works in tests) and the server task.
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BusError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BusError::Http {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| BusError::Http {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok((bound, task))
+}

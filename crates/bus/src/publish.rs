@@ -1,0 +1,195 @@
+//! Publishing events: envelope headers, deterministic ids, waiting for the JetStream ack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use futures::future::try_join_all;
+use uuid::Uuid;
+
+use crate::envelope::{self, Event, Outgoing, header};
+use crate::error::BusError;
+use crate::topology::Bus;
+
+/// Namespace of derived event ids (UUID v5), so ids never collide with other systems' v5 ids.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_7a1e_4d2b_4b8e_9a57_3c0e_f107_11a0);
+
+/// How often a publish whose ack timed out is sent again (with the same `Nats-Msg-Id`).
+const PUBLISH_ATTEMPTS: u32 = 4;
+
+/// Where an event was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: String,
+    pub subject: String,
+    pub sequence: u64,
+    /// JetStream had already stored an event with this id: nothing new was written.
+    pub duplicate: bool,
+}
+
+/// Publishes events as one component (`ce-source: flotilla/<component>`). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    bus: Bus,
+    source: Arc<str>,
+}
+
+impl Publisher {
+    pub fn new(bus: Bus, component: &str) -> Publisher {
+        Publisher {
+            bus,
+            source: Arc::from(format!("flotilla/{component}")),
+        }
+    }
+
+    /// `ce-source` of this publisher's events.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The id of the `ordinal`-th output of type `event_type` about `key` caused by the input
+    /// `cause_id`: the same input always yields the same ids, so a redelivered input's outputs
+    /// are duplicates that JetStream drops.
+    pub fn derive_id(&self, cause_id: &str, event_type: &str, key: &str, ordinal: usize) -> String {
+        let name = format!(
+            "{}\n{cause_id}\n{event_type}\n{key}\n{ordinal}",
+            self.source
+        );
+        Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).to_string()
+    }
+
+    /// Publishes one event that has no input (a webhook, a timer, a person).
+    pub async fn publish(&self, event: Outgoing) -> Result<Published, BusError> {
+        let mut published = self.publish_all(vec![event], None).await?;
+        published
+            .pop()
+            .ok_or_else(|| BusError::Envelope("publish returned no ack".into()))
+    }
+
+    /// Publishes the outputs of handling `cause` (if any), pipelined, and returns once JetStream
+    /// acknowledged every one of them.
+    pub async fn publish_all(
+        &self,
+        events: Vec<Outgoing>,
+        cause: Option<&Event>,
+    ) -> Result<Vec<Published>, BusError> {
+        let mut ordinals: Vec<(&'static str, String)> = Vec::new();
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let ordinal = ordinals
+                .iter()
+                .filter(|(t, k)| *t == event.spec.event_type && *k == event.key)
+                .count();
+            ordinals.push((event.spec.event_type, event.key.clone()));
+            let id = match (&event.id, cause) {
+                (Some(id), _) => id.clone(),
+                (None, Some(cause)) => {
+                    self.derive_id(&cause.id, event.spec.event_type, &event.key, ordinal)
+                }
+                (None, None) => Uuid::new_v4().to_string(),
+            };
+            let subject = event.subject(&self.bus.names().prefix);
+            let headers = self.headers(&event, &id, cause);
+            let message = PublishMessage::build()
+                .payload(event.payload.clone())
+                .headers(headers);
+            let ack = self.send(&subject, message.clone()).await?;
+            pending.push((id, subject, message, ack));
+        }
+        try_join_all(
+            pending
+                .into_iter()
+                .map(|(id, subject, message, ack)| self.confirm(id, subject, message, ack)),
+        )
+        .await
+    }
+
+    /// The envelope headers of `event`.
+    fn headers(&self, event: &Outgoing, id: &str, cause: Option<&Event>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SPECVERSION, envelope::SPECVERSION);
+        headers.insert(header::ID, id);
+        headers.insert(header::SOURCE, &*self.source);
+        headers.insert(header::TYPE, event.spec.ce_type().as_str());
+        headers.insert(header::TIME, envelope::now_rfc3339().as_str());
+        headers.insert(header::SUBJECT, event.key.as_str());
+        headers.insert(header::CONTENT_TYPE, event.content_type.as_str());
+        let change_id = event
+            .change_id
+            .as_deref()
+            .or_else(|| cause.and_then(|c| c.change_id.as_deref()));
+        if let Some(change_id) = change_id {
+            headers.insert(header::CHANGE_ID, change_id);
+        }
+        for (name, value) in &event.extra_headers {
+            headers.insert(*name, value.as_str());
+        }
+        crate::trace::inject(&mut headers, cause.map(|c| &c.headers));
+        headers.insert(header::MSG_ID, id);
+        headers
+    }
+
+    /// Publishes a prepared message as is (replay, dead letters, retries): its headers are kept.
+    pub async fn publish_raw(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        payload: bytes::Bytes,
+    ) -> Result<Published, BusError> {
+        let id = headers
+            .get(header::MSG_ID)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        let message = PublishMessage::build().payload(payload).headers(headers);
+        let ack = self.send(subject, message.clone()).await?;
+        self.confirm(id, subject.to_owned(), message, ack).await
+    }
+
+    async fn send(
+        &self,
+        subject: &str,
+        message: PublishMessage,
+    ) -> Result<PublishAckFuture, BusError> {
+        self.bus
+            .jetstream()
+            .send_publish(subject.to_owned(), message)
+            .await
+            .map_err(|source| BusError::Publish {
+                subject: subject.to_owned(),
+                source,
+            })
+    }
+
+    /// Waits for the ack; a timed-out ack is sent again with the same id, because the message
+    /// may be held in the client across a reconnect and stored later.
+    async fn confirm(
+        &self,
+        id: String,
+        subject: String,
+        message: PublishMessage,
+        mut ack: PublishAckFuture,
+    ) -> Result<Published, BusError> {
+        let mut attempt = 1;
+        loop {
+            match ack.await {
+                Ok(ack) => {
+                    return Ok(Published {
+                        id,
+                        subject,
+                        sequence: ack.sequence,
+                        duplicate: ack.duplicate,
+                    });
+                }
+                Err(e) if e.kind() == PublishErrorKind::TimedOut && attempt < PUBLISH_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(%subject, event_id = %id, attempt, "publish ack timed out; sending again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    ack = self.send(&subject, message.clone()).await?;
+                }
+                Err(source) => return Err(BusError::Publish { subject, source }),
+            }
+        }
+    }
+}

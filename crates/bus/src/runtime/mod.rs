@@ -1,0 +1,208 @@
+//! The worker runtime: consume, handle, publish, acknowledge.
+//!
+//! A worker is a [`Handler`] plus a [`WorkerConfig`]. The runtime owns everything else: the
+//! durable pull consumer (shared by all replicas of the worker), bounded concurrency, progress
+//! acks while a handler runs, ack only after the handler's outputs are stored, nak with
+//! exponential backoff for retryable errors, dead letters after `max_deliver` or for poison,
+//! and draining on shutdown within a grace period.
+
+mod config;
+mod dlq;
+mod process;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub use config::{WorkerArgs, WorkerConfig};
+
+use crate::envelope::{Event, Outgoing};
+use crate::error::{BusError, HandlerError};
+use crate::health::Health;
+use crate::publish::Publisher;
+use crate::topology::Bus;
+
+/// The logic of a worker: one event in, the events it causes out.
+///
+/// A handler must be safe to run again for the same event (it may be redelivered); the
+/// runtime makes its outputs idempotent by deriving their ids from the input.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        event: Event,
+        ctx: Ctx,
+    ) -> impl Future<Output = Result<Vec<Outgoing>, HandlerError>> + Send;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(Event, Ctx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<Outgoing>, HandlerError>> + Send,
+{
+    fn handle(
+        &self,
+        event: Event,
+        ctx: Ctx,
+    ) -> impl Future<Output = Result<Vec<Outgoing>, HandlerError>> + Send {
+        self(event, ctx)
+    }
+}
+
+/// What a handler knows about the delivery it is handling.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub worker: Arc<str>,
+    /// Publishes as this worker, for events a handler must emit before it returns.
+    pub publisher: Publisher,
+    /// 1 for the first delivery.
+    pub delivered: u64,
+    pub stream_seq: u64,
+}
+
+/// A worker bound to a bus: call [`Worker::run`].
+pub struct Worker<H> {
+    bus: Bus,
+    config: WorkerConfig,
+    handler: Arc<H>,
+    health: Health,
+}
+
+impl<H: Handler> Worker<H> {
+    pub fn new(bus: Bus, config: WorkerConfig, handler: H, health: Health) -> Self {
+        Worker {
+            bus,
+            config,
+            handler: Arc::new(handler),
+            health,
+        }
+    }
+
+    /// Consumes until `shutdown` resolves, then stops taking work, finishes what is in flight
+    /// within the grace period and returns. Errors only when the consumer cannot be set up.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), BusError> {
+        let Worker {
+            bus,
+            config,
+            handler,
+            health,
+        } = self;
+        let ready = health.latch(&config.name);
+        health.watch_connection(bus.client());
+        let spec = config.consumer_spec();
+        let job = Arc::new(process::Job::new(&bus, &config, handler, &health));
+        let permits = Arc::new(Semaphore::new(config.concurrency));
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+
+        let mut first = true;
+        'run: loop {
+            if !first {
+                // The message stream ended or failed: pause briefly and bind again.
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break 'run,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            let bound = match bus.ensure_consumer(&spec).await {
+                Ok((consumer, reconciled)) => {
+                    tracing::info!(worker = %config.name, consumer = %reconciled, "consumer bound");
+                    consumer
+                }
+                Err(e) if first => return Err(e),
+                Err(e) => {
+                    tracing::warn!(worker = %config.name, error = %e, "binding consumer failed; retrying");
+                    continue;
+                }
+            };
+            first = false;
+            let mut messages = match bound
+                .stream()
+                .max_messages_per_batch(config.concurrency)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+            {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(worker = %config.name, error = %e, "pulling failed; retrying");
+                    continue;
+                }
+            };
+            ready.set(true);
+            loop {
+                let permit = tokio::select! {
+                    biased;
+                    () = &mut shutdown => {
+                        process::release_buffered(&mut messages).await;
+                        break 'run;
+                    }
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break 'run,
+                    },
+                };
+                let next = tokio::select! {
+                    biased;
+                    () = &mut shutdown => {
+                        process::release_buffered(&mut messages).await;
+                        break 'run;
+                    }
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        let job = job.clone();
+                        tasks.spawn(async move {
+                            job.process(message).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(e))
+                        if e.kind()
+                            == async_nats::jetstream::consumer::pull::MessagesErrorKind::MissingHeartbeat =>
+                    {
+                        tracing::debug!(worker = %config.name, "missed a heartbeat; still pulling");
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(worker = %config.name, error = %e, "message stream failed; rebinding");
+                        break;
+                    }
+                    None => break,
+                }
+                while tasks.try_join_next().is_some() {}
+            }
+            ready.set(false);
+        }
+        ready.set(false);
+        drain(&config, tasks).await;
+        Ok(())
+    }
+}
+
+/// Waits for in-flight events up to the grace period; what is left is abandoned unacked and
+/// will be redelivered to another replica.
+async fn drain(config: &WorkerConfig, mut tasks: JoinSet<()>) {
+    let in_flight = tasks.len();
+    if in_flight > 0 {
+        tracing::info!(worker = %config.name, in_flight, grace = ?config.grace, "draining");
+    }
+    let finished = tokio::time::timeout(config.grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            worker = %config.name,
+            abandoned = tasks.len(),
+            "grace period over; abandoning in-flight events, they will be redelivered"
+        );
+        tasks.abort_all();
+    }
+    tracing::info!(worker = %config.name, "stopped");
+}

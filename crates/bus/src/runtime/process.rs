@@ -1,0 +1,312 @@
+//! Handling one delivery: filter, decode, run the handler with progress acks, publish, ack.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{AckKind, Message};
+use futures::FutureExt;
+use tracing::Instrument;
+
+use super::{Ctx, Handler, WorkerConfig, dlq};
+use crate::envelope::{Event, Outgoing, header};
+use crate::error::HandlerError;
+use crate::health::{FailureLabels, Health, Metrics, WorkerLabel};
+use crate::publish::Publisher;
+use crate::subject;
+use crate::topology::Bus;
+
+/// Why an attempt did not complete.
+enum Failure {
+    Handler(HandlerError),
+    Panic(String),
+}
+
+/// Everything a delivery needs, shared by the tasks of one worker.
+pub(super) struct Job<H> {
+    name: Arc<str>,
+    label: WorkerLabel,
+    config: WorkerConfig,
+    handler: Arc<H>,
+    publisher: Publisher,
+    dlq_subject: String,
+    /// Set when the consumer takes more than the worker's subjects (several filters on a
+    /// server without multi-filter consumers): what does not match is acked unhandled.
+    client_filter: Option<Vec<String>>,
+    health: Health,
+}
+
+impl<H: Handler> Job<H> {
+    pub(super) fn new(bus: &Bus, config: &WorkerConfig, handler: Arc<H>, health: &Health) -> Self {
+        let spec = config.consumer_spec();
+        let patterns = spec.patterns(bus.names());
+        let client_filter =
+            (patterns.len() > 1 && !bus.supports_multi_filter()).then_some(patterns);
+        Job {
+            name: Arc::from(config.name.as_str()),
+            label: Metrics::worker(&config.name),
+            config: config.clone(),
+            handler,
+            publisher: bus.publisher(&config.name),
+            dlq_subject: format!(
+                "{}.{}",
+                bus.names().dlq_prefix,
+                subject::sanitize_key(&config.name)
+            ),
+            client_filter,
+            health: health.clone(),
+        }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        self.health.metrics()
+    }
+
+    pub(super) async fn process(&self, message: Message) {
+        let started = Instant::now();
+        let (delivered, stream_seq) = match message.info() {
+            Ok(info) => (info.delivered.max(1) as u64, info.stream_sequence),
+            Err(_) => (1, 0),
+        };
+        if delivered > 1 {
+            self.metrics().redelivered.get_or_create(&self.label).inc();
+        }
+        if self.skips(&message) {
+            self.metrics().skipped.get_or_create(&self.label).inc();
+            ack(&message, AckKind::Ack).await;
+            return;
+        }
+        let span = tracing::info_span!(
+            "handle",
+            worker = %self.name,
+            subject = %message.subject,
+            event_id = tracing::field::Empty,
+            event_type = tracing::field::Empty,
+            change_id = tracing::field::Empty,
+            stream_seq,
+            delivered,
+        );
+        let event = match Event::from_parts(
+            &message.subject,
+            message.headers.as_ref(),
+            message.payload.clone(),
+        ) {
+            Ok(event) => event,
+            Err(e) => {
+                let _enter = span.enter();
+                self.count_failure("envelope");
+                self.give_up(
+                    &message,
+                    delivered,
+                    stream_seq,
+                    &e.to_string(),
+                    AckKind::Term,
+                )
+                .await;
+                return;
+            }
+        };
+        span.record("event_id", event.id.as_str());
+        span.record("event_type", event.event_type());
+        if let Some(change_id) = &event.change_id {
+            span.record("change_id", change_id.as_str());
+        }
+        crate::trace::set_parent(&span, &event.headers);
+        self.attempt(&message, event, delivered, stream_seq)
+            .instrument(span)
+            .await;
+        self.metrics()
+            .duration
+            .get_or_create(&self.label)
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn skips(&self, message: &Message) -> bool {
+        if let Some(patterns) = &self.client_filter
+            && !patterns
+                .iter()
+                .any(|p| subject::matches(p, &message.subject))
+        {
+            return true;
+        }
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(header::RETRY_FOR))
+            .is_some_and(|target| target.as_str() != &*self.name)
+    }
+
+    async fn attempt(&self, message: &Message, event: Event, delivered: u64, stream_seq: u64) {
+        if delivered as i64 > self.config.max_deliver {
+            let reason = format!(
+                "no attempt finished in {} deliveries (the worker stopped, or exceeded the ack wait of {}, while handling it)",
+                self.config.max_deliver,
+                humantime::format_duration(self.config.ack_wait)
+            );
+            self.count_failure("unfinished");
+            self.give_up(message, delivered, stream_seq, &reason, AckKind::Ack)
+                .await;
+            return;
+        }
+        let ctx = Ctx {
+            worker: self.name.clone(),
+            publisher: self.publisher.clone(),
+            delivered,
+            stream_seq,
+        };
+        match self.run_handler(message, event.clone(), ctx).await {
+            Ok(outputs) => match self.publisher.publish_all(outputs, Some(&event)).await {
+                Ok(published) => {
+                    ack(message, AckKind::Ack).await;
+                    self.metrics().handled.get_or_create(&self.label).inc();
+                    tracing::debug!(outputs = published.len(), "handled");
+                }
+                Err(e) => {
+                    self.retry_or_give_up(
+                        message,
+                        delivered,
+                        stream_seq,
+                        "publish",
+                        &e.to_string(),
+                    )
+                    .await;
+                }
+            },
+            Err(Failure::Handler(e)) if e.is_retryable() => {
+                self.retry_or_give_up(
+                    message,
+                    delivered,
+                    stream_seq,
+                    e.metric_label(),
+                    e.message(),
+                )
+                .await;
+            }
+            Err(Failure::Handler(e)) => {
+                self.count_failure(e.metric_label());
+                self.give_up(message, delivered, stream_seq, e.message(), AckKind::Term)
+                    .await;
+            }
+            Err(Failure::Panic(text)) => {
+                let reason = format!("handler panicked: {text}");
+                self.retry_or_give_up(message, delivered, stream_seq, "panic", &reason)
+                    .await;
+            }
+        }
+    }
+
+    /// Runs the handler, sending progress acks so a long handler keeps its event, and turning a
+    /// panic into a failure instead of a dead worker.
+    async fn run_handler(
+        &self,
+        message: &Message,
+        event: Event,
+        ctx: Ctx,
+    ) -> Result<Vec<Outgoing>, Failure> {
+        let work = AssertUnwindSafe(self.handler.handle(event, ctx)).catch_unwind();
+        tokio::pin!(work);
+        let every = (self.config.ack_wait / 3).max(Duration::from_millis(100));
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                result = &mut work => {
+                    return match result {
+                        Ok(Ok(outputs)) => Ok(outputs),
+                        Ok(Err(e)) => Err(Failure::Handler(e)),
+                        Err(panic) => Err(Failure::Panic(panic_text(panic.as_ref()))),
+                    };
+                }
+                _ = progress.tick() => ack(message, AckKind::Progress).await,
+            }
+        }
+    }
+
+    async fn retry_or_give_up(
+        &self,
+        message: &Message,
+        delivered: u64,
+        stream_seq: u64,
+        label: &str,
+        reason: &str,
+    ) {
+        self.count_failure(label);
+        if delivered as i64 >= self.config.max_deliver {
+            let reason = format!("{reason} (gave up after {delivered} attempts)");
+            self.give_up(message, delivered, stream_seq, &reason, AckKind::Ack)
+                .await;
+            return;
+        }
+        let delay = self.config.backoff_after(delivered);
+        tracing::warn!(error = %reason, retry_in = ?delay, "attempt failed; will retry");
+        ack(message, AckKind::Nak(Some(delay))).await;
+    }
+
+    /// Copies the message to the dead-letter stream, then settles it with `settle`. If the copy
+    /// cannot be stored the message is nak'd instead, so nothing is lost.
+    async fn give_up(
+        &self,
+        message: &Message,
+        delivered: u64,
+        stream_seq: u64,
+        reason: &str,
+        settle: AckKind,
+    ) {
+        let letter = dlq::Letter {
+            worker: &self.name,
+            reason,
+            delivered,
+            stream_seq,
+        };
+        match dlq::send(&self.publisher, &self.dlq_subject, message, &letter).await {
+            Ok(()) => {
+                tracing::error!(error = %reason, dlq = %self.dlq_subject, "event dead-lettered");
+                self.metrics()
+                    .dead_lettered
+                    .get_or_create(&self.label)
+                    .inc();
+                ack(message, settle).await;
+            }
+            Err(e) => {
+                let delay = self.config.backoff_after(delivered);
+                tracing::error!(error = %e, retry_in = ?delay, "could not dead-letter; will retry");
+                ack(message, AckKind::Nak(Some(delay))).await;
+            }
+        }
+    }
+
+    fn count_failure(&self, reason: &str) {
+        self.metrics()
+            .failed
+            .get_or_create(&FailureLabels {
+                worker: self.name.to_string(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Sends an ack of `kind`; a lost ack only means a redelivery, whose outputs are duplicates.
+async fn ack(message: &Message, kind: AckKind) {
+    if let Err(e) = message.ack_with(kind).await {
+        tracing::warn!(error = %e, "ack failed; the event may be redelivered");
+    }
+}
+
+/// Hands back messages fetched but not started, so another replica takes them now instead
+/// of after the ack wait.
+pub(super) async fn release_buffered(messages: &mut async_nats::jetstream::consumer::pull::Stream) {
+    use futures::StreamExt;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(20), messages.next()).await
+    {
+        ack(&message, AckKind::Nak(None)).await;
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
