@@ -1,1 +1,82 @@
+//! Logging and tracing set-up shared by every Flotilla binary.
+//!
+//! - Logs go to stderr, filtered by `RUST_LOG` (default `info`); `FLOTILLA_LOG_FORMAT=json`
+//!   switches to one JSON object a line.
+//! - Spans always carry W3C trace context, so a trace flows across workers through the
+//!   `traceparent` header even when nothing is exported.
+//! - `OTEL_EXPORTER_OTLP_ENDPOINT` (OTLP over HTTP/protobuf) turns span export on;
+//!   `OTEL_SERVICE_NAME` overrides the service name.
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid RUST_LOG: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("a global subscriber is already set: {0}")]
+    Init(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Flushes exported spans when dropped; keep it alive for the life of `main`.
+#[must_use = "dropping the guard stops span export"]
+#[derive(Debug)]
+pub struct Guard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Installs the global subscriber for `service` (e.g. `env-manager`). `default_filter` applies
+/// when `RUST_LOG` is unset (`info` for workers, `warn` for the CLI).
+pub fn init(service: &str, default_filter: &str) -> Result<Guard, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let service_name =
+        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| format!("flotilla-{service}"));
+    let resource = Resource::builder().with_service_name(service_name).build();
+    let mut provider = SdkTracerProvider::builder().with_resource(resource);
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        // The exporter reads the endpoint and headers from the standard OTEL_* variables.
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()?;
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    let tracer = provider.tracer("flotilla");
+    opentelemetry::global::set_tracer_provider(provider.clone());
+
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.is_empty() => EnvFilter::try_new(value)?,
+        _ => EnvFilter::try_new(default_filter)?,
+    };
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    if std::env::var("FLOTILLA_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()?;
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()?;
+    }
+    Ok(Guard { provider })
+}
