@@ -381,6 +381,8 @@ impl ConsumerSpec {
         consumer::pull::Config {
             durable_name: Some(self.name.clone()),
             description: Some(format!("Flotilla worker {}", self.name)),
+            // A new worker starts with the events that follow its creation (`flotilla init`
+            // creates every worker's consumer before events flow), not a week of history.
             deliver_policy: consumer::DeliverPolicy::New,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.ack_wait,

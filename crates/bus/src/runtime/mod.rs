@@ -22,7 +22,7 @@ pub use config::{WorkerArgs, WorkerConfig};
 
 use crate::envelope::{Event, Outgoing};
 use crate::error::{BusError, HandlerError};
-use crate::health::Health;
+use crate::health::{Health, Ready};
 use crate::publish::Publisher;
 use crate::topology::Bus;
 
@@ -69,15 +69,21 @@ pub struct Worker<H> {
     config: WorkerConfig,
     handler: Arc<H>,
     health: Health,
+    ready: Ready,
 }
 
 impl<H: Handler> Worker<H> {
+    /// Registers the worker's readiness latch (unset) at once, so a probe never reports ready
+    /// before the worker has bound its consumer.
     pub fn new(bus: Bus, config: WorkerConfig, handler: H, health: Health) -> Self {
+        let ready = health.latch(&config.name);
+        health.watch_connection(bus.client());
         Worker {
             bus,
             config,
             handler: Arc::new(handler),
             health,
+            ready,
         }
     }
 
@@ -89,9 +95,8 @@ impl<H: Handler> Worker<H> {
             config,
             handler,
             health,
+            ready,
         } = self;
-        let ready = health.latch(&config.name);
-        health.watch_connection(bus.client());
         let spec = config.consumer_spec();
         let job = Arc::new(process::Job::new(&bus, &config, handler, &health));
         let permits = Arc::new(Semaphore::new(config.concurrency));

@@ -1,0 +1,135 @@
+//! Shared fixtures of the bus's component tests: a private server with Flotilla's streams, an
+//! in-process worker, and reading back what was stored.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use async_nats::jetstream::consumer::{self, DeliverPolicy};
+use flotilla_bus::topology::StreamLimits;
+use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker, WorkerConfig};
+use flotilla_proto::v1::Build;
+use flotilla_testing::NatsServer;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+/// A private server with FLOTILLA, FLOTILLA_DLQ and the env registry.
+pub async fn setup() -> Result<(NatsServer, Bus)> {
+    // Logs show up under a failing test only.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
+        .with_test_writer()
+        .try_init();
+    let server = NatsServer::start();
+    let bus = Bus::new(server.connect().await, Names::default());
+    bus.ensure_streams(&StreamLimits::default()).await?;
+    Ok((server, bus))
+}
+
+/// A worker config with test-friendly timings.
+pub fn config(name: &str, subjects: &[&str]) -> WorkerConfig {
+    let mut config = WorkerConfig::new(name, subjects);
+    config.backoff = Duration::from_millis(50);
+    config.max_deliver = 3;
+    config.grace = Duration::from_secs(5);
+    config
+}
+
+/// A worker running in a task until the token is cancelled.
+pub struct Running {
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), flotilla_bus::BusError>>,
+    pub health: Health,
+}
+
+impl Running {
+    pub async fn shutdown(self) -> Result<()> {
+        self.stop.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// Starts `handler` as worker `config` and returns once its consumer is bound.
+pub async fn run(bus: &Bus, config: WorkerConfig, handler: impl Handler) -> Result<Running> {
+    let stop = CancellationToken::new();
+    let health = Health::new();
+    let worker = Worker::new(bus.clone(), config, handler, health.clone());
+    let task = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    for _ in 0..200 {
+        if health.not_ready().is_none() {
+            return Ok(Running { stop, task, health });
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("worker never became ready: {:?}", health.not_ready())
+}
+
+pub fn build(change_id: &str) -> Build {
+    Build {
+        change_id: change_id.into(),
+        app: "ping".into(),
+        version: "v20240101120000-1a2b3c4".into(),
+        ..Default::default()
+    }
+}
+
+pub async fn publish_build(bus: &Bus, event_type: &str, change_id: &str) -> Result<Published> {
+    let event = Outgoing::new(event_type, change_id, &build(change_id))?.with_change_id(change_id);
+    Ok(bus.publisher("test").publish(event).await?)
+}
+
+/// The raw messages stored under `filter` in `stream`, waiting up to `within` for `want`.
+pub async fn stored_raw(
+    bus: &Bus,
+    stream: &str,
+    filter: &str,
+    want: usize,
+    within: Duration,
+) -> Result<Vec<async_nats::jetstream::Message>> {
+    let stream = bus
+        .jetstream()
+        .get_stream(stream)
+        .await
+        .context("get stream")?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                filter_subject: filter.to_owned(),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(10_000)
+            .expires(Duration::from_millis(300))
+            .messages()
+            .await?;
+        let mut messages = Vec::new();
+        while let Some(message) = batch.next().await {
+            messages.push(message.map_err(|e| anyhow!(e))?);
+        }
+        if messages.len() >= want || tokio::time::Instant::now() >= deadline {
+            return Ok(messages);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The events stored under `filter` on the main stream.
+pub async fn stored(bus: &Bus, filter: &str, want: usize, within: Duration) -> Result<Vec<Event>> {
+    stored_raw(bus, "FLOTILLA", filter, want, within)
+        .await?
+        .iter()
+        .map(|m| {
+            Ok(Event::from_parts(
+                &m.subject,
+                m.headers.as_ref(),
+                m.payload.clone(),
+            )?)
+        })
+        .collect()
+}
