@@ -9,7 +9,7 @@ use async_nats::jetstream::message::PublishMessage;
 use futures::future::try_join_all;
 use uuid::Uuid;
 
-use crate::envelope::{self, Event, Outgoing, header};
+use crate::envelope::{self, Event, Outgoing, codec, header};
 use crate::error::BusError;
 use crate::topology::Bus;
 
@@ -110,24 +110,28 @@ impl Publisher {
     fn headers(&self, event: &Outgoing, id: &str, cause: Option<&Event>) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(header::SPECVERSION, envelope::SPECVERSION);
-        headers.insert(header::ID, id);
-        headers.insert(header::SOURCE, &*self.source);
+        headers.insert(header::ID, codec::encode(id).as_ref());
+        headers.insert(header::SOURCE, codec::encode(&self.source).as_ref());
         headers.insert(header::TYPE, event.spec.ce_type().as_str());
         headers.insert(header::TIME, envelope::now_rfc3339().as_str());
         headers.insert(header::SUBJECT, event.key.as_str());
         headers.insert(header::CONTENT_TYPE, event.content_type.as_str());
+        headers.insert(
+            header::DATACONTENTTYPE,
+            codec::encode(&event.content_type).as_ref(),
+        );
         let change_id = event
             .change_id
             .as_deref()
             .or_else(|| cause.and_then(|c| c.change_id.as_deref()));
         if let Some(change_id) = change_id {
-            headers.insert(header::CHANGE_ID, change_id);
+            headers.insert(header::CHANGE_ID, codec::encode(change_id).as_ref());
         }
         for (name, value) in &event.extra_headers {
             headers.insert(*name, value.as_str());
         }
         crate::trace::inject(&mut headers, cause.map(|c| &c.headers));
-        headers.insert(header::MSG_ID, id);
+        headers.insert(header::MSG_ID, codec::encode(id).as_ref());
         headers
     }
 

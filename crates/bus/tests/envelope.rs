@@ -42,6 +42,11 @@ async fn protobuf_event_round_trips_with_cloudevents_headers() -> Result<()> {
         header(message, "content-type"),
         Some("application/protobuf; proto=flotilla.v1.Build")
     );
+    assert_eq!(
+        header(message, "ce-datacontenttype"),
+        Some("application/protobuf;%20proto=flotilla.v1.Build"),
+        "every attribute is a ce- header, percent-encoded"
+    );
     let time = header(message, "ce-time").context("ce-time")?;
     time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
         .context("ce-time is RFC 3339")?;
@@ -106,5 +111,31 @@ async fn a_consumer_with_only_the_proto_files_decodes_a_published_event() -> Res
         decoded.get_field_by_name("change_id").as_deref(),
         Some(&Value::String("ping-v3".into()))
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn attribute_values_outside_printable_ascii_are_percent_encoded_and_decoded_back()
+-> Result<()> {
+    let (_server, bus) = common::setup().await?;
+    let event = Outgoing::new("build.started", "k", &common::build("k"))?
+        .with_id("delivery 42 \u{20AC}")
+        .with_change_id("ping \"v1\"");
+    bus.publisher("test").publish(event).await?;
+    let stored =
+        common::stored_raw(&bus, "FLOTILLA", "flotilla.>", 1, Duration::from_secs(2)).await?;
+    let message = stored.first().context("stored")?;
+    assert_eq!(header(message, "ce-id"), Some("delivery%2042%20%E2%82%AC"));
+    assert_eq!(
+        header(message, "flotilla-change-id"),
+        Some("ping%20%22v1%22")
+    );
+    let event = Event::from_parts(
+        &message.subject,
+        message.headers.as_ref(),
+        message.payload.clone(),
+    )?;
+    assert_eq!(event.id, "delivery 42 \u{20AC}");
+    assert_eq!(event.change_id.as_deref(), Some("ping \"v1\""));
     Ok(())
 }

@@ -3,7 +3,11 @@
 //! Attributes travel as `ce-*` headers, the data as the message payload, and `content-type`
 //! names the protobuf message (`application/protobuf; proto=flotilla.v1.Build`) so any consumer
 //! with `proto/` can decode it, or is `application/json` for events published as JSON.
-//! Header names are lowercase everywhere: NATS header lookup is case-sensitive.
+//! Attribute values are percent-encoded as the binding requires ([`codec`]). Flotilla writes
+//! lowercase header names and reads any case. Structured mode is read too ([`structured`]).
+
+pub mod codec;
+mod structured;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -25,6 +29,9 @@ pub mod header {
     pub const TIME: &str = "ce-time";
     pub const SUBJECT: &str = "ce-subject";
     pub const CONTENT_TYPE: &str = "content-type";
+    /// The binding maps every attribute to `ce-<name>`, `datacontenttype` included; Flotilla
+    /// sends it beside `content-type` and reads either.
+    pub const DATACONTENTTYPE: &str = "ce-datacontenttype";
     pub const CHANGE_ID: &str = "flotilla-change-id";
     pub const TRACEPARENT: &str = "traceparent";
     pub const TRACESTATE: &str = "tracestate";
@@ -82,16 +89,25 @@ pub struct Event {
 }
 
 impl Event {
-    /// Reads the envelope of a NATS message. Fails when a required attribute is missing.
+    /// Reads the envelope of a NATS message, binary or structured mode. Fails when a required
+    /// attribute is missing or badly encoded.
     pub fn from_parts(
         subject: &str,
         headers: Option<&HeaderMap>,
         payload: Bytes,
     ) -> Result<Event, BusError> {
         let headers = headers.cloned().unwrap_or_default();
-        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        let content_type = codec::get(&headers, header::CONTENT_TYPE);
+        if content_type.is_some_and(structured::is_structured) {
+            return Event::from_structured(subject, headers, &payload);
+        }
+        let get = |name: &str| -> Result<Option<String>, BusError> {
+            codec::get(&headers, name)
+                .map(|raw| codec::decode(raw).map(|v| v.into_owned()))
+                .transpose()
+        };
         let require = |name: &str| {
-            get(name)
+            get(name)?
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| BusError::Envelope(format!("missing header `{name}`")))
         };
@@ -101,16 +117,45 @@ impl Event {
                 "unsupported ce-specversion `{specversion}` (expected {SPECVERSION})"
             )));
         }
+        let content_type = match content_type {
+            Some(ct) => ct.to_owned(),
+            None => get(header::DATACONTENTTYPE)?.unwrap_or_default(),
+        };
         Ok(Event {
             subject: subject.to_owned(),
             id: require(header::ID)?,
             source: require(header::SOURCE)?,
             ce_type: require(header::TYPE)?,
-            time: get(header::TIME),
-            key: get(header::SUBJECT).unwrap_or_default(),
-            change_id: get(header::CHANGE_ID).filter(|v| !v.is_empty()),
-            content_type: get(header::CONTENT_TYPE).unwrap_or_default(),
+            time: get(header::TIME)?,
+            key: get(header::SUBJECT)?.unwrap_or_default(),
+            change_id: get(header::CHANGE_ID)?.filter(|v| !v.is_empty()),
+            content_type,
             payload,
+            headers,
+        })
+    }
+
+    fn from_structured(
+        subject: &str,
+        headers: HeaderMap,
+        payload: &[u8],
+    ) -> Result<Event, BusError> {
+        let event = structured::parse(payload)?;
+        let change_id = codec::get(&headers, header::CHANGE_ID)
+            .map(codec::decode)
+            .transpose()?
+            .map(|v| v.into_owned())
+            .filter(|v| !v.is_empty());
+        Ok(Event {
+            subject: subject.to_owned(),
+            id: event.id,
+            source: event.source,
+            ce_type: event.ce_type,
+            time: event.time,
+            key: event.subject.unwrap_or_default(),
+            change_id,
+            content_type: event.content_type,
+            payload: event.data,
             headers,
         })
     }
