@@ -1,1 +1,92 @@
-fn main() {}
+//! `flotilla`: the command line of Flotilla's event bus.
+//!
+//! Each subcommand is a module with its clap arguments and an async `run`. This file parses the
+//! command line, sets up logging (stderr; command output goes to stdout) and turns errors into
+//! exit codes: 64 usage or config, 65 bad input data, 69 NATS unreachable, 1 anything else.
+
+mod dlq;
+mod error;
+mod events;
+mod init;
+mod publish;
+mod render;
+mod replay;
+mod tail;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use flotilla_bus::{Bus, Names, NatsArgs};
+
+use crate::error::CliError;
+
+/// Set up and inspect Flotilla's event bus on NATS JetStream.
+///
+/// Flotilla's workers talk only through events stored in the JetStream stream FLOTILLA
+/// (subjects `flotilla.<domain>.<event>.<key>`). This tool creates the streams and consumers,
+/// publishes events by hand, follows and replays what was stored, and puts dead letters back.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, after_long_help = EXAMPLES)]
+struct Cli {
+    #[command(flatten, next_help_heading = "NATS connection (every command)")]
+    nats: NatsArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  flotilla init
+  echo '{\"changeId\":\"ping-v1\",\"app\":\"ping\",\"version\":\"v1\"}' | flotilla publish build.started ping-v1
+  flotilla tail 'build.>' --json
+  flotilla replay 'env.>' --since 1h --to flotilla.replay
+  flotilla dlq list";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Init(init::Args),
+    Publish(publish::Args),
+    Tail(tail::Args),
+    Replay(replay::Args),
+    #[command(subcommand)]
+    Dlq(dlq::Command),
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // `--help` and `--version` arrive as "errors" meant for stdout.
+            return ExitCode::from(if e.use_stderr() { error::EX_USAGE } else { 0 });
+        }
+    };
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let _telemetry = flotilla_telemetry::init("cli", "warn")
+        .map_err(|e| CliError::Usage(format!("logging: {e}")))?;
+    let nats = &cli.nats;
+    match cli.command {
+        Command::Init(args) => init::run(nats, args).await,
+        Command::Publish(args) => publish::run(nats, args).await,
+        Command::Tail(args) => tail::run(nats, args).await,
+        Command::Replay(args) => replay::run(nats, args).await,
+        Command::Dlq(command) => dlq::run(nats, command).await,
+    }
+}
+
+/// Connects to the bus under its default names. Each command connects after checking what it
+/// can without NATS, so e.g. bad event data is reported as such even while NATS is down.
+async fn connect(nats: &NatsArgs) -> Result<Bus, CliError> {
+    let client = nats.connect("flotilla-cli").await?;
+    Ok(Bus::new(client, Names::default()))
+}

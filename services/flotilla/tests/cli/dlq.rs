@@ -1,0 +1,129 @@
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use flotilla_bus::envelope::header;
+use flotilla_bus::runtime::{Ctx, Worker, WorkerConfig};
+use flotilla_bus::{Bus, Event, HandlerError, Health, Names, Outgoing};
+use flotilla_testing::NatsServer;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::support::{Cli, eventually, jetstream, message_count};
+
+const WORKER: &str = "sync-watcher";
+
+async fn refuse(_event: Event, _ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
+    Err(HandlerError::permanent("the cluster refused the env"))
+}
+
+/// Runs the sync-watcher with a handler that always fails permanently, publishes an
+/// `env.requested` event for it, and returns the dead letter as `dlq list --json` shows it once
+/// the runtime has written it. The worker is stopped again, so a retry stays put.
+async fn dead_letter(server: &NatsServer, cli: &Cli) -> Result<(Value, Value)> {
+    cli.init().await?;
+    let bus = Bus::new(server.connect().await, Names::default());
+    let config = WorkerConfig::for_worker(WORKER).context("a known worker")?;
+    let worker = Worker::new(bus, config, refuse, Health::new());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+
+    let receipt = cli
+        .publish("env.requested", "pr-ping-7", &json!({"env": "pr-ping-7"}))
+        .await?;
+    let letter = eventually("a dead letter", Duration::from_secs(20), || async {
+        let listed = cli.run(&["dlq", "list", "--json"]).await?.success()?;
+        Ok(listed.json_lines()?.into_iter().next())
+    })
+    .await?;
+
+    let _ = stop.send(());
+    running.await??;
+    Ok((receipt, letter))
+}
+
+#[tokio::test]
+async fn dlq_list_shows_the_dead_letter_of_a_failing_worker() -> Result<()> {
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+
+    let (receipt, letter) = dead_letter(&server, &cli).await?;
+
+    assert_eq!(letter["seq"], 1);
+    assert_eq!(letter["worker"], WORKER);
+    assert_eq!(letter["subject"], "flotilla.env.requested.pr-ping-7");
+    assert_eq!(letter["deliveries"], 1);
+    assert_eq!(letter["reason"], "the cluster refused the env");
+    assert_eq!(letter["id"], receipt["id"]);
+    assert_eq!(letter["stream_seq"], receipt["seq"]);
+    let table = cli.run(&["dlq", "list"]).await?.success()?;
+    let lines = table.lines();
+    assert_eq!(lines.len(), 2, "a heading and one letter: {lines:?}");
+    for part in [
+        WORKER,
+        "flotilla.env.requested.pr-ping-7",
+        "the cluster refused the env",
+    ] {
+        assert!(lines[1].contains(part), "{part} missing from {}", lines[1]);
+    }
+    let other = cli
+        .run(&["dlq", "list", "--worker", "reaper", "--json"])
+        .await?
+        .success()?;
+    assert_eq!(other.stdout, "", "the reaper has no dead letters");
+    Ok(())
+}
+
+#[tokio::test]
+async fn dlq_retry_puts_the_letter_back_for_its_worker_and_removes_it() -> Result<()> {
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+    let (receipt, letter) = dead_letter(&server, &cli).await?;
+    let dlq_seq = letter["seq"].to_string();
+
+    let run = cli.run(&["dlq", "retry", &dlq_seq]).await?.success()?;
+
+    assert!(
+        run.stdout.contains(&format!("retried dlq {dlq_seq}")),
+        "{}",
+        run.stdout
+    );
+    let js = jetstream(&server).await;
+    let events = js.get_stream("FLOTILLA").await?;
+    let retried = events
+        .get_last_raw_message_by_subject("flotilla.env.requested.pr-ping-7")
+        .await?;
+    assert_ne!(
+        Some(retried.sequence),
+        receipt["seq"].as_u64(),
+        "a new copy"
+    );
+    let get = |name: &str| retried.headers.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(get(header::RETRY_FOR).as_deref(), Some(WORKER));
+    assert_eq!(get(header::ID).as_deref(), receipt["id"].as_str());
+    assert_eq!(get(header::MSG_ID), Some(format!("retry:{dlq_seq}")));
+    for dlq_header in [header::DLQ_SUBJECT, header::DLQ_REASON, header::DLQ_WORKER] {
+        assert_eq!(
+            get(dlq_header),
+            None,
+            "{dlq_header} was copied onto the retry"
+        );
+    }
+    assert_eq!(message_count(&js, "FLOTILLA_DLQ").await?, 0);
+    assert_eq!(
+        cli.run(&["dlq", "list", "--json"]).await?.success()?.stdout,
+        ""
+    );
+
+    // It is gone, so a second retry of the same letter has nothing to put back.
+    let again = cli.run(&["dlq", "retry", &dlq_seq]).await?;
+    assert_eq!(again.code(), Some(1), "{}", again.stderr);
+    assert!(
+        again.stderr.contains(&format!("no dead letter {dlq_seq}")),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(message_count(&js, "FLOTILLA").await?, 2);
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of the `flotilla` binary: each test starts its own nats-server, runs the
+//! real binary against it and checks what JetStream stored.
+//!
+//! One test crate with a module per command, so the suite links once and its tests run in
+//! parallel.
+
+mod dlq;
+mod init;
+mod publish;
+mod replay;
+mod support;
+mod tail;
+mod usage;
