@@ -92,7 +92,8 @@ pub async fn run_worker<H: Handler>(
         .await;
     shutdown.cancel();
     let _ = http.await;
-    // Push out acks still buffered in the client before the process exits.
-    let _ = client.flush().await;
+    // Push out acks still buffered in the client before the process exits; bounded, because
+    // with the server gone a flush waits for a reconnect.
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     result
 }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use flotilla_bus::NatsArgs;
 use flotilla_bus::runtime::WorkerConfig;
 use flotilla_bus::topology::{Reconciled, StreamLimits, WORKERS};
+use flotilla_bus::{Bus, NatsArgs};
 
 use crate::error::CliError;
 use crate::render::Output;
@@ -17,6 +17,7 @@ use crate::render::Output;
 /// durable consumer per worker. Prints one line per object: created, updated (with what
 /// changed) or unchanged.
 #[derive(Debug, clap::Args)]
+#[group(id = "stream-limits")]
 #[command(after_help = "Examples:
   flotilla init
   flotilla init --max-age 14d --max-bytes 10GiB
@@ -39,7 +40,7 @@ pub struct Args {
 }
 
 impl Args {
-    fn limits(&self) -> Result<StreamLimits, CliError> {
+    pub fn limits(&self) -> Result<StreamLimits, CliError> {
         // The server refuses a duplicate window longer than the stream keeps messages (0 keeps
         // them forever); saying so here names the flags involved.
         for (flag, age) in [
@@ -73,8 +74,14 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
     let limits = args.limits()?;
     let bus = crate::connect(nats).await?;
     let mut out = Output::live();
+    reconcile(&bus, &limits, &mut out).await?;
+    out.finish()
+}
+
+/// Creates or updates everything the bus needs, one line of `out` per object.
+pub async fn reconcile(bus: &Bus, limits: &StreamLimits, out: &mut Output) -> Result<(), CliError> {
     let kv_stream = format!("KV_{}", bus.names().envs_bucket);
-    for reconciled in bus.ensure_streams(&limits).await? {
+    for reconciled in bus.ensure_streams(limits).await? {
         // The bucket is stored as a stream, but people know it by its bucket name.
         let line = match name_of(&reconciled) {
             name if name == kv_stream => {
@@ -90,7 +97,7 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
         let (_, reconciled) = bus.ensure_consumer(&spec).await?;
         out.line(describe("consumer", worker, &reconciled))?;
     }
-    out.finish()
+    Ok(())
 }
 
 fn name_of(reconciled: &Reconciled) -> &str {

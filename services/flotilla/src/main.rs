@@ -8,10 +8,13 @@ mod dlq;
 mod error;
 mod events;
 mod init;
+mod local_nats;
 mod publish;
 mod render;
 mod replay;
+mod signals;
 mod tail;
+mod up;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,7 @@ struct Cli {
 }
 
 const EXAMPLES: &str = "Examples:
+  flotilla up
   flotilla init
   echo '{\"changeId\":\"ping-v1\",\"app\":\"ping\",\"version\":\"v1\"}' | flotilla publish build.started ping-v1
   flotilla tail 'build.>' --json
@@ -43,6 +47,7 @@ const EXAMPLES: &str = "Examples:
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Up(up::Args),
     Init(init::Args),
     Publish(publish::Args),
     Tail(tail::Args),
@@ -76,6 +81,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         .map_err(|e| CliError::Usage(format!("logging: {e}")))?;
     let nats = &cli.nats;
     match cli.command {
+        Command::Up(args) => up::run(nats, args).await,
         Command::Init(args) => init::run(nats, args).await,
         Command::Publish(args) => publish::run(nats, args).await,
         Command::Tail(args) => tail::run(nats, args).await,

@@ -2,11 +2,11 @@
 
 use flotilla_bus::NatsArgs;
 use time::OffsetDateTime;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::CliError;
 use crate::events::{self, Reader, Start};
 use crate::render::Output;
+use crate::signals::Stop;
 
 /// Follow events as they are stored.
 ///
@@ -66,34 +66,6 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
                 Some(stored) => out.event(&stored, args.json)?,
                 None => return out.finish(),
             },
-        }
-    }
-}
-
-/// Ctrl-C or SIGTERM: both end a tail normally (exit 0).
-struct Stop {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Stop {
-    fn install() -> Result<Stop, CliError> {
-        let listen = |kind| {
-            signal(kind).map_err(|source| CliError::System {
-                what: "install signal handlers",
-                source,
-            })
-        };
-        Ok(Stop {
-            interrupt: listen(SignalKind::interrupt())?,
-            terminate: listen(SignalKind::terminate())?,
-        })
-    }
-
-    async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
         }
     }
 }

@@ -10,4 +10,5 @@ mod publish;
 mod replay;
 mod support;
 mod tail;
+mod up;
 mod usage;

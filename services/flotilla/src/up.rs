@@ -1,0 +1,134 @@
+//! `flotilla up`: Flotilla on one machine. Connects to NATS (starting a local nats-server when
+//! none answers), sets the bus up, serves probes and metrics, runs the workers built into this
+//! binary, and follows the events until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flotilla_bus::{Bus, Health, Names, NatsArgs, health};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::CliError;
+use crate::events::{Reader, Start};
+use crate::local_nats::{self, LocalNats};
+use crate::render::Output;
+use crate::signals::Stop;
+
+/// Run Flotilla on this machine.
+///
+/// Connects to NATS_URL; when nothing answers there and it is a loopback address, starts
+/// nats-server (from PATH) on that port with its store under --data-dir. Then creates or
+/// updates the streams, bucket and consumers (as `flotilla init`), serves /healthz, /readyz and
+/// /metrics, prints where everything is, and follows the events as they flow until Ctrl-C or
+/// SIGTERM, when it stops what it started.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  flotilla up
+  NATS_URL=nats://127.0.0.1:4333 flotilla up --data-dir /tmp/flotilla
+  flotilla up --quiet")]
+pub struct Args {
+    /// Where a nats-server started here keeps its store and log.
+    #[arg(
+        long,
+        env = "FLOTILLA_DATA_DIR",
+        value_name = "DIR",
+        default_value = ".flotilla"
+    )]
+    data_dir: PathBuf,
+    /// Address serving GET /healthz, /readyz and /metrics.
+    #[arg(long, env = "FLOTILLA_HTTP_ADDR", default_value = "127.0.0.1:9090")]
+    http_addr: SocketAddr,
+    /// Do not print events as they flow.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten, next_help_heading = "Stream limits (as flotilla init)")]
+    limits: crate::init::Args,
+}
+
+pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
+    let mut stop = Stop::install()?;
+    let limits = args.limits.limits()?;
+    let (client, local) = match nats.connect("flotilla-up").await {
+        Ok(client) => (client, None),
+        Err(unreachable) => {
+            let Some(port) = local_nats::loopback_port(&nats.url) else {
+                return Err(unreachable.into());
+            };
+            let (local, client) = LocalNats::start(nats, port, &args.data_dir).await?;
+            (client, Some(local))
+        }
+    };
+    let result = serve(&client, local.as_ref(), &args, &limits, nats, &mut stop).await;
+    // Bounded: when the server is already gone, a flush would wait for a reconnect forever.
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    drop(client);
+    if let Some(local) = local {
+        local.stop().await;
+    }
+    result
+}
+
+async fn serve(
+    client: &async_nats::Client,
+    local: Option<&LocalNats>,
+    args: &Args,
+    limits: &flotilla_bus::topology::StreamLimits,
+    nats: &NatsArgs,
+    stop: &mut Stop,
+) -> Result<(), CliError> {
+    let bus = Bus::new(client.clone(), Names::default());
+    let mut out = Output::live();
+    crate::init::reconcile(&bus, limits, &mut out).await?;
+
+    let shutdown = CancellationToken::new();
+    let health = Health::new();
+    health.watch_connection(client);
+    let (addr, http) = health::serve(
+        args.http_addr,
+        health.router(),
+        shutdown.clone().cancelled_owned(),
+    )
+    .await?;
+
+    let server = match local {
+        Some(local) => format!(
+            "{} (started here; store {}, log {})",
+            nats.url,
+            local.store.display(),
+            local.log.display()
+        ),
+        None => format!("{} (already running)", nats.url),
+    };
+    out.line(format!("nats      {server}"))?;
+    out.line(format!(
+        "probes    http://{addr}/healthz  http://{addr}/readyz  http://{addr}/metrics"
+    ))?;
+    out.line("publish   flotilla publish <domain>.<event> <key> --data FILE")?;
+    out.line("ready; Ctrl-C stops")?;
+
+    let result = follow(&bus, args.quiet, &mut out, stop).await;
+    shutdown.cancel();
+    let _ = http.await;
+    out.finish()?;
+    result
+}
+
+/// Prints events as they are stored (unless quiet) until a stop signal.
+async fn follow(bus: &Bus, quiet: bool, out: &mut Output, stop: &mut Stop) -> Result<(), CliError> {
+    if quiet {
+        stop.wait().await;
+        return Ok(());
+    }
+    let filter = format!("{}.>", bus.names().prefix);
+    let mut reader = Reader::follow(bus, &bus.names().stream, &filter, Start::New).await?;
+    loop {
+        tokio::select! {
+            () = stop.wait() => return Ok(()),
+            next = reader.next() => match next? {
+                Some(stored) => out.event(&stored, false)?,
+                None => return Ok(()),
+            },
+        }
+    }
+}

@@ -1,0 +1,129 @@
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flotilla_testing::{NatsServer, free_port};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+
+use crate::support::{Cli, build};
+
+/// A running `flotilla up`.
+struct Up {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// What it printed up to "ready".
+    banner: Vec<String>,
+    http: u16,
+}
+
+impl Up {
+    async fn start(cli: &Cli, data_dir: &std::path::Path) -> Result<Up> {
+        let http = free_port();
+        let mut child = cli
+            .command(&[
+                "up",
+                "--data-dir",
+                &data_dir.display().to_string(),
+                "--http-addr",
+                &format!("127.0.0.1:{http}"),
+            ])
+            .spawn()
+            .context("start flotilla up")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("piped stdout")?).lines();
+        let mut banner = Vec::new();
+        let ready = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = stdout.next_line().await? {
+                let done = line.starts_with("ready");
+                banner.push(line);
+                if done {
+                    return Ok(());
+                }
+            }
+            bail!("up ended before it was ready")
+        });
+        ready.await.context("up never said it was ready")??;
+        Ok(Up {
+            child,
+            stdout,
+            banner,
+            http,
+        })
+    }
+
+    async fn line_containing(&mut self, text: &str) -> Result<String> {
+        let found = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(line) = self.stdout.next_line().await? {
+                if line.contains(text) {
+                    return Ok(line);
+                }
+            }
+            bail!("up closed stdout")
+        });
+        found
+            .await
+            .with_context(|| format!("up never printed {text:?}"))?
+    }
+
+    async fn terminate(mut self) -> Result<Option<i32>> {
+        let pid = self.child.id().context("up is running")?;
+        let kill = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(kill.success(), "kill -TERM {pid} failed");
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .context("up did not stop on SIGTERM")??;
+        Ok(status.code())
+    }
+}
+
+#[tokio::test]
+async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_stops_it() -> Result<()>
+{
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let data = tempfile::tempdir()?;
+    let cli = Cli::at(&url);
+    let mut up = Up::start(&cli, data.path()).await?;
+    let banner = up.banner.join("\n");
+    assert!(banner.contains("created   stream FLOTILLA"), "{banner}");
+    assert!(
+        banner.contains("created   consumer env-manager"),
+        "{banner}"
+    );
+    assert!(banner.contains(&format!("{url} (started here")), "{banner}");
+    assert!(
+        data.path().join("nats").is_dir(),
+        "store under the data dir"
+    );
+
+    let ready = reqwest::get(format!("http://127.0.0.1:{}/readyz", up.http)).await?;
+    assert_eq!(ready.status().as_u16(), 200);
+
+    cli.publish("build.started", "ping-v1", &build("ping-v1"))
+        .await?;
+    let line = up.line_containing("flotilla.build.started.ping-v1").await?;
+    assert!(line.contains("change=ping-v1"), "{line}");
+
+    assert_eq!(up.terminate().await?, Some(0));
+    let gone = async_nats::connect(url.as_str()).await;
+    assert!(
+        gone.is_err(),
+        "the nats-server started by up was stopped with it"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn up_uses_a_server_that_already_answers_and_leaves_it_running() -> Result<()> {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir()?;
+    let cli = Cli::new(&server);
+    let up = Up::start(&cli, data.path()).await?;
+    let banner = up.banner.join("\n");
+    assert!(banner.contains("(already running)"), "{banner}");
+    assert!(!data.path().join("nats").exists(), "no second server");
+    assert_eq!(up.terminate().await?, Some(0));
+    server.connect().await;
+    Ok(())
+}
