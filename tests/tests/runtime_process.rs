@@ -5,12 +5,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use async_nats::jetstream::consumer::{self, DeliverPolicy};
+use async_nats::jetstream::consumer;
 use flotilla_bus::topology::StreamLimits;
 use flotilla_bus::{Bus, Event, Names, Outgoing, Published};
 use flotilla_proto::v1::Build;
 use flotilla_testing::NatsServer;
-use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -88,36 +87,20 @@ async fn wait_for_consumer(bus: &Bus, name: &str) -> Result<()> {
 
 /// Every event stored under `filter`, waiting up to `within` for at least `want` of them.
 async fn stored(bus: &Bus, filter: &str, want: usize, within: Duration) -> Result<Vec<Event>> {
-    let stream = bus.stream().await?;
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let consumer = stream
-            .create_consumer(consumer::pull::Config {
-                filter_subject: filter.to_owned(),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await?;
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1000)
-            .expires(Duration::from_millis(300))
-            .messages()
-            .await?;
-        let mut events = Vec::new();
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| anyhow::anyhow!(e))?;
-            events.push(Event::from_parts(
-                &message.subject,
-                message.headers.as_ref(),
-                message.payload.clone(),
-            )?);
-        }
-        if events.len() >= want || tokio::time::Instant::now() >= deadline {
-            return Ok(events);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let messages =
+        flotilla_testing::stored_messages(bus.jetstream(), "FLOTILLA", filter, want, within)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    messages
+        .iter()
+        .map(|m| {
+            Ok(Event::from_parts(
+                &m.subject,
+                m.headers.as_ref(),
+                m.payload.clone(),
+            )?)
+        })
+        .collect()
 }
 
 #[tokio::test]

@@ -3,21 +3,18 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use async_nats::jetstream::consumer;
-use flotilla_bus::envelope::header;
+use common::{Calls, header};
+use flotilla_bus::envelope::header as h;
 use flotilla_bus::{Ctx, Event, HandlerError, Outgoing};
 use flotilla_proto::v1::Build;
 
-/// Counts calls and echoes `build.*` inputs as `build.succeeded`.
-fn counting(calls: &Arc<AtomicUsize>) -> Arc<AtomicUsize> {
-    calls.clone()
-}
+const SOON: Duration = Duration::from_secs(10);
 
+/// Echoes a `build.*` input as `build.succeeded`.
 fn echo(event: &Event) -> Result<Vec<Outgoing>, HandlerError> {
     let build: Build = event.decode()?;
     let out = Outgoing::new("build.succeeded", &build.change_id, &build)
@@ -25,24 +22,26 @@ fn echo(event: &Event) -> Result<Vec<Outgoing>, HandlerError> {
     Ok(vec![out])
 }
 
-fn dlq_header<'a>(message: &'a async_nats::jetstream::Message, name: &str) -> &'a str {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(name))
-        .map(|v| v.as_str())
-        .unwrap_or_default()
+/// A handler that counts its calls and always fails with `error`.
+fn failing(
+    calls: Calls,
+    error: fn() -> HandlerError,
+) -> impl Fn(Event, Ctx) -> std::future::Ready<Result<Vec<Outgoing>, HandlerError>> + Send + Sync {
+    move |_event, _ctx| {
+        calls.record();
+        std::future::ready(Err(error()))
+    }
 }
 
 #[tokio::test]
 async fn a_redelivered_input_produces_no_second_output() -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = counting(&calls);
+    let calls = Calls::default();
+    let seen = calls.clone();
     let handler = move |event: Event, ctx: Ctx| {
         let seen = seen.clone();
         async move {
-            seen.fetch_add(1, Ordering::SeqCst);
+            seen.record();
             let outputs = echo(&event)?;
             if ctx.delivered == 1 {
                 // Outputs stored, then the attempt fails before the ack: the input comes back.
@@ -55,19 +54,9 @@ async fn a_redelivered_input_produces_no_second_output() -> Result<()> {
     let worker = common::run(&bus, common::config("echo", &["build.started.>"]), handler).await?;
     common::publish_build(&bus, "build.started", "ping-v1").await?;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while calls.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "handled twice");
+    assert_eq!(calls.settle_at(2, SOON).await, 2, "handled twice");
     worker.shutdown().await?;
-    let outputs = common::stored(
-        &bus,
-        "flotilla.build.succeeded.>",
-        1,
-        Duration::from_secs(1),
-    )
-    .await?;
+    let outputs = common::stored(&bus, "flotilla.build.succeeded.>", 1, SOON).await?;
     assert_eq!(
         outputs.len(),
         1,
@@ -79,41 +68,24 @@ async fn a_redelivered_input_produces_no_second_output() -> Result<()> {
 #[tokio::test]
 async fn retryable_failures_are_dead_lettered_after_max_deliver_with_the_reason() -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = counting(&calls);
-    let handler = move |_event: Event, _ctx: Ctx| {
-        let seen = seen.clone();
-        async move {
-            seen.fetch_add(1, Ordering::SeqCst);
-            Err::<Vec<Outgoing>, _>(HandlerError::retryable("registry unreachable"))
-        }
-    };
+    let calls = Calls::default();
+    let handler = failing(calls.clone(), || {
+        HandlerError::retryable("registry unreachable")
+    });
     let worker = common::run(&bus, common::config("flaky", &["build.started.>"]), handler).await?;
     let input = common::publish_build(&bus, "build.started", "ping-v1").await?;
 
-    let letters = common::stored_raw(
-        &bus,
-        "FLOTILLA_DLQ",
-        "flotilla-dlq.flaky",
-        1,
-        Duration::from_secs(10),
-    )
-    .await?;
-    let letter = letters.first().context("dead letter")?;
+    let letter = common::dead_letter(&bus, "flaky", SOON).await?;
     assert_eq!(
-        dlq_header(letter, header::DLQ_SUBJECT),
+        header(&letter, h::DLQ_SUBJECT),
         "flotilla.build.started.ping-v1"
     );
-    assert_eq!(dlq_header(letter, header::DLQ_WORKER), "flaky");
-    assert_eq!(dlq_header(letter, header::DLQ_DELIVERIES), "3");
-    let reason = dlq_header(letter, header::DLQ_REASON);
+    assert_eq!(header(&letter, h::DLQ_WORKER), "flaky");
+    assert_eq!(header(&letter, h::DLQ_DELIVERIES), "3");
+    let reason = header(&letter, h::DLQ_REASON);
     assert!(reason.contains("registry unreachable"), "{reason}");
     assert!(reason.contains("gave up after 3 attempts"), "{reason}");
-    assert_eq!(
-        dlq_header(letter, header::ID),
-        input.id,
-        "original headers kept"
-    );
+    assert_eq!(header(&letter, h::ID), input.id, "original headers kept");
     let copy = Event::from_parts(
         &letter.subject,
         letter.headers.as_ref(),
@@ -125,9 +97,8 @@ async fn retryable_failures_are_dead_lettered_after_max_deliver_with_the_reason(
         "payload kept"
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        calls.load(Ordering::SeqCst),
+        calls.settle_at(3, SOON).await,
         3,
         "no attempt after the dead letter"
     );
@@ -153,15 +124,10 @@ async fn retryable_failures_are_dead_lettered_after_max_deliver_with_the_reason(
 #[tokio::test]
 async fn a_permanent_failure_is_dead_lettered_at_once() -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = counting(&calls);
-    let handler = move |_event: Event, _ctx: Ctx| {
-        let seen = seen.clone();
-        async move {
-            seen.fetch_add(1, Ordering::SeqCst);
-            Err::<Vec<Outgoing>, _>(HandlerError::permanent("app `ping` is not configured"))
-        }
-    };
+    let calls = Calls::default();
+    let handler = failing(calls.clone(), || {
+        HandlerError::permanent("app `ping` is not configured")
+    });
     let worker = common::run(
         &bus,
         common::config("strict", &["build.started.>"]),
@@ -169,21 +135,14 @@ async fn a_permanent_failure_is_dead_lettered_at_once() -> Result<()> {
     )
     .await?;
     common::publish_build(&bus, "build.started", "ping-v1").await?;
-    let letters = common::stored_raw(
-        &bus,
-        "FLOTILLA_DLQ",
-        "flotilla-dlq.strict",
-        1,
-        Duration::from_secs(5),
-    )
-    .await?;
-    let letter = letters.first().context("dead letter")?;
-    assert_eq!(dlq_header(letter, header::DLQ_DELIVERIES), "1");
+
+    let letter = common::dead_letter(&bus, "strict", SOON).await?;
+    assert_eq!(header(&letter, h::DLQ_DELIVERIES), "1");
     assert_eq!(
-        dlq_header(letter, header::DLQ_REASON),
+        header(&letter, h::DLQ_REASON),
         "app `ping` is not configured"
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.settle_at(1, SOON).await, 1);
     worker.shutdown().await
 }
 
@@ -198,26 +157,13 @@ async fn a_message_without_an_envelope_is_dead_lettered_and_the_worker_keeps_goi
         .await?;
     common::publish_build(&bus, "build.started", "ping-v1").await?;
 
-    let letters = common::stored_raw(
-        &bus,
-        "FLOTILLA_DLQ",
-        "flotilla-dlq.picky",
-        1,
-        Duration::from_secs(5),
-    )
-    .await?;
-    let reason = dlq_header(letters.first().context("dead letter")?, header::DLQ_REASON);
+    let letter = common::dead_letter(&bus, "picky", SOON).await?;
+    let reason = header(&letter, h::DLQ_REASON);
     assert!(
         reason.contains("missing header `ce-specversion`"),
         "{reason}"
     );
-    let outputs = common::stored(
-        &bus,
-        "flotilla.build.succeeded.>",
-        1,
-        Duration::from_secs(5),
-    )
-    .await?;
+    let outputs = common::stored(&bus, "flotilla.build.succeeded.>", 1, SOON).await?;
     assert_eq!(
         outputs.len(),
         1,
@@ -242,28 +188,15 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_without_crashing() ->
     )
     .await?;
     common::publish_build(&bus, "build.started", "boom").await?;
-    let letters = common::stored_raw(
-        &bus,
-        "FLOTILLA_DLQ",
-        "flotilla-dlq.fragile",
-        1,
-        Duration::from_secs(10),
-    )
-    .await?;
-    let reason = dlq_header(letters.first().context("dead letter")?, header::DLQ_REASON);
+
+    let letter = common::dead_letter(&bus, "fragile", SOON).await?;
+    let reason = header(&letter, h::DLQ_REASON);
     assert!(
         reason.contains("handler panicked: index out of range on delivery 3"),
         "{reason}"
     );
-
     common::publish_build(&bus, "build.started", "fine").await?;
-    let outputs = common::stored(
-        &bus,
-        "flotilla.build.succeeded.>",
-        1,
-        Duration::from_secs(5),
-    )
-    .await?;
+    let outputs = common::stored(&bus, "flotilla.build.succeeded.>", 1, SOON).await?;
     assert_eq!(outputs.len(), 1, "still working after the panics");
     worker.shutdown().await
 }
@@ -271,12 +204,12 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_without_crashing() ->
 #[tokio::test]
 async fn progress_acks_keep_a_long_handler_from_being_redelivered() -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = counting(&calls);
+    let calls = Calls::default();
+    let seen = calls.clone();
     let handler = move |event: Event, _ctx: Ctx| {
         let seen = seen.clone();
         async move {
-            seen.fetch_add(1, Ordering::SeqCst);
+            seen.record();
             tokio::time::sleep(Duration::from_millis(2500)).await;
             echo(&event)
         }
@@ -285,17 +218,11 @@ async fn progress_acks_keep_a_long_handler_from_being_redelivered() -> Result<()
     config.ack_wait = Duration::from_millis(600);
     let worker = common::run(&bus, config, handler).await?;
     common::publish_build(&bus, "build.started", "ping-v1").await?;
-    let outputs = common::stored(
-        &bus,
-        "flotilla.build.succeeded.>",
-        1,
-        Duration::from_secs(10),
-    )
-    .await?;
+
+    let outputs = common::stored(&bus, "flotilla.build.succeeded.>", 1, SOON).await?;
     assert_eq!(outputs.len(), 1);
-    tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
-        calls.load(Ordering::SeqCst),
+        calls.settle_at(1, SOON).await,
         1,
         "never redelivered while in progress"
     );
@@ -305,66 +232,42 @@ async fn progress_acks_keep_a_long_handler_from_being_redelivered() -> Result<()
 #[tokio::test]
 async fn a_worker_with_several_subjects_handles_only_those() -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = handled.clone();
-    let handler = move |event: Event, _ctx: Ctx| {
-        let log = log.clone();
-        async move {
-            log.lock()
-                .map_err(|_| HandlerError::permanent("poisoned"))?
-                .push(event.subject.clone());
-            Ok(Vec::new())
-        }
-    };
     let subjects = &["build.started.>", "build.failed.>"];
+    let handler = |event: Event, _ctx: Ctx| async move { echo(&event) };
     let worker = common::run(&bus, common::config("two", subjects), handler).await?;
     common::publish_build(&bus, "build.succeeded", "a").await?;
     common::publish_build(&bus, "build.failed", "b").await?;
     common::publish_build(&bus, "build.started", "c").await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while handled.lock().map(|h| h.len()).unwrap_or(0) < 2 && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut got = handled
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
-    got.sort();
-    assert_eq!(
-        got,
-        vec!["flotilla.build.failed.b", "flotilla.build.started.c"]
-    );
+
+    // "a" plus one output for each input the worker handled.
+    common::stored(&bus, "flotilla.build.succeeded.>", 3, SOON).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored = common::stored(&bus, "flotilla.build.succeeded.>", 0, Duration::ZERO).await?;
+    let mut keys: Vec<_> = stored.iter().map(|e| e.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, vec!["a", "b", "c"], "b and c handled, a skipped");
     worker.shutdown().await
 }
 
 #[tokio::test]
 async fn a_retry_addressed_to_another_worker_is_skipped() -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = counting(&calls);
+    let calls = Calls::default();
+    let seen = calls.clone();
     let handler = move |_event: Event, _ctx: Ctx| {
-        let seen = seen.clone();
-        async move {
-            seen.fetch_add(1, Ordering::SeqCst);
-            Ok(Vec::new())
-        }
+        seen.record();
+        std::future::ready(Ok::<_, HandlerError>(Vec::new()))
     };
     let worker = common::run(&bus, common::config("me", &["build.started.>"]), handler).await?;
     let publisher = bus.publisher("test");
     let for_other = Outgoing::new("build.started", "x", &common::build("x"))?
-        .with_header(header::RETRY_FOR, "someone-else");
-    let for_me = Outgoing::new("build.started", "y", &common::build("y"))?
-        .with_header(header::RETRY_FOR, "me");
+        .with_header(h::RETRY_FOR, "someone-else");
+    let for_me =
+        Outgoing::new("build.started", "y", &common::build("y"))?.with_header(h::RETRY_FOR, "me");
     publisher.publish(for_other).await?;
     publisher.publish(for_me).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while calls.load(Ordering::SeqCst) < 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    assert_eq!(calls.settle_at(1, SOON).await, 1);
     let metrics = worker.health.encode_metrics();
     assert!(
         metrics.contains(r#"flotilla_events_skipped_total{worker="me"} 1"#),

@@ -2,7 +2,8 @@
 //!
 //! Each [`NatsServer`] runs the machine's `nats-server` on a free loopback port with its own
 //! temporary JetStream store, and kills it and removes the store when dropped. Tests open with two
-//! lines: start a server, connect to it.
+//! lines: start a server, connect to it. [`stored_messages`] and [`eventually`] read back what a
+//! test caused, without sleeping for a fixed time.
 //!
 //! ```no_run
 //! # async fn t() {
@@ -163,4 +164,58 @@ pub fn nats_server_binary() -> PathBuf {
             .find(|candidate| candidate.is_file())
     });
     on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
+}
+
+/// Every message stored under `filter` in `stream`, read through a fresh ephemeral consumer;
+/// polls until there are at least `want` of them or `within` has passed, then returns what
+/// there is (the caller asserts on it).
+pub async fn stored_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    filter: &str,
+    want: usize,
+    within: Duration,
+) -> Result<Vec<async_nats::jetstream::Message>, async_nats::Error> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    use futures::StreamExt;
+
+    let stream = js.get_stream(stream).await?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: filter.to_owned(),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(10_000)
+            .expires(Duration::from_millis(300))
+            .messages()
+            .await?;
+        let mut messages = Vec::new();
+        while let Some(message) = batch.next().await {
+            messages.push(message?);
+        }
+        if messages.len() >= want || tokio::time::Instant::now() >= deadline {
+            return Ok(messages);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

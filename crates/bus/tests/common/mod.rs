@@ -6,19 +6,17 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use flotilla_bus::topology::StreamLimits;
 use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker, WorkerConfig};
 use flotilla_proto::v1::Build;
 use flotilla_testing::NatsServer;
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 /// A private server with FLOTILLA, FLOTILLA_DLQ and the env registry.
 pub async fn setup() -> Result<(NatsServer, Bus)> {
     // Logs show up under a failing test only.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
         .with_test_writer()
         .try_init();
     let server = NatsServer::start();
@@ -88,35 +86,9 @@ pub async fn stored_raw(
     want: usize,
     within: Duration,
 ) -> Result<Vec<async_nats::jetstream::Message>> {
-    let stream = bus
-        .jetstream()
-        .get_stream(stream)
+    flotilla_testing::stored_messages(bus.jetstream(), stream, filter, want, within)
         .await
-        .context("get stream")?;
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let consumer = stream
-            .create_consumer(consumer::pull::Config {
-                filter_subject: filter.to_owned(),
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await?;
-        let mut batch = consumer
-            .fetch()
-            .max_messages(10_000)
-            .expires(Duration::from_millis(300))
-            .messages()
-            .await?;
-        let mut messages = Vec::new();
-        while let Some(message) = batch.next().await {
-            messages.push(message.map_err(|e| anyhow!(e))?);
-        }
-        if messages.len() >= want || tokio::time::Instant::now() >= deadline {
-            return Ok(messages);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .map_err(|e| anyhow!(e))
 }
 
 /// The events stored under `filter` on the main stream.
@@ -132,4 +104,50 @@ pub async fn stored(bus: &Bus, filter: &str, want: usize, within: Duration) -> R
             )?)
         })
         .collect()
+}
+
+/// The first dead letter of `worker`, waiting up to `within` for it.
+pub async fn dead_letter(
+    bus: &Bus,
+    worker: &str,
+    within: Duration,
+) -> Result<async_nats::jetstream::Message> {
+    let subject = format!("flotilla-dlq.{worker}");
+    stored_raw(bus, "FLOTILLA_DLQ", &subject, 1, within)
+        .await?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no dead letter on {subject} within {within:?}"))
+}
+
+/// A header of a stored message, empty when absent.
+pub fn header<'a>(message: &'a async_nats::jetstream::Message, name: &str) -> &'a str {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+        .unwrap_or_default()
+}
+
+/// Counts handler calls, shared between a test and the handler it runs.
+#[derive(Clone, Default)]
+pub struct Calls(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Calls {
+    pub fn record(&self) -> usize {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` calls happened, then a moment more so that an extra call
+    /// (the bug a test looks for) would show; returns the count.
+    pub async fn settle_at(&self, n: usize, within: Duration) -> usize {
+        flotilla_testing::eventually(within, || self.count() >= n).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.count()
+    }
 }
