@@ -4,6 +4,7 @@
 //! command line, sets up logging (stderr; command output goes to stdout) and turns errors into
 //! exit codes: 64 usage or config, 65 bad input data, 69 NATS unreachable, 1 anything else.
 
+mod bench;
 mod dlq;
 mod error;
 mod events;
@@ -54,6 +55,8 @@ enum Command {
     Replay(replay::Args),
     #[command(subcommand)]
     Dlq(dlq::Command),
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -87,6 +90,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tail(args) => tail::run(nats, args).await,
         Command::Replay(args) => replay::run(nats, args).await,
         Command::Dlq(command) => dlq::run(nats, command).await,
+        Command::Bench(command) => bench::run(nats, command).await,
     }
 }
 

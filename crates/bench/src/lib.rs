@@ -1,0 +1,36 @@
+//! Benchmarks of Flotilla's bus against bare JetStream, measured in one run on one server.
+//!
+//! DESIGN.md states the bus's performance targets as ratios to bare async-nats doing the same
+//! work, so every figure here is measured twice, side by side:
+//!
+//! - **bare**: JetStream publish (ack awaited) → durable pull consumer → JetStream publish of
+//!   the same bytes (ack awaited), then ack → durable pull consumer at the end;
+//! - **bus**: [`flotilla_bus::Publisher`] publishes a `build.started` event → a
+//!   [`flotilla_bus::runtime::Worker`] whose handler answers `build.succeeded` → the same kind of
+//!   pull consumer at the end.
+//!
+//! [`run_hop`] measures latency (one message in flight) and pipelined throughput (a bounded
+//! window of unacknowledged publishes) for both, the two pipelines taking turns (message by
+//! message for latency, round by round for throughput) so that drift (page cache, stream
+//! growth, a noisy neighbour) hits both alike. It works on streams of its own
+//! ([`flotilla_bus::Names::isolated`]), never on `FLOTILLA`, and deletes them before returning.
+
+mod args;
+mod bare;
+mod cpu;
+mod error;
+mod fixture;
+mod hop;
+mod lane;
+mod payload;
+mod report;
+mod sink;
+mod stats;
+mod via_bus;
+
+pub use args::HopArgs;
+pub use error::BenchError;
+pub use hop::run_hop;
+pub use lane::{Phase, Pipeline};
+pub use report::{HopReport, LATENCY_TARGET, SideReport, THROUGHPUT_TARGET};
+pub use stats::{Latency, Throughput};
