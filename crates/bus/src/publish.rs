@@ -1,15 +1,15 @@
 //! Publishing events: envelope headers, deterministic ids, waiting for the JetStream ack.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
 use futures::future::try_join_all;
 use uuid::Uuid;
 
-use crate::envelope::{self, Event, Outgoing, codec, header};
+use crate::envelope::{self, Event, Outgoing, codec, header, header_name as name};
 use crate::error::BusError;
 use crate::topology::Bus;
 
@@ -34,13 +34,17 @@ pub struct Published {
 pub struct Publisher {
     bus: Bus,
     source: Arc<str>,
+    /// `source` as its header value, encoded once.
+    source_header: Arc<str>,
 }
 
 impl Publisher {
     pub fn new(bus: Bus, component: &str) -> Publisher {
+        let source = format!("flotilla/{component}");
         Publisher {
             bus,
-            source: Arc::from(format!("flotilla/{component}")),
+            source_header: Arc::from(codec::encode(&source).as_ref()),
+            source: Arc::from(source),
         }
     }
 
@@ -91,33 +95,42 @@ impl Publisher {
                 (None, None) => Uuid::new_v4().to_string(),
             };
             let subject = event.subject(&self.bus.names().prefix);
-            let headers = self.headers(&event, &id, cause);
-            let message = PublishMessage::build()
-                .payload(event.payload.clone())
-                .headers(headers);
-            let ack = self.send(&subject, message.clone()).await?;
-            pending.push((id, subject, message, ack));
+            let ack = self
+                .send(&subject, self.message(&event, &id, cause))
+                .await?;
+            pending.push((id, subject, event, ack));
         }
-        try_join_all(
-            pending
-                .into_iter()
-                .map(|(id, subject, message, ack)| self.confirm(id, subject, message, ack)),
-        )
+        try_join_all(pending.into_iter().map(|(id, subject, event, mut ack)| async move {
+            let mut attempt = 1;
+            loop {
+                match ack.await {
+                    Ok(ack) => return Ok(published(id, subject, &ack)),
+                    Err(e) if retry_ack(&e, attempt) => {
+                        attempt += 1;
+                        tracing::debug!(%subject, event_id = %id, attempt, "publish ack timed out; sending again");
+                        // Rebuilt rather than kept: a copy per event would cost every publish
+                        // for a retry that rarely happens. The id, hence dedup, is the same.
+                        ack = self.send(&subject, self.message(&event, &id, cause)).await?;
+                    }
+                    Err(source) => return Err(BusError::Publish { subject, source }),
+                }
+            }
+        }))
         .await
     }
 
-    /// The envelope headers of `event`.
-    fn headers(&self, event: &Outgoing, id: &str, cause: Option<&Event>) -> HeaderMap {
+    /// The message of `event`: payload and envelope headers.
+    fn message(&self, event: &Outgoing, id: &str, cause: Option<&Event>) -> PublishMessage {
         let mut headers = HeaderMap::new();
-        headers.insert(header::SPECVERSION, envelope::SPECVERSION);
-        headers.insert(header::ID, codec::encode(id).as_ref());
-        headers.insert(header::SOURCE, codec::encode(&self.source).as_ref());
-        headers.insert(header::TYPE, event.spec.ce_type().as_str());
-        headers.insert(header::TIME, envelope::now_rfc3339().as_str());
-        headers.insert(header::SUBJECT, event.key.as_str());
-        headers.insert(header::CONTENT_TYPE, event.content_type.as_str());
+        headers.insert(name::SPECVERSION, envelope::SPECVERSION);
+        headers.insert(name::ID, codec::encode(id).as_ref());
+        headers.insert(name::SOURCE, self.source_header.as_ref());
+        headers.insert(name::TYPE, event.spec.ce_type);
+        headers.insert(name::TIME, envelope::now_rfc3339().as_str());
+        headers.insert(name::SUBJECT, event.key.as_str());
+        headers.insert(name::CONTENT_TYPE, event.content_type.as_str());
         headers.insert(
-            header::DATACONTENTTYPE,
+            name::DATACONTENTTYPE,
             codec::encode(&event.content_type).as_ref(),
         );
         let change_id = event
@@ -125,14 +138,16 @@ impl Publisher {
             .as_deref()
             .or_else(|| cause.and_then(|c| c.change_id.as_deref()));
         if let Some(change_id) = change_id {
-            headers.insert(header::CHANGE_ID, codec::encode(change_id).as_ref());
+            headers.insert(name::CHANGE_ID, codec::encode(change_id).as_ref());
         }
         for (name, value) in &event.extra_headers {
             headers.insert(*name, value.as_str());
         }
-        crate::trace::inject(&mut headers, cause.map(|c| &c.headers));
-        headers.insert(header::MSG_ID, codec::encode(id).as_ref());
-        headers
+        crate::trace::inject(&mut headers, cause.map(|c| c.headers.as_ref()));
+        headers.insert(name::MSG_ID, codec::encode(id).as_ref());
+        PublishMessage::build()
+            .payload(event.payload.clone())
+            .headers(headers)
     }
 
     /// Publishes a prepared message as is (replay, dead letters, retries): its headers are kept.
@@ -178,22 +193,28 @@ impl Publisher {
         let mut attempt = 1;
         loop {
             match ack.await {
-                Ok(ack) => {
-                    return Ok(Published {
-                        id,
-                        subject,
-                        sequence: ack.sequence,
-                        duplicate: ack.duplicate,
-                    });
-                }
-                Err(e) if e.kind() == PublishErrorKind::TimedOut && attempt < PUBLISH_ATTEMPTS => {
+                Ok(ack) => return Ok(published(id, subject, &ack)),
+                Err(e) if retry_ack(&e, attempt) => {
                     attempt += 1;
                     tracing::debug!(%subject, event_id = %id, attempt, "publish ack timed out; sending again");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                     ack = self.send(&subject, message.clone()).await?;
                 }
                 Err(source) => return Err(BusError::Publish { subject, source }),
             }
         }
     }
+}
+
+fn published(id: String, subject: String, ack: &PublishAck) -> Published {
+    Published {
+        id,
+        subject,
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    }
+}
+
+/// Whether attempt number `attempt` failed in a way worth sending again.
+fn retry_ack(error: &PublishError, attempt: u32) -> bool {
+    error.kind() == PublishErrorKind::TimedOut && attempt < PUBLISH_ATTEMPTS
 }

@@ -15,27 +15,21 @@ pub struct EventSpec {
     pub required: &'static [&'static str],
     /// What the key token of the subject is.
     pub key: &'static str,
-}
-
-impl EventSpec {
     /// The CloudEvents `type` attribute: `dev.flotilla.<domain>.<event>.v1`.
-    pub fn ce_type(&self) -> String {
-        format!("dev.flotilla.{}.v1", self.event_type)
-    }
+    pub ce_type: &'static str,
 }
 
-const fn spec(
-    event_type: &'static str,
-    message: &'static str,
-    required: &'static [&'static str],
-    key: &'static str,
-) -> EventSpec {
-    EventSpec {
-        event_type,
-        message,
-        required,
-        key,
-    }
+/// An [`EventSpec`], with its CloudEvents type spelled out at compile time.
+macro_rules! spec {
+    ($event_type:literal, $message:literal, $required:expr, $key:literal $(,)?) => {
+        EventSpec {
+            event_type: $event_type,
+            message: $message,
+            required: $required,
+            key: $key,
+            ce_type: concat!("dev.flotilla.", $event_type, ".v1"),
+        }
+    };
 }
 
 const BUILD: &[&str] = &["change_id", "app", "version"];
@@ -45,44 +39,44 @@ const CANARY: &[&str] = &["release"];
 
 /// Every event type of v1, in the order of the flow.
 pub const EVENTS: &[EventSpec] = &[
-    spec("source.push", "flotilla.v1.Push", &["repo", "sha"], "repo"),
-    spec(
+    spec!("source.push", "flotilla.v1.Push", &["repo", "sha"], "repo"),
+    spec!(
         "source.pull_request",
         "flotilla.v1.PullRequest",
         &["repo", "number", "action"],
         "repo",
     ),
-    spec("source.custom", "flotilla.v1.Custom", &["kind"], "key"),
-    spec("build.started", "flotilla.v1.Build", BUILD, "change"),
-    spec("build.succeeded", "flotilla.v1.Build", BUILD, "change"),
-    spec("build.failed", "flotilla.v1.Build", BUILD, "change"),
-    spec("env.requested", "flotilla.v1.Environment", ENV, "env"),
-    spec("env.ready", "flotilla.v1.Environment", ENV, "env"),
-    spec("env.failed", "flotilla.v1.Environment", ENV, "env"),
-    spec("env.deleted", "flotilla.v1.Environment", ENV, "env"),
-    spec(
+    spec!("source.custom", "flotilla.v1.Custom", &["kind"], "key"),
+    spec!("build.started", "flotilla.v1.Build", BUILD, "change"),
+    spec!("build.succeeded", "flotilla.v1.Build", BUILD, "change"),
+    spec!("build.failed", "flotilla.v1.Build", BUILD, "change"),
+    spec!("env.requested", "flotilla.v1.Environment", ENV, "env"),
+    spec!("env.ready", "flotilla.v1.Environment", ENV, "env"),
+    spec!("env.failed", "flotilla.v1.Environment", ENV, "env"),
+    spec!("env.deleted", "flotilla.v1.Environment", ENV, "env"),
+    spec!(
         "env.teardown.requested",
         "flotilla.v1.TeardownRequest",
         &["env", "reason"],
         "env",
     ),
-    spec("tests.passed", "flotilla.v1.TestResult", TESTS, "env"),
-    spec("tests.failed", "flotilla.v1.TestResult", TESTS, "env"),
-    spec(
+    spec!("tests.passed", "flotilla.v1.TestResult", TESTS, "env"),
+    spec!("tests.failed", "flotilla.v1.TestResult", TESTS, "env"),
+    spec!(
         "release.requested",
         "flotilla.v1.Release",
         &["change_id", "app", "version"],
         "app",
     ),
-    spec("canary.step", "flotilla.v1.Canary", CANARY, "release"),
-    spec(
+    spec!("canary.step", "flotilla.v1.Canary", CANARY, "release"),
+    spec!(
         "canary.measurement",
         "flotilla.v1.Canary",
         CANARY,
         "release",
     ),
-    spec("canary.promoted", "flotilla.v1.Canary", CANARY, "release"),
-    spec("canary.aborted", "flotilla.v1.Canary", CANARY, "release"),
+    spec!("canary.promoted", "flotilla.v1.Canary", CANARY, "release"),
+    spec!("canary.aborted", "flotilla.v1.Canary", CANARY, "release"),
 ];
 
 /// Looks an event type up by its `<domain>.<event>` name.
@@ -92,8 +86,7 @@ pub fn lookup(event_type: &str) -> Option<&'static EventSpec> {
 
 /// Looks an event type up by its CloudEvents type (`dev.flotilla.<type>.v1`).
 pub fn lookup_ce_type(ce_type: &str) -> Option<&'static EventSpec> {
-    let event_type = ce_type.strip_prefix("dev.flotilla.")?.strip_suffix(".v1")?;
-    lookup(event_type)
+    EVENTS.iter().find(|spec| spec.ce_type == ce_type)
 }
 
 /// Finds the event type and key of a subject below `prefix` (`flotilla` on the main stream).
@@ -146,7 +139,7 @@ mod tests {
     #[test]
     fn ce_type_round_trips() {
         let spec = lookup("canary.aborted").expect("in catalog");
-        assert_eq!(spec.ce_type(), "dev.flotilla.canary.aborted.v1");
-        assert_eq!(lookup_ce_type(&spec.ce_type()), Some(spec));
+        assert_eq!(spec.ce_type, "dev.flotilla.canary.aborted.v1");
+        assert_eq!(lookup_ce_type(spec.ce_type), Some(spec));
     }
 }

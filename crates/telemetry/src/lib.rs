@@ -2,10 +2,12 @@
 //!
 //! - Logs go to stderr, filtered by `RUST_LOG` (default `info`); `FLOTILLA_LOG_FORMAT=json`
 //!   switches to one JSON object a line.
-//! - Spans always carry W3C trace context, so a trace flows across workers through the
-//!   `traceparent` header even when nothing is exported.
 //! - `OTEL_EXPORTER_OTLP_ENDPOINT` (OTLP over HTTP/protobuf) turns span export on;
-//!   `OTEL_SERVICE_NAME` overrides the service name.
+//!   `OTEL_SERVICE_NAME` overrides the service name. Each handled event is then a span whose
+//!   parent is the incoming `traceparent`.
+//! - Without an exporter no OpenTelemetry layer is installed (it costs a noticeable share of a
+//!   worker's CPU per event); the bus then passes `traceparent` through unchanged, so traces
+//!   still join up across workers that do export.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
@@ -30,12 +32,14 @@ pub enum TelemetryError {
 #[must_use = "dropping the guard stops span export"]
 #[derive(Debug)]
 pub struct Guard {
-    provider: SdkTracerProvider,
+    provider: Option<SdkTracerProvider>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.provider.shutdown();
+        if let Some(provider) = &self.provider {
+            let _ = provider.shutdown();
+        }
     }
 }
 
@@ -44,26 +48,32 @@ impl Drop for Guard {
 pub fn init(service: &str, default_filter: &str) -> Result<Guard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
-    let service_name =
-        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| format!("flotilla-{service}"));
-    let resource = Resource::builder().with_service_name(service_name).build();
-    let mut provider = SdkTracerProvider::builder().with_resource(resource);
-    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+    let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+    let provider = if exporting {
+        let service_name =
+            std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| format!("flotilla-{service}"));
+        let resource = Resource::builder().with_service_name(service_name).build();
         // The exporter reads the endpoint and headers from the standard OTEL_* variables.
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()?;
-        provider = provider.with_batch_exporter(exporter);
-    }
-    let provider = provider.build();
-    let tracer = provider.tracer("flotilla");
-    opentelemetry::global::set_tracer_provider(provider.clone());
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_batch_exporter(exporter)
+            .build();
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        Some(provider)
+    } else {
+        None
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("flotilla")));
 
     let filter = match std::env::var("RUST_LOG") {
         Ok(value) if !value.is_empty() => EnvFilter::try_new(value)?,
         _ => EnvFilter::try_new(default_filter)?,
     };
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     if std::env::var("FLOTILLA_LOG_FORMAT").is_ok_and(|f| f == "json") {
         registry

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 
 use crate::error::BusError;
 
@@ -74,10 +74,11 @@ fn unquote(value: &str) -> Cow<'_, str> {
 
 /// Looks a header up by name, ignoring case as NATS header names are meant to be: our own
 /// spelling first (the common, fast case), then any other.
-pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    if let Some(value) = headers.get(name) {
+pub fn get<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    if let Some(value) = headers.get(name.clone()) {
         return Some(value.as_str());
     }
+    let name: &str = name.as_ref();
     headers
         .iter()
         .find(|(key, _)| AsRef::<str>::as_ref(*key).eq_ignore_ascii_case(name))
@@ -123,7 +124,7 @@ mod tests {
     fn header_lookup_ignores_case() {
         let mut headers = HeaderMap::new();
         headers.insert("Ce-Id", "x");
-        assert_eq!(get(&headers, "ce-id"), Some("x"));
-        assert_eq!(get(&headers, "ce-type"), None);
+        assert_eq!(get(&headers, &HeaderName::from_static("ce-id")), Some("x"));
+        assert_eq!(get(&headers, &HeaderName::from_static("ce-type")), None);
     }
 }

@@ -9,7 +9,9 @@
 pub mod codec;
 mod structured;
 
-use async_nats::HeaderMap;
+use std::sync::Arc;
+
+use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use flotilla_proto::catalog::{self, EventSpec};
 use flotilla_proto::json;
@@ -46,6 +48,28 @@ pub mod header {
     pub const DLQ_DELIVERIES: &str = "flotilla-dlq-deliveries";
     pub const DLQ_STREAM_SEQ: &str = "flotilla-dlq-stream-seq";
     pub const DLQ_TIME: &str = "flotilla-dlq-time";
+}
+
+/// The same names as [`header`], as `HeaderName`s: inserting or looking up with these allocates
+/// nothing, which matters on the per-event path.
+pub mod header_name {
+    use async_nats::HeaderName;
+
+    use super::header;
+
+    pub const SPECVERSION: HeaderName = HeaderName::from_static(header::SPECVERSION);
+    pub const ID: HeaderName = HeaderName::from_static(header::ID);
+    pub const SOURCE: HeaderName = HeaderName::from_static(header::SOURCE);
+    pub const TYPE: HeaderName = HeaderName::from_static(header::TYPE);
+    pub const TIME: HeaderName = HeaderName::from_static(header::TIME);
+    pub const SUBJECT: HeaderName = HeaderName::from_static(header::SUBJECT);
+    pub const CONTENT_TYPE: HeaderName = HeaderName::from_static(header::CONTENT_TYPE);
+    pub const DATACONTENTTYPE: HeaderName = HeaderName::from_static(header::DATACONTENTTYPE);
+    pub const CHANGE_ID: HeaderName = HeaderName::from_static(header::CHANGE_ID);
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static(header::TRACEPARENT);
+    pub const TRACESTATE: HeaderName = HeaderName::from_static(header::TRACESTATE);
+    pub const MSG_ID: HeaderName = HeaderName::from_static(header::MSG_ID);
+    pub const RETRY_FOR: HeaderName = HeaderName::from_static(header::RETRY_FOR);
 }
 
 pub const SPECVERSION: &str = "1.0";
@@ -85,7 +109,8 @@ pub struct Event {
     pub change_id: Option<String>,
     pub content_type: String,
     pub payload: Bytes,
-    pub headers: HeaderMap,
+    /// All headers as received, shared: cloning an event does not copy them.
+    pub headers: Arc<HeaderMap>,
 }
 
 impl Event {
@@ -96,22 +121,34 @@ impl Event {
         headers: Option<&HeaderMap>,
         payload: Bytes,
     ) -> Result<Event, BusError> {
-        let headers = headers.cloned().unwrap_or_default();
-        let content_type = codec::get(&headers, header::CONTENT_TYPE);
+        Event::from_shared(
+            subject,
+            Arc::new(headers.cloned().unwrap_or_default()),
+            payload,
+        )
+    }
+
+    /// [`Event::from_parts`] for headers already owned and shared: nothing is copied.
+    pub fn from_shared(
+        subject: &str,
+        headers: Arc<HeaderMap>,
+        payload: Bytes,
+    ) -> Result<Event, BusError> {
+        let content_type = codec::get(&headers, &header_name::CONTENT_TYPE);
         if content_type.is_some_and(structured::is_structured) {
             return Event::from_structured(subject, headers, &payload);
         }
-        let get = |name: &str| -> Result<Option<String>, BusError> {
+        let get = |name: &HeaderName| -> Result<Option<String>, BusError> {
             codec::get(&headers, name)
                 .map(|raw| codec::decode(raw).map(|v| v.into_owned()))
                 .transpose()
         };
-        let require = |name: &str| {
+        let require = |name: &HeaderName| {
             get(name)?
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| BusError::Envelope(format!("missing header `{name}`")))
         };
-        let specversion = require(header::SPECVERSION)?;
+        let specversion = require(&header_name::SPECVERSION)?;
         if specversion != SPECVERSION {
             return Err(BusError::Envelope(format!(
                 "unsupported ce-specversion `{specversion}` (expected {SPECVERSION})"
@@ -119,16 +156,16 @@ impl Event {
         }
         let content_type = match content_type {
             Some(ct) => ct.to_owned(),
-            None => get(header::DATACONTENTTYPE)?.unwrap_or_default(),
+            None => get(&header_name::DATACONTENTTYPE)?.unwrap_or_default(),
         };
         Ok(Event {
             subject: subject.to_owned(),
-            id: require(header::ID)?,
-            source: require(header::SOURCE)?,
-            ce_type: require(header::TYPE)?,
-            time: get(header::TIME)?,
-            key: get(header::SUBJECT)?.unwrap_or_default(),
-            change_id: get(header::CHANGE_ID)?.filter(|v| !v.is_empty()),
+            id: require(&header_name::ID)?,
+            source: require(&header_name::SOURCE)?,
+            ce_type: require(&header_name::TYPE)?,
+            time: get(&header_name::TIME)?,
+            key: get(&header_name::SUBJECT)?.unwrap_or_default(),
+            change_id: get(&header_name::CHANGE_ID)?.filter(|v| !v.is_empty()),
             content_type,
             payload,
             headers,
@@ -137,11 +174,11 @@ impl Event {
 
     fn from_structured(
         subject: &str,
-        headers: HeaderMap,
+        headers: Arc<HeaderMap>,
         payload: &[u8],
     ) -> Result<Event, BusError> {
         let event = structured::parse(payload)?;
-        let change_id = codec::get(&headers, header::CHANGE_ID)
+        let change_id = codec::get(&headers, &header_name::CHANGE_ID)
             .map(codec::decode)
             .transpose()?
             .map(|v| v.into_owned())

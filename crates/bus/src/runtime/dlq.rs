@@ -2,7 +2,7 @@
 //! original subject, headers and payload, and why.
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::Message;
+use bytes::Bytes;
 
 use crate::envelope::{header, now_rfc3339};
 use crate::error::BusError;
@@ -11,6 +11,10 @@ use crate::publish::Publisher;
 /// Why and where a message is dead-lettered.
 pub(super) struct Letter<'a> {
     pub worker: &'a str,
+    /// The original subject, headers and payload.
+    pub subject: &'a str,
+    pub headers: &'a HeaderMap,
+    pub payload: &'a Bytes,
     pub reason: &'a str,
     pub delivered: u64,
     pub stream_seq: u64,
@@ -44,12 +48,11 @@ pub fn headers(
 pub(super) async fn send(
     publisher: &Publisher,
     dlq_subject: &str,
-    message: &Message,
     letter: &Letter<'_>,
 ) -> Result<(), BusError> {
     let mut headers = headers(
-        message.headers.as_ref(),
-        &message.subject,
+        Some(letter.headers),
+        letter.subject,
         [
             (header::DLQ_REASON, letter.reason.to_owned()),
             (header::DLQ_WORKER, letter.worker.to_owned()),
@@ -64,7 +67,7 @@ pub(super) async fn send(
         format!("dlq:{}:{}", letter.worker, letter.stream_seq).as_str(),
     );
     publisher
-        .publish_raw(dlq_subject, headers, message.payload.clone())
+        .publish_raw(dlq_subject, headers, letter.payload.clone())
         .await
         .map(|_| ())
 }

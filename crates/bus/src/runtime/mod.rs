@@ -63,6 +63,9 @@ pub struct Ctx {
     pub stream_seq: u64,
 }
 
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(3);
+
 /// A worker bound to a bus: call [`Worker::run`].
 pub struct Worker<H> {
     bus: Bus,
@@ -128,8 +131,9 @@ impl<H: Handler> Worker<H> {
             let mut messages = match bound
                 .stream()
                 .max_messages_per_batch(config.concurrency)
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
+                // Short pull requests bound how long a lost one can stall the worker.
+                .heartbeat(PULL_HEARTBEAT)
+                .expires(PULL_EXPIRES)
                 .messages()
                 .await
             {
@@ -172,7 +176,11 @@ impl<H: Handler> Worker<H> {
                         if e.kind()
                             == async_nats::jetstream::consumer::pull::MessagesErrorKind::MissingHeartbeat =>
                     {
-                        tracing::debug!(worker = %config.name, "missed a heartbeat; still pulling");
+                        // The server holds no pull request of ours any more (seen with
+                        // async-nats 0.51 against 2.9 under load): pulling again beats idling
+                        // with work pending until the request would have expired.
+                        tracing::warn!(worker = %config.name, "missed a pull heartbeat; pulling again");
+                        break;
                     }
                     Some(Err(e)) => {
                         tracing::warn!(worker = %config.name, error = %e, "message stream failed; rebinding");

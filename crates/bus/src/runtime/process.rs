@@ -4,12 +4,15 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::HeaderMap;
+use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::{AckKind, Message};
+use bytes::Bytes;
 use futures::FutureExt;
 use tracing::Instrument;
 
 use super::{Ctx, Handler, WorkerConfig, dlq};
-use crate::envelope::{Event, Outgoing, header};
+use crate::envelope::{Event, Outgoing, header_name};
 use crate::error::HandlerError;
 use crate::health::{FailureLabels, Health, Metrics, WorkerLabel};
 use crate::publish::Publisher;
@@ -20,6 +23,42 @@ use crate::topology::Bus;
 enum Failure {
     Handler(HandlerError),
     Panic(String),
+}
+
+/// One delivery, split from its acker so the headers move into the event without a copy.
+struct Delivery {
+    subject: String,
+    headers: Arc<HeaderMap>,
+    payload: Bytes,
+    acker: Acker,
+    delivered: u64,
+    stream_seq: u64,
+}
+
+impl Delivery {
+    fn new(message: Message) -> Delivery {
+        let (delivered, stream_seq) = match message.info() {
+            Ok(info) => (info.delivered.max(1) as u64, info.stream_sequence),
+            Err(_) => (1, 0),
+        };
+        let (message, acker) = message.split();
+        Delivery {
+            subject: message.subject.to_string(),
+            headers: Arc::new(message.headers.unwrap_or_default()),
+            payload: message.payload,
+            acker,
+            delivered,
+            stream_seq,
+        }
+    }
+
+    /// Sends an ack of `kind`; a lost ack only means a redelivery, whose outputs are
+    /// duplicates.
+    async fn settle(&self, kind: AckKind) {
+        if let Err(e) = self.acker.ack_with(kind).await {
+            tracing::warn!(error = %e, "ack failed; the event may be redelivered");
+        }
+    }
 }
 
 /// Everything a delivery needs, shared by the tasks of one worker.
@@ -64,45 +103,35 @@ impl<H: Handler> Job<H> {
 
     pub(super) async fn process(&self, message: Message) {
         let started = Instant::now();
-        let (delivered, stream_seq) = match message.info() {
-            Ok(info) => (info.delivered.max(1) as u64, info.stream_sequence),
-            Err(_) => (1, 0),
-        };
-        if delivered > 1 {
+        let delivery = Delivery::new(message);
+        if delivery.delivered > 1 {
             self.metrics().redelivered.get_or_create(&self.label).inc();
         }
-        if self.skips(&message) {
+        if self.skips(&delivery) {
             self.metrics().skipped.get_or_create(&self.label).inc();
-            ack(&message, AckKind::Ack).await;
+            delivery.settle(AckKind::Ack).await;
             return;
         }
         let span = tracing::info_span!(
             "handle",
             worker = %self.name,
-            subject = %message.subject,
+            subject = %delivery.subject,
             event_id = tracing::field::Empty,
             event_type = tracing::field::Empty,
             change_id = tracing::field::Empty,
-            stream_seq,
-            delivered,
+            stream_seq = delivery.stream_seq,
+            delivered = delivery.delivered,
         );
-        let event = match Event::from_parts(
-            &message.subject,
-            message.headers.as_ref(),
-            message.payload.clone(),
+        let event = match Event::from_shared(
+            &delivery.subject,
+            delivery.headers.clone(),
+            delivery.payload.clone(),
         ) {
             Ok(event) => event,
             Err(e) => {
                 let _enter = span.enter();
                 self.count_failure("envelope");
-                self.give_up(
-                    &message,
-                    delivered,
-                    stream_seq,
-                    &e.to_string(),
-                    AckKind::Term,
-                )
-                .await;
+                self.give_up(&delivery, &e.to_string(), AckKind::Term).await;
                 return;
             }
         };
@@ -112,85 +141,68 @@ impl<H: Handler> Job<H> {
             span.record("change_id", change_id.as_str());
         }
         crate::trace::set_parent(&span, &event.headers);
-        self.attempt(&message, event, delivered, stream_seq)
-            .instrument(span)
-            .await;
+        self.attempt(&delivery, event).instrument(span).await;
         self.metrics()
             .duration
             .get_or_create(&self.label)
             .observe(started.elapsed().as_secs_f64());
     }
 
-    fn skips(&self, message: &Message) -> bool {
+    fn skips(&self, delivery: &Delivery) -> bool {
         if let Some(patterns) = &self.client_filter
             && !patterns
                 .iter()
-                .any(|p| subject::matches(p, &message.subject))
+                .any(|p| subject::matches(p, &delivery.subject))
         {
             return true;
         }
-        message
+        delivery
             .headers
-            .as_ref()
-            .and_then(|h| h.get(header::RETRY_FOR))
+            .get(header_name::RETRY_FOR)
             .is_some_and(|target| target.as_str() != &*self.name)
     }
 
-    async fn attempt(&self, message: &Message, event: Event, delivered: u64, stream_seq: u64) {
-        if delivered as i64 > self.config.max_deliver {
+    async fn attempt(&self, delivery: &Delivery, event: Event) {
+        if delivery.delivered as i64 > self.config.max_deliver {
             let reason = format!(
                 "no attempt finished in {} deliveries (the worker stopped, or exceeded the ack wait of {}, while handling it)",
                 self.config.max_deliver,
                 humantime::format_duration(self.config.ack_wait)
             );
             self.count_failure("unfinished");
-            self.give_up(message, delivered, stream_seq, &reason, AckKind::Ack)
-                .await;
+            self.give_up(delivery, &reason, AckKind::Ack).await;
             return;
         }
         let ctx = Ctx {
             worker: self.name.clone(),
             publisher: self.publisher.clone(),
-            delivered,
-            stream_seq,
+            delivered: delivery.delivered,
+            stream_seq: delivery.stream_seq,
         };
-        match self.run_handler(message, event.clone(), ctx).await {
+        // The handler owns its event; the copy (headers shared) is the cause of the outputs.
+        match self.run_handler(delivery, event.clone(), ctx).await {
             Ok(outputs) => match self.publisher.publish_all(outputs, Some(&event)).await {
                 Ok(published) => {
-                    ack(message, AckKind::Ack).await;
+                    delivery.settle(AckKind::Ack).await;
                     self.metrics().handled.get_or_create(&self.label).inc();
                     tracing::debug!(outputs = published.len(), "handled");
                 }
                 Err(e) => {
-                    self.retry_or_give_up(
-                        message,
-                        delivered,
-                        stream_seq,
-                        "publish",
-                        &e.to_string(),
-                    )
-                    .await;
+                    self.retry_or_give_up(delivery, "publish", &e.to_string())
+                        .await;
                 }
             },
             Err(Failure::Handler(e)) if e.is_retryable() => {
-                self.retry_or_give_up(
-                    message,
-                    delivered,
-                    stream_seq,
-                    e.metric_label(),
-                    e.message(),
-                )
-                .await;
+                self.retry_or_give_up(delivery, e.metric_label(), e.message())
+                    .await;
             }
             Err(Failure::Handler(e)) => {
                 self.count_failure(e.metric_label());
-                self.give_up(message, delivered, stream_seq, e.message(), AckKind::Term)
-                    .await;
+                self.give_up(delivery, e.message(), AckKind::Term).await;
             }
             Err(Failure::Panic(text)) => {
                 let reason = format!("handler panicked: {text}");
-                self.retry_or_give_up(message, delivered, stream_seq, "panic", &reason)
-                    .await;
+                self.retry_or_give_up(delivery, "panic", &reason).await;
             }
         }
     }
@@ -199,7 +211,7 @@ impl<H: Handler> Job<H> {
     /// panic into a failure instead of a dead worker.
     async fn run_handler(
         &self,
-        message: &Message,
+        delivery: &Delivery,
         event: Event,
         ctx: Ctx,
     ) -> Result<Vec<Outgoing>, Failure> {
@@ -216,60 +228,49 @@ impl<H: Handler> Job<H> {
                         Err(panic) => Err(Failure::Panic(panic_text(panic.as_ref()))),
                     };
                 }
-                _ = progress.tick() => ack(message, AckKind::Progress).await,
+                _ = progress.tick() => delivery.settle(AckKind::Progress).await,
             }
         }
     }
 
-    async fn retry_or_give_up(
-        &self,
-        message: &Message,
-        delivered: u64,
-        stream_seq: u64,
-        label: &str,
-        reason: &str,
-    ) {
+    async fn retry_or_give_up(&self, delivery: &Delivery, label: &str, reason: &str) {
         self.count_failure(label);
+        let delivered = delivery.delivered;
         if delivered as i64 >= self.config.max_deliver {
             let reason = format!("{reason} (gave up after {delivered} attempts)");
-            self.give_up(message, delivered, stream_seq, &reason, AckKind::Ack)
-                .await;
+            self.give_up(delivery, &reason, AckKind::Ack).await;
             return;
         }
         let delay = self.config.backoff_after(delivered);
         tracing::warn!(error = %reason, retry_in = ?delay, "attempt failed; will retry");
-        ack(message, AckKind::Nak(Some(delay))).await;
+        delivery.settle(AckKind::Nak(Some(delay))).await;
     }
 
     /// Copies the message to the dead-letter stream, then settles it with `settle`. If the copy
     /// cannot be stored the message is nak'd instead, so nothing is lost.
-    async fn give_up(
-        &self,
-        message: &Message,
-        delivered: u64,
-        stream_seq: u64,
-        reason: &str,
-        settle: AckKind,
-    ) {
+    async fn give_up(&self, delivery: &Delivery, reason: &str, settle: AckKind) {
         let letter = dlq::Letter {
             worker: &self.name,
+            subject: &delivery.subject,
+            headers: &delivery.headers,
+            payload: &delivery.payload,
             reason,
-            delivered,
-            stream_seq,
+            delivered: delivery.delivered,
+            stream_seq: delivery.stream_seq,
         };
-        match dlq::send(&self.publisher, &self.dlq_subject, message, &letter).await {
+        match dlq::send(&self.publisher, &self.dlq_subject, &letter).await {
             Ok(()) => {
                 tracing::error!(error = %reason, dlq = %self.dlq_subject, "event dead-lettered");
                 self.metrics()
                     .dead_lettered
                     .get_or_create(&self.label)
                     .inc();
-                ack(message, settle).await;
+                delivery.settle(settle).await;
             }
             Err(e) => {
-                let delay = self.config.backoff_after(delivered);
+                let delay = self.config.backoff_after(delivery.delivered);
                 tracing::error!(error = %e, retry_in = ?delay, "could not dead-letter; will retry");
-                ack(message, AckKind::Nak(Some(delay))).await;
+                delivery.settle(AckKind::Nak(Some(delay))).await;
             }
         }
     }
@@ -285,13 +286,6 @@ impl<H: Handler> Job<H> {
     }
 }
 
-/// Sends an ack of `kind`; a lost ack only means a redelivery, whose outputs are duplicates.
-async fn ack(message: &Message, kind: AckKind) {
-    if let Err(e) = message.ack_with(kind).await {
-        tracing::warn!(error = %e, "ack failed; the event may be redelivered");
-    }
-}
-
 /// Hands back messages fetched but not started, so another replica takes them now instead
 /// of after the ack wait.
 pub(super) async fn release_buffered(messages: &mut async_nats::jetstream::consumer::pull::Stream) {
@@ -299,7 +293,9 @@ pub(super) async fn release_buffered(messages: &mut async_nats::jetstream::consu
     while let Ok(Some(Ok(message))) =
         tokio::time::timeout(Duration::from_millis(20), messages.next()).await
     {
-        ack(&message, AckKind::Nak(None)).await;
+        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::debug!(error = %e, "could not hand back a fetched event; it will be redelivered");
+        }
     }
 }
 
