@@ -1,0 +1,154 @@
+//! Everything about a delivery that needs no I/O: authenticate it, parse it into events, apply
+//! the filters. The HTTP layer reads the body before and publishes after.
+
+use axum::http::HeaderMap;
+
+use crate::config::Secrets;
+use crate::delivery::{Delivery, Provider};
+use crate::error::WebhookError;
+use crate::filter::Filters;
+use crate::{generic, github, gitlab};
+
+/// The endpoint a delivery was sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    GitHub,
+    GitLab,
+    Generic,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::GitHub => "/webhooks/github",
+            Endpoint::GitLab => "/webhooks/gitlab",
+            Endpoint::Generic => "/webhooks/generic",
+        }
+    }
+
+    /// Who sent the delivery, as far as the headers tell (for metrics and logs).
+    pub fn provider(self, headers: &HeaderMap) -> Provider {
+        match self {
+            Endpoint::GitHub => github::provider(headers),
+            Endpoint::GitLab => Provider::GitLab,
+            Endpoint::Generic => Provider::Generic,
+        }
+    }
+
+    /// The event label of a delivery that was refused before its body was understood.
+    pub fn event_label(self, headers: &HeaderMap) -> &'static str {
+        match self {
+            Endpoint::GitHub => github::event_label(headers),
+            Endpoint::GitLab => gitlab::event_label(headers),
+            Endpoint::Generic => "unknown",
+        }
+    }
+}
+
+/// The secrets and filters every delivery is checked against.
+#[derive(Debug)]
+pub struct Intake {
+    secrets: Secrets,
+    filters: Filters,
+}
+
+impl Intake {
+    pub fn new(secrets: Secrets, filters: Filters) -> Intake {
+        Intake { secrets, filters }
+    }
+
+    /// Authenticates `body` as sent to `endpoint` with `headers`, and reads it into the events
+    /// to publish or the reason to publish none. Authentication comes first, so an
+    /// unauthenticated sender learns nothing about what the listener would make of its body.
+    pub fn handle(
+        &self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Delivery, WebhookError> {
+        let delivery = match endpoint {
+            Endpoint::GitHub => {
+                github::authenticate(self.secrets.github.as_ref(), headers, body)?;
+                github::parse(headers, body)?
+            }
+            Endpoint::GitLab => {
+                gitlab::authenticate(self.secrets.gitlab.as_ref(), headers)?;
+                gitlab::parse(headers, body)?
+            }
+            Endpoint::Generic => {
+                generic::authenticate(self.secrets.generic.as_ref(), headers)?;
+                generic::parse(body)?
+            }
+        };
+        Ok(self.filters.apply(delivery, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Secret, github_signature};
+    use crate::delivery::Verdict;
+    use axum::http::HeaderValue;
+
+    fn intake(filters: &str) -> Intake {
+        Intake::new(
+            Secrets {
+                github: Secret::new("gh"),
+                gitlab: Secret::new("gl"),
+                generic: Secret::new("gen"),
+            },
+            Filters::from_yaml(filters, "test").expect("valid filters"),
+        )
+    }
+
+    fn signed(event: &'static str, body: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(github::EVENT_HEADER, HeaderValue::from_static(event));
+        headers.insert(github::DELIVERY_HEADER, HeaderValue::from_static("d-1"));
+        let signature = github_signature(b"gh", body);
+        headers.insert(
+            github::SIGNATURE_HEADER,
+            HeaderValue::from_str(&signature).expect("ascii"),
+        );
+        headers
+    }
+
+    #[test]
+    fn an_unauthenticated_body_is_refused_before_it_is_parsed() {
+        let mut headers = signed("push", b"{}");
+        headers.remove(github::SIGNATURE_HEADER);
+        let error = intake("")
+            .handle(Endpoint::GitHub, &headers, b"not even json")
+            .expect_err("unsigned");
+        assert_eq!(error.status().as_u16(), 401, "not 400: {error}");
+    }
+
+    #[test]
+    fn the_filters_see_the_raw_body_of_an_authenticated_delivery() {
+        let body = br#"{"type":"source.custom","key":"k","data":{"source":"ci","kind":"nightly"}}"#;
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer gen"));
+        let rules = "filters:\n- name: only-ci\n  events: [source.custom]\n  data:\n  - {path: data.source, type: string, value: ['^jenkins$']}\n";
+        let delivery = intake(rules)
+            .handle(Endpoint::Generic, &headers, body)
+            .expect("valid");
+        assert!(
+            matches!(&delivery.verdict, Verdict::Ignore(why) if why.contains("only-ci")),
+            "{delivery:?}"
+        );
+        let delivery = intake("")
+            .handle(Endpoint::Generic, &headers, body)
+            .expect("valid");
+        assert!(matches!(delivery.verdict, Verdict::Publish(_)));
+    }
+
+    #[test]
+    fn a_signed_ping_is_ignored() {
+        let body = br#"{"zen":"Design for failure."}"#;
+        let delivery = intake("")
+            .handle(Endpoint::GitHub, &signed("ping", body), body)
+            .expect("valid");
+        assert!(matches!(delivery.verdict, Verdict::Ignore(_)));
+    }
+}

@@ -1,0 +1,286 @@
+//! The HTTP side: routes, reading bodies within the limit, publishing, answering.
+//!
+//! A delivery is read (413 past `FLOTILLA_MAX_BODY`), handed to the pure [`Intake`], and its
+//! events published; the answer is 202 only once JetStream acknowledged every one. While the
+//! NATS connection is down the answer is 503 at once, without waiting for a publish timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State as Shared;
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_LENGTH;
+use axum::response::Response;
+use axum::routing::post;
+use bytes::Bytes;
+use flotilla_bus::{Bus, BusError, Health, Outgoing, Published, Publisher, health};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, field};
+
+use crate::answer::{self, Answer};
+use crate::config::Config;
+use crate::delivery::{Verdict, header};
+use crate::error::WebhookError;
+use crate::intake::{Endpoint, Intake};
+use crate::metrics::Metrics;
+
+/// The worker's name: `ce-source` is `flotilla/source-listener`.
+pub const WORKER: &str = "source-listener";
+
+/// Room left for the envelope headers when checking an event against NATS' `max_payload`.
+const HEADER_ALLOWANCE: usize = 4096;
+
+/// The webhook intake: cheap to clone, one per process.
+#[derive(Clone)]
+pub struct SourceListener {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    intake: Intake,
+    publisher: Publisher,
+    client: async_nats::Client,
+    max_body: usize,
+    publish_timeout: Duration,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for SourceListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceListener")
+            .field("intake", &self.inner.intake)
+            .field("max_body", &self.inner.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running HTTP server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// The bound address (useful when serving on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for the server to finish after shutdown, at most `grace`; false when in-flight
+    /// deliveries were still running then.
+    pub async fn finished(self, grace: Duration) -> bool {
+        tokio::time::timeout(grace, self.task).await.is_ok()
+    }
+}
+
+impl SourceListener {
+    /// A listener publishing on `bus`, with its metrics and readiness registered in `health`.
+    pub fn new(bus: &Bus, config: Config, health: &Health) -> SourceListener {
+        health.watch_connection(bus.client());
+        SourceListener {
+            inner: Arc::new(Inner {
+                intake: Intake::new(config.secrets, config.filters),
+                publisher: bus.publisher(WORKER),
+                client: bus.client().clone(),
+                max_body: config.max_body,
+                publish_timeout: config.publish_timeout,
+                metrics: Metrics::register(health),
+            }),
+        }
+    }
+
+    /// The webhook routes alone, to merge into a router that serves more (as `flotilla up` does).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(Endpoint::GitHub.path(), post(github))
+            .route(Endpoint::GitLab.path(), post(gitlab))
+            .route(Endpoint::Generic.path(), post(generic))
+            .with_state(self.clone())
+    }
+
+    /// Binds `addr` and serves the webhooks and `health`'s probes until `shutdown` is
+    /// cancelled; in-flight deliveries then finish (see [`Server::finished`]). `/readyz` says
+    /// ready from the bind until shutdown, while the NATS connection is up.
+    pub async fn serve(
+        &self,
+        addr: SocketAddr,
+        health: &Health,
+        shutdown: CancellationToken,
+    ) -> Result<Server, BusError> {
+        let ready = health.latch(WORKER);
+        let serving = ready.clone();
+        let stop = async move {
+            shutdown.cancelled().await;
+            // Load balancers stop sending before the listener stops taking.
+            ready.set(false);
+        };
+        let router = self.router().merge(health.router());
+        let (addr, task) = health::serve(addr, router, stop).await?;
+        serving.set(true);
+        Ok(Server { addr, task })
+    }
+
+    async fn receive(&self, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
+        let started = Instant::now();
+        let provider = endpoint.provider(&headers);
+        let span = tracing::info_span!(
+            "webhook",
+            provider = provider.as_str(),
+            event_id = field::Empty,
+            event = field::Empty,
+        );
+        set_trace_parent(&span, &headers);
+        let (event, answer) = self
+            .answer(endpoint, &headers, body)
+            .instrument(span.clone())
+            .await;
+        let event = event.unwrap_or_else(|| endpoint.event_label(&headers));
+        let response = span.in_scope(|| match answer {
+            Ok(answer) => answer.log_and_respond(),
+            Err(error) => answer::refused(error),
+        });
+        self.inner
+            .metrics
+            .observe(provider, event, response.status(), started.elapsed());
+        response
+    }
+
+    /// The answer to a delivery, and its event label once known.
+    async fn answer(
+        &self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> (Option<&'static str>, Result<Answer, WebhookError>) {
+        let body = match read_body(headers, body, self.inner.max_body).await {
+            Ok(body) => body,
+            Err(error) => return (None, Err(error)),
+        };
+        let delivery = match self.inner.intake.handle(endpoint, headers, &body) {
+            Ok(delivery) => delivery,
+            Err(error) => return (None, Err(error)),
+        };
+        let span = tracing::Span::current();
+        span.record("event_id", delivery.id.as_str());
+        span.record("event", delivery.event);
+        let answer = match delivery.verdict {
+            Verdict::Ignore(why) => Ok(Answer::Ignored(why)),
+            Verdict::Publish(events) => self.publish(events).await.map(Answer::Accepted),
+        };
+        (Some(delivery.event), answer)
+    }
+
+    async fn publish(&self, events: Vec<Outgoing>) -> Result<Vec<Published>, WebhookError> {
+        let state = self.inner.client.connection_state();
+        if state != State::Connected {
+            return Err(WebhookError::Unavailable(state.to_string()));
+        }
+        // Refused here rather than by the server, whose refusal would read as retryable.
+        let max = self.inner.client.server_info().max_payload;
+        if let Some(size) = events
+            .iter()
+            .map(|e| e.payload.len() + HEADER_ALLOWANCE)
+            .find(|size| *size > max)
+        {
+            return Err(WebhookError::EventTooLarge { size, max });
+        }
+        let timeout = self.inner.publish_timeout;
+        // A publish cut short here may still be stored later; the sender's retry carries the
+        // same delivery id, so JetStream drops it as a duplicate.
+        match tokio::time::timeout(timeout, self.inner.publisher.publish_all(events, None)).await {
+            Ok(Ok(published)) => Ok(published),
+            Ok(Err(error)) => Err(WebhookError::Publish(error)),
+            Err(_) => Err(WebhookError::PublishTimeout(timeout)),
+        }
+    }
+}
+
+async fn github(
+    Shared(listener): Shared<SourceListener>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    listener.receive(Endpoint::GitHub, headers, body).await
+}
+
+async fn gitlab(
+    Shared(listener): Shared<SourceListener>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    listener.receive(Endpoint::GitLab, headers, body).await
+}
+
+async fn generic(
+    Shared(listener): Shared<SourceListener>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    listener.receive(Endpoint::Generic, headers, body).await
+}
+
+/// Reads the body, refusing it as soon as it is known to be over `limit`: from
+/// `Content-Length` before reading anything, or while reading a chunked body.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, WebhookError> {
+    let declared = header(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(WebhookError::TooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(WebhookError::TooLarge { limit }),
+        Err(error) => Err(WebhookError::bad_request(format!(
+            "cannot read the request body: {error}"
+        ))),
+    }
+}
+
+/// Continues the sender's trace, when it sends W3C trace context (a CI system might).
+fn set_trace_parent(span: &tracing::Span, headers: &HeaderMap) {
+    let mut carrier = async_nats::HeaderMap::new();
+    for name in ["traceparent", "tracestate"] {
+        if let Some(value) = header(headers, name) {
+            carrier.insert(name, value);
+        }
+    }
+    if !carrier.is_empty() {
+        flotilla_bus::trace::set_parent(span, &carrier);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_without_content_length_is_cut_off_at_the_limit() {
+        let headers = HeaderMap::new();
+        let error = read_body(&headers, Body::from(vec![b'x'; 2048]), 1024)
+            .await
+            .expect_err("over the limit");
+        assert_eq!(error.status().as_u16(), 413);
+        let body = read_body(&headers, Body::from(vec![b'x'; 1024]), 1024)
+            .await
+            .expect("at the limit");
+        assert_eq!(body.len(), 1024);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, "999999".parse().expect("valid header"));
+        let error = read_body(&headers, Body::empty(), 1024)
+            .await
+            .expect_err("declared too large");
+        assert!(
+            matches!(error, WebhookError::TooLarge { limit: 1024 }),
+            "{error}"
+        );
+    }
+}

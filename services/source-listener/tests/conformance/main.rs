@@ -1,0 +1,103 @@
+//! Conformance: real payloads that GitHub, Gitea and GitLab sent (or publish as examples) parse
+//! into the events they mean.
+//!
+//! The payloads live in `../shared/fixtures/{github,gitlab,gitea}` beside the workspace (or
+//! `$FLOTILLA_FIXTURES`), not in the project. Each test prints that it is skipped and passes
+//! where the folder is absent. Bodies go through the whole pure intake: they are signed (or
+//! given the token) exactly as received, authenticated, parsed and filtered.
+
+mod gitea;
+mod github;
+mod gitlab;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use prost::Message;
+use source_listener::auth::{Secret, github_signature};
+use source_listener::{Delivery, Endpoint, Filters, Intake, Secrets, Verdict};
+
+const SECRET: &str = "conformance-secret";
+
+/// The fixtures folder of `provider`, or `None` (and a note) when it is not there.
+pub fn fixtures(provider: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("FLOTILLA_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    let dir = root.join(provider);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!("skipped: no fixtures at {}", dir.display());
+        None
+    }
+}
+
+pub fn intake() -> Intake {
+    Intake::new(
+        Secrets {
+            github: Secret::new(SECRET),
+            gitlab: Secret::new(SECRET),
+            generic: None,
+        },
+        Filters::default(),
+    )
+}
+
+/// Headers as recorded beside a capture: `name<TAB>value` or `Name: value` lines.
+pub fn recorded_headers(path: &Path) -> Result<HeaderMap> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut headers = HeaderMap::new();
+    for line in text.lines() {
+        let split = line.split_once('\t').or_else(|| line.split_once(':'));
+        let Some((name, value)) = split else { continue };
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(headers)
+}
+
+/// Sends `file` to the GitHub endpoint as `event`, signed, with `headers` besides.
+pub fn github(file: &Path, event: &str, mut headers: HeaderMap) -> Result<Delivery> {
+    let body = std::fs::read(file).with_context(|| file.display().to_string())?;
+    headers.insert("x-github-event", HeaderValue::from_str(event)?);
+    let signature = github_signature(SECRET.as_bytes(), &body);
+    headers.insert("x-hub-signature-256", HeaderValue::from_str(&signature)?);
+    intake()
+        .handle(Endpoint::GitHub, &headers, &body)
+        .with_context(|| format!("{} as {event}", file.display()))
+}
+
+pub fn gitea(file: &Path, event: &str) -> Result<Delivery> {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-gitea-event", HeaderValue::from_str(event)?);
+    github(file, event, headers)
+}
+
+pub fn gitlab(file: &Path, event: &'static str) -> Result<Delivery> {
+    let body = std::fs::read(file).with_context(|| file.display().to_string())?;
+    let mut headers = HeaderMap::new();
+    headers.insert("x-gitlab-event", HeaderValue::from_static(event));
+    headers.insert("x-gitlab-token", HeaderValue::from_static(SECRET));
+    intake()
+        .handle(Endpoint::GitLab, &headers, &body)
+        .with_context(|| format!("{} as {event}", file.display()))
+}
+
+pub fn decoded<M: Message + Default>(delivery: &Delivery) -> M {
+    match &delivery.verdict {
+        Verdict::Publish(events) if events.len() == 1 => {
+            M::decode(events[0].payload.as_ref()).expect("the event's payload decodes")
+        }
+        other => panic!("expected one event, got {other:?}"),
+    }
+}
+
+pub fn is_ignored(delivery: &Delivery) -> bool {
+    matches!(delivery.verdict, Verdict::Ignore(_))
+}
