@@ -2,11 +2,11 @@
 //! none answers), sets the bus up, serves probes and metrics, runs the workers built into this
 //! binary, and follows the events until Ctrl-C.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use flotilla_bus::{Bus, Health, Names, NatsArgs, health};
+use source_listener::{Config, SourceListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::CliError;
@@ -19,9 +19,10 @@ use crate::signals::Stop;
 ///
 /// Connects to NATS_URL; when nothing answers there and it is a loopback address, starts
 /// nats-server (from PATH) on that port with its store under --data-dir. Then creates or
-/// updates the streams, bucket and consumers (as `flotilla init`), serves /healthz, /readyz and
-/// /metrics, prints where everything is, and follows the events as they flow until Ctrl-C or
-/// SIGTERM, when it stops what it started.
+/// updates the streams, bucket and consumers (as `flotilla init`), serves the webhooks (as
+/// source-listener) with /healthz, /readyz and /metrics beside them, prints where everything
+/// is, and follows the events as they flow until Ctrl-C or SIGTERM, when it stops what it
+/// started.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   flotilla up
@@ -36,12 +37,14 @@ pub struct Args {
         default_value = ".flotilla"
     )]
     data_dir: PathBuf,
-    /// Address serving GET /healthz, /readyz and /metrics.
-    #[arg(long, env = "FLOTILLA_HTTP_ADDR", default_value = "127.0.0.1:9090")]
-    http_addr: SocketAddr,
     /// Do not print events as they flow.
     #[arg(long)]
     quiet: bool,
+    #[command(
+        flatten,
+        next_help_heading = "Webhooks and probes (as source-listener)"
+    )]
+    webhooks: source_listener::Args,
     #[command(flatten, next_help_heading = "Stream limits (as flotilla init)")]
     limits: crate::init::Args,
 }
@@ -84,9 +87,12 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let health = Health::new();
     health.watch_connection(client);
+    let config = Config::from_args(&args.webhooks).map_err(|e| CliError::Usage(e.to_string()))?;
+    let refused = unconfigured_endpoints(&args.webhooks);
+    let listener = SourceListener::new(&bus, config, &health);
     let (addr, http) = health::serve(
-        args.http_addr,
-        health.router(),
+        args.webhooks.http_addr,
+        health.router().merge(listener.router()),
         shutdown.clone().cancelled_owned(),
     )
     .await?;
@@ -102,6 +108,15 @@ async fn serve(
     };
     out.line(format!("nats      {server}"))?;
     out.line(format!(
+        "webhooks  http://{addr}/webhooks/github  /webhooks/gitlab  /webhooks/generic"
+    ))?;
+    if !refused.is_empty() {
+        out.line(format!(
+            "          refusing every delivery until set: {}",
+            refused.join(", ")
+        ))?;
+    }
+    out.line(format!(
         "probes    http://{addr}/healthz  http://{addr}/readyz  http://{addr}/metrics"
     ))?;
     out.line("publish   flotilla publish <domain>.<event> <key> --data FILE")?;
@@ -112,6 +127,20 @@ async fn serve(
     let _ = http.await;
     out.finish()?;
     result
+}
+
+/// The secret variables left unset: their endpoints refuse everything, which `up` says once
+/// rather than leaving people to find out from a 401.
+fn unconfigured_endpoints(webhooks: &source_listener::Args) -> Vec<&'static str> {
+    [
+        ("GITHUB_WEBHOOK_SECRET", &webhooks.github_webhook_secret),
+        ("GITLAB_WEBHOOK_TOKEN", &webhooks.gitlab_webhook_token),
+        ("GENERIC_WEBHOOK_TOKEN", &webhooks.generic_webhook_token),
+    ]
+    .into_iter()
+    .filter(|(_, secret)| secret.is_none())
+    .map(|(name, _)| name)
+    .collect()
 }
 
 /// Prints events as they are stored (unless quiet) until a stop signal.

@@ -23,6 +23,7 @@ pub mod env {
 
 /// The listener's flags; each also reads the environment variable it names.
 #[derive(Debug, Clone, clap::Args)]
+#[group(id = "webhooks")]
 pub struct Args {
     /// Address serving POST /webhooks/{github,gitlab,generic} and GET /healthz, /readyz, /metrics.
     #[arg(long, env = env::HTTP_ADDR, default_value = "127.0.0.1:8080")]

@@ -19,14 +19,15 @@ struct Up {
 impl Up {
     async fn start(cli: &Cli, data_dir: &std::path::Path) -> Result<Up> {
         let http = free_port();
-        let mut child = cli
-            .command(&[
-                "up",
-                "--data-dir",
-                &data_dir.display().to_string(),
-                "--http-addr",
-                &format!("127.0.0.1:{http}"),
-            ])
+        let mut command = cli.command(&[
+            "up",
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--http-addr",
+            &format!("127.0.0.1:{http}"),
+        ]);
+        let mut child = command
+            .env("GENERIC_WEBHOOK_TOKEN", "s3cret")
             .spawn()
             .context("start flotilla up")?;
         let mut stdout = BufReader::new(child.stdout.take().context("piped stdout")?).lines();
