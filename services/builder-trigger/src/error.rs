@@ -1,0 +1,52 @@
+//! Why builder-trigger could not start, and why it could not handle an event.
+//!
+//! A build or test command that fails is not an error here: it is an outcome, reported as
+//! `build.failed` or `tests.failed`. These are the cases where no outcome can be reported.
+
+use flotilla_bus::{BusError, HandlerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is malformed; the binary exits 64.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The event cannot be acted on however often it is retried (e.g. no `ce-time`, a sha that
+    /// is not a commit id): it goes to the dead-letter stream.
+    #[error("cannot handle {event_type} event {event_id}: {reason}")]
+    BadEvent {
+        event_type: String,
+        event_id: String,
+        reason: String,
+    },
+    /// The bus: a payload that does not decode (permanent) or a publish that failed (retryable).
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+impl Error {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Config(_) | Error::BadEvent { .. } => false,
+            Error::Bus(e) => e.is_retryable(),
+        }
+    }
+
+    /// The value of a `reason` metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::BadEvent { .. } => "bad_event",
+            Error::Bus(_) => "bus",
+        }
+    }
+}
+
+impl From<Error> for HandlerError {
+    fn from(err: Error) -> Self {
+        if err.is_retryable() {
+            HandlerError::retryable(err)
+        } else {
+            HandlerError::permanent(err)
+        }
+    }
+}
