@@ -8,6 +8,7 @@ mod bench;
 mod dlq;
 mod error;
 mod events;
+mod fleet;
 mod init;
 mod local_nats;
 mod publish;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::CliError;
 use crate::events::{Reader, Start};
+use crate::fleet::Fleet;
 use crate::local_nats::{self, LocalNats};
 use crate::render::Output;
 use crate::signals::Stop;
@@ -22,7 +23,8 @@ use crate::signals::Stop;
 /// updates the streams, bucket and consumers (as `flotilla init`), serves the webhooks (as
 /// source-listener) with /healthz, /readyz and /metrics beside them, prints where everything
 /// is, and follows the events as they flow until Ctrl-C or SIGTERM, when it stops what it
-/// started.
+/// started. builder-trigger runs too when FLOTILLA_BUILD_COMMAND is set, configured by the
+/// same variables as its own binary (see `builder-trigger --help`).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   flotilla up
@@ -96,6 +98,7 @@ async fn serve(
         shutdown.clone().cancelled_owned(),
     )
     .await?;
+    let fleet = Fleet::start(&bus, &health, &shutdown);
 
     let server = match local {
         Some(local) => format!(
@@ -119,11 +122,26 @@ async fn serve(
     out.line(format!(
         "probes    http://{addr}/healthz  http://{addr}/readyz  http://{addr}/metrics"
     ))?;
+    for line in &fleet.summary {
+        out.line(format!("worker    {line}"))?;
+    }
     out.line("publish   flotilla publish <domain>.<event> <key> --data FILE")?;
+    // "ready" means it: every worker has bound its consumer.
+    let bound = tokio::time::timeout(Duration::from_secs(15), async {
+        while health.not_ready().is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if bound.is_err() {
+        let why = health.not_ready().unwrap_or_default();
+        out.line(format!("waiting   {why}"))?;
+    }
     out.line("ready; Ctrl-C stops")?;
 
     let result = follow(&bus, args.quiet, &mut out, stop).await;
     shutdown.cancel();
+    fleet.stopped().await;
     let _ = http.await;
     out.finish()?;
     result

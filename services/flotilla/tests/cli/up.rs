@@ -17,7 +17,7 @@ struct Up {
 }
 
 impl Up {
-    async fn start(cli: &Cli, data_dir: &std::path::Path) -> Result<Up> {
+    async fn start(cli: &Cli, data_dir: &std::path::Path, env: &[(&str, &str)]) -> Result<Up> {
         let http = free_port();
         let mut command = cli.command(&[
             "up",
@@ -28,6 +28,7 @@ impl Up {
         ]);
         let mut child = command
             .env("GENERIC_WEBHOOK_TOKEN", "s3cret")
+            .envs(env.iter().copied())
             .spawn()
             .context("start flotilla up")?;
         let mut stdout = BufReader::new(child.stdout.take().context("piped stdout")?).lines();
@@ -85,7 +86,12 @@ async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_sto
     let url = format!("nats://127.0.0.1:{}", free_port());
     let data = tempfile::tempdir()?;
     let cli = Cli::at(&url);
-    let mut up = Up::start(&cli, data.path()).await?;
+    let mut up = Up::start(
+        &cli,
+        data.path(),
+        &[("FLOTILLA_BUILD_COMMAND", "echo built $FLOTILLA_VERSION")],
+    )
+    .await?;
     let banner = up.banner.join("\n");
     assert!(banner.contains("created   stream FLOTILLA"), "{banner}");
     assert!(
@@ -93,6 +99,7 @@ async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_sto
         "{banner}"
     );
     assert!(banner.contains(&format!("{url} (started here")), "{banner}");
+    assert!(banner.contains("builder-trigger  building"), "{banner}");
     assert!(
         data.path().join("nats").is_dir(),
         "store under the data dir"
@@ -120,9 +127,13 @@ async fn up_uses_a_server_that_already_answers_and_leaves_it_running() -> Result
     let server = NatsServer::start();
     let data = tempfile::tempdir()?;
     let cli = Cli::new(&server);
-    let up = Up::start(&cli, data.path()).await?;
+    let up = Up::start(&cli, data.path(), &[]).await?;
     let banner = up.banner.join("\n");
     assert!(banner.contains("(already running)"), "{banner}");
+    assert!(
+        banner.contains("builder-trigger  off"),
+        "without a build command: {banner}"
+    );
     assert!(!data.path().join("nats").exists(), "no second server");
     assert_eq!(up.terminate().await?, Some(0));
     server.connect().await;
