@@ -13,6 +13,21 @@ struct BuildEnv {
     args: builder_trigger::Args,
 }
 
+/// builder-trigger's config, from the same environment variables as its binary: parsing an
+/// empty command line leaves every setting to its variable.
+fn builder_trigger_config() -> Result<builder_trigger::Config, String> {
+    if std::env::var_os("FLOTILLA_BUILD_COMMAND").is_none() {
+        return Err("set FLOTILLA_BUILD_COMMAND to build changes".to_owned());
+    }
+    let env = BuildEnv::try_parse_from(["builder-trigger"]).map_err(|e| {
+        // clap's message starts with "error: "; the line is ours to prefix.
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("invalid settings");
+        first.trim_start_matches("error: ").to_owned()
+    })?;
+    builder_trigger::Config::from_args(&env.args).map_err(|e| e.to_string())
+}
+
 /// Workers running as tasks until `shutdown` is cancelled.
 pub struct Fleet {
     tasks: JoinSet<Result<(), BusError>>,
@@ -26,13 +41,7 @@ impl Fleet {
             tasks: JoinSet::new(),
             summary: vec!["source-listener  serving the webhooks".to_owned()],
         };
-        // An empty command line: every setting comes from its environment variable, so
-        // builder-trigger runs here exactly as its binary would with the same environment.
-        match BuildEnv::try_parse_from(["builder-trigger"])
-            .map_err(|e| e.to_string())
-            .and_then(|env| {
-                builder_trigger::Config::from_args(&env.args).map_err(|e| e.to_string())
-            }) {
+        match builder_trigger_config() {
             Ok(config) => {
                 let worker = Worker::new(
                     bus.clone(),
@@ -47,10 +56,7 @@ impl Fleet {
                     .summary
                     .push("builder-trigger  building with FLOTILLA_BUILD_COMMAND".to_owned());
             }
-            Err(why) => fleet.summary.push(format!(
-                "builder-trigger  off: {}",
-                why.lines().next().unwrap_or("not configured")
-            )),
+            Err(why) => fleet.summary.push(format!("builder-trigger  off: {why}")),
         }
         fleet
     }
