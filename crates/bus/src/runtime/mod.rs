@@ -148,7 +148,7 @@ impl<H: Handler> Worker<H> {
                 let permit = tokio::select! {
                     biased;
                     () = &mut shutdown => {
-                        process::release_buffered(&mut messages).await;
+                        process::release_buffered(&mut messages, config.concurrency).await;
                         break 'run;
                     }
                     permit = permits.clone().acquire_owned() => match permit {
@@ -159,7 +159,7 @@ impl<H: Handler> Worker<H> {
                 let next = tokio::select! {
                     biased;
                     () = &mut shutdown => {
-                        process::release_buffered(&mut messages).await;
+                        process::release_buffered(&mut messages, config.concurrency).await;
                         break 'run;
                     }
                     next = messages.next() => next,

@@ -287,12 +287,20 @@ impl<H: Handler> Job<H> {
 }
 
 /// Hands back messages fetched but not started, so another replica takes them now instead
-/// of after the ack wait.
-pub(super) async fn release_buffered(messages: &mut async_nats::jetstream::consumer::pull::Stream) {
+/// of after the ack wait. Bounded: at most one pull batch, within a second, because the stream
+/// keeps pulling while it is read.
+pub(super) async fn release_buffered(
+    messages: &mut async_nats::jetstream::consumer::pull::Stream,
+    batch: usize,
+) {
     use futures::StreamExt;
-    while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(Duration::from_millis(20), messages.next()).await
-    {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    for _ in 0..batch {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wait = Duration::from_millis(20).min(left);
+        let Ok(Some(Ok(message))) = tokio::time::timeout(wait, messages.next()).await else {
+            return;
+        };
         if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
             tracing::debug!(error = %e, "could not hand back a fetched event; it will be redelivered");
         }
