@@ -116,6 +116,34 @@ impl Finished {
     }
 }
 
+/// Environment variables of the worker that build and test commands do not inherit.
+pub const WITHHELD: &[&str] = &[
+    "NATS_CREDS",
+    "NATS_USER",
+    "NATS_PASSWORD",
+    "NATS_TOKEN",
+    "NATS_TLS_KEY",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITLAB_WEBHOOK_TOKEN",
+    "GENERIC_WEBHOOK_TOKEN",
+    "FLOTILLA_GITOPS_TOKEN",
+    "FLOTILLA_GITOPS_SSH_KEY",
+];
+
+/// `sh -c <command>` with the job's variables, without Flotilla's own credentials: a build
+/// script (or whatever it downloads) must not be able to publish on the bus or forge webhooks.
+fn command(spec: &CommandSpec, job: &Job) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&spec.shell);
+    for name in WITHHELD {
+        command.env_remove(name);
+    }
+    command
+        .arg("-c")
+        .arg(&spec.command)
+        .envs(job.vars.iter().map(|(k, v)| (*k, v.as_str())));
+    command
+}
+
 /// Runs `job` with `spec` to the end (or the timeout).
 pub async fn run(spec: &CommandSpec, job: &Job) -> Finished {
     let started = Instant::now();
@@ -124,10 +152,7 @@ pub async fn run(spec: &CommandSpec, job: &Job) -> Finished {
         tail,
         elapsed: started.elapsed(),
     };
-    let mut child = match tokio::process::Command::new(&spec.shell)
-        .arg("-c")
-        .arg(&spec.command)
-        .envs(job.vars.iter().map(|(k, v)| (*k, v.as_str())))
+    let mut child = match command(spec, job)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

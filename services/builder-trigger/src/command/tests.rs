@@ -120,3 +120,22 @@ fn is_running(pid: &str) -> bool {
         })
         .unwrap_or(false)
 }
+
+#[test]
+fn commands_do_not_inherit_flotillas_own_credentials() {
+    let command = command(&spec("true"), &job());
+    let removed: Vec<_> = command
+        .as_std()
+        .get_envs()
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect();
+    for name in [
+        "NATS_PASSWORD",
+        "NATS_CREDS",
+        "GITHUB_WEBHOOK_SECRET",
+        "FLOTILLA_GITOPS_TOKEN",
+    ] {
+        assert!(removed.iter().any(|r| r == name), "{name} is passed on");
+    }
+}
