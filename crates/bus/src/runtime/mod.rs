@@ -11,9 +11,11 @@ mod dlq;
 mod process;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -100,101 +102,115 @@ impl<H: Handler> Worker<H> {
             health,
             ready,
         } = self;
-        let spec = config.consumer_spec();
         let job = Arc::new(process::Job::new(&bus, &config, handler, &health));
-        let permits = Arc::new(Semaphore::new(config.concurrency));
-        let mut tasks = JoinSet::new();
+        let mut pool = Pool {
+            permits: Arc::new(Semaphore::new(config.concurrency)),
+            tasks: JoinSet::new(),
+        };
         tokio::pin!(shutdown);
 
         let mut first = true;
-        'run: loop {
+        loop {
             if !first {
                 // The message stream ended or failed: pause briefly and bind again.
                 tokio::select! {
                     biased;
-                    () = &mut shutdown => break 'run,
+                    () = &mut shutdown => break,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
-            let bound = match bus.ensure_consumer(&spec).await {
-                Ok((consumer, reconciled)) => {
-                    tracing::info!(worker = %config.name, consumer = %reconciled, "consumer bound");
-                    consumer
-                }
+            let mut messages = match bind(&bus, &config).await {
+                Ok(messages) => messages,
                 Err(e) if first => return Err(e),
                 Err(e) => {
-                    tracing::warn!(worker = %config.name, error = %e, "binding consumer failed; retrying");
+                    tracing::warn!(worker = %config.name, error = %e, "binding failed; retrying");
                     continue;
                 }
             };
             first = false;
-            let mut messages = match bound
-                .stream()
-                .max_messages_per_batch(config.concurrency)
-                // Short pull requests bound how long a lost one can stall the worker.
-                .heartbeat(PULL_HEARTBEAT)
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await
-            {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(worker = %config.name, error = %e, "pulling failed; retrying");
-                    continue;
-                }
-            };
             ready.set(true);
-            loop {
-                let permit = tokio::select! {
-                    biased;
-                    () = &mut shutdown => {
-                        process::release_buffered(&mut messages, config.concurrency).await;
-                        break 'run;
-                    }
-                    permit = permits.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break 'run,
-                    },
-                };
-                let next = tokio::select! {
-                    biased;
-                    () = &mut shutdown => {
-                        process::release_buffered(&mut messages, config.concurrency).await;
-                        break 'run;
-                    }
-                    next = messages.next() => next,
-                };
-                match next {
-                    Some(Ok(message)) => {
-                        let job = job.clone();
-                        tasks.spawn(async move {
-                            job.process(message).await;
-                            drop(permit);
-                        });
-                    }
-                    Some(Err(e))
-                        if e.kind()
-                            == async_nats::jetstream::consumer::pull::MessagesErrorKind::MissingHeartbeat =>
-                    {
-                        // The server holds no pull request of ours any more (seen with
-                        // async-nats 0.51 against 2.9 under load): pulling again beats idling
-                        // with work pending until the request would have expired.
-                        tracing::warn!(worker = %config.name, "missed a pull heartbeat; pulling again");
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(worker = %config.name, error = %e, "message stream failed; rebinding");
-                        break;
-                    }
-                    None => break,
-                }
-                while tasks.try_join_next().is_some() {}
-            }
+            let stopped = pool
+                .consume(&mut messages, &job, &config, &mut shutdown)
+                .await;
             ready.set(false);
+            if stopped {
+                process::release_buffered(&mut messages, config.concurrency).await;
+                break;
+            }
         }
-        ready.set(false);
-        drain(&config, tasks).await;
+        drain(&config, pool.tasks).await;
         Ok(())
+    }
+}
+
+/// Binds the worker's durable consumer and opens a message stream on it.
+async fn bind(bus: &Bus, config: &WorkerConfig) -> Result<pull::Stream, BusError> {
+    let (consumer, reconciled) = bus.ensure_consumer(&config.consumer_spec()).await?;
+    tracing::info!(worker = %config.name, consumer = %reconciled, "consumer bound");
+    consumer
+        .stream()
+        .max_messages_per_batch(config.concurrency)
+        // Short pull requests bound how long a lost one can stall the worker.
+        .heartbeat(PULL_HEARTBEAT)
+        .expires(PULL_EXPIRES)
+        .messages()
+        .await
+        .map_err(|e| BusError::jetstream(format!("pull from consumer {}", config.name), e))
+}
+
+/// The tasks handling events, at most `concurrency` at once.
+struct Pool {
+    permits: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+}
+
+impl Pool {
+    /// Hands each message to a task until the stream fails (false: bind again) or shutdown
+    /// is requested (true).
+    async fn consume<H: Handler>(
+        &mut self,
+        messages: &mut pull::Stream,
+        job: &Arc<process::Job<H>>,
+        config: &WorkerConfig,
+        shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    ) -> bool {
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = shutdown.as_mut() => return true,
+                permit = self.permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return true,
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                () = shutdown.as_mut() => return true,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let job = job.clone();
+                    self.tasks.spawn(async move {
+                        job.process(message).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) if e.kind() == pull::MessagesErrorKind::MissingHeartbeat => {
+                    // The server holds no pull request of ours any more (seen with
+                    // async-nats 0.51 against 2.9 under load): pulling again beats idling
+                    // with work pending until the request would have expired.
+                    tracing::warn!(worker = %config.name, "missed a pull heartbeat; pulling again");
+                    return false;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(worker = %config.name, error = %e, "message stream failed; rebinding");
+                    return false;
+                }
+                None => return false,
+            }
+            while self.tasks.try_join_next().is_some() {}
+        }
     }
 }
 
