@@ -100,21 +100,10 @@ impl Publisher {
                 .await?;
             pending.push((id, subject, event, ack));
         }
-        try_join_all(pending.into_iter().map(|(id, subject, event, mut ack)| async move {
-            let mut attempt = 1;
-            loop {
-                match ack.await {
-                    Ok(ack) => return Ok(published(id, subject, &ack)),
-                    Err(e) if retry_ack(&e, attempt) => {
-                        attempt += 1;
-                        tracing::debug!(%subject, event_id = %id, attempt, "publish ack timed out; sending again");
-                        // Rebuilt rather than kept: a copy per event would cost every publish
-                        // for a retry that rarely happens. The id, hence dedup, is the same.
-                        ack = self.send(&subject, self.message(&event, &id, cause)).await?;
-                    }
-                    Err(source) => return Err(BusError::Publish { subject, source }),
-                }
-            }
+        // A timed-out publish is rebuilt rather than kept: a copy per event would cost every
+        // publish for a retry that rarely happens. The id, hence dedup, is the same.
+        try_join_all(pending.into_iter().map(|(id, subject, event, ack)| {
+            self.confirm(id, subject, ack, move |id| self.message(&event, id, cause))
         }))
         .await
     }
@@ -163,7 +152,8 @@ impl Publisher {
             .unwrap_or_default();
         let message = PublishMessage::build().payload(payload).headers(headers);
         let ack = self.send(subject, message.clone()).await?;
-        self.confirm(id, subject.to_owned(), message, ack).await
+        self.confirm(id, subject.to_owned(), ack, move |_| message.clone())
+            .await
     }
 
     async fn send(
@@ -187,8 +177,8 @@ impl Publisher {
         &self,
         id: String,
         subject: String,
-        message: PublishMessage,
         mut ack: PublishAckFuture,
+        rebuild: impl Fn(&str) -> PublishMessage,
     ) -> Result<Published, BusError> {
         let mut attempt = 1;
         loop {
@@ -197,7 +187,7 @@ impl Publisher {
                 Err(e) if retry_ack(&e, attempt) => {
                     attempt += 1;
                     tracing::debug!(%subject, event_id = %id, attempt, "publish ack timed out; sending again");
-                    ack = self.send(&subject, message.clone()).await?;
+                    ack = self.send(&subject, rebuild(&id)).await?;
                 }
                 Err(source) => return Err(BusError::Publish { subject, source }),
             }

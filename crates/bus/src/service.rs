@@ -1,7 +1,11 @@
-//! The shared `main` of a worker binary: connect, serve probes and metrics, run the worker,
-//! drain on SIGTERM or Ctrl-C, exit 0.
+//! The shared `main` of a worker binary: parse the command line, set up logging, connect,
+//! serve probes and metrics, run the worker, drain on SIGTERM or Ctrl-C, exit 0.
+//!
+//! Exit codes (sysexits): 0 after a clean stop, 64 for invalid settings, 69 when NATS never
+//! answered, 1 for anything else.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -29,6 +33,38 @@ pub struct ServiceArgs {
     /// How long to keep retrying the first NATS connection at start-up.
     #[arg(long, env = "FLOTILLA_CONNECT_DEADLINE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub connect_deadline: Duration,
+}
+
+pub const EX_USAGE: u8 = 64;
+pub const EX_UNAVAILABLE: u8 = 69;
+
+/// Parses the command line and sets up logging for `worker`: the common start of every
+/// worker's `main`. `Err` is the exit code, after saying why (`--help` and `--version` exit 0).
+pub fn start<C: clap::Parser>(worker: &str) -> Result<(C, flotilla_telemetry::Guard), ExitCode> {
+    let cli = C::try_parse().map_err(|e| {
+        let _ = e.print();
+        // `--help` and `--version` arrive as "errors" meant for stdout.
+        ExitCode::from(if e.use_stderr() { EX_USAGE } else { 0 })
+    })?;
+    let guard = flotilla_telemetry::init(worker, "info").map_err(|e| usage(&e))?;
+    Ok((cli, guard))
+}
+
+/// Exit code 64 after printing `error`: for settings that cannot work.
+pub fn usage(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(EX_USAGE)
+}
+
+/// The exit code of a worker that stopped with `result`.
+pub fn exit_code(result: Result<(), BusError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_retryable() { EX_UNAVAILABLE } else { 1 })
+        }
+    }
 }
 
 /// Cancelled on SIGTERM or Ctrl-C.

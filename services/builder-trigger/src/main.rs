@@ -8,10 +8,7 @@ use std::process::ExitCode;
 
 use builder_trigger::{Args, BuilderTrigger, Config, WORKER, worker_config};
 use clap::Parser;
-use flotilla_bus::service::{ServiceArgs, run_worker};
-
-const EX_USAGE: u8 = 64;
-const EX_UNAVAILABLE: u8 = 69;
+use flotilla_bus::service::{self, ServiceArgs, run_worker};
 
 /// Build every change pushed to a default branch or proposed in a pull request, and test it in
 /// its environment once that is ready.
@@ -26,27 +23,13 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            // `--help` and `--version` arrive as "errors" meant for stdout.
-            return ExitCode::from(if e.use_stderr() { EX_USAGE } else { 0 });
-        }
-    };
-    let _telemetry = match flotilla_telemetry::init(WORKER, "info") {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
+    let (cli, _telemetry) = match service::start::<Cli>(WORKER) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let config = match Config::from_args(&cli.builds) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(e) => return service::usage(&e),
     };
     tracing::info!(
         backend = ?cli.builds.backend,
@@ -54,11 +37,5 @@ async fn main() -> ExitCode {
         build_timeout = %humantime::format_duration(config.build.timeout),
         "builder-trigger configured"
     );
-    match run_worker(worker_config(), &cli.service, BuilderTrigger::new(config)).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(if e.is_retryable() { EX_UNAVAILABLE } else { 1 })
-        }
-    }
+    service::exit_code(run_worker(worker_config(), &cli.service, BuilderTrigger::new(config)).await)
 }

@@ -7,12 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use flotilla_bus::service::shutdown_token;
+use flotilla_bus::service::{self, shutdown_token};
 use flotilla_bus::{Bus, BusError, Health, Names, NatsArgs};
 use source_listener::{Args, Config, SourceListener, WORKER};
-
-const EX_USAGE: u8 = 64;
-const EX_UNAVAILABLE: u8 = 69;
 
 /// Receive GitHub, Gitea, GitLab and generic webhooks and publish them as Flotilla events.
 #[derive(Debug, Parser)]
@@ -29,35 +26,15 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            // `--help` and `--version` arrive as "errors" meant for stdout.
-            return ExitCode::from(if e.use_stderr() { EX_USAGE } else { 0 });
-        }
-    };
-    let _telemetry = match flotilla_telemetry::init(WORKER, "info") {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
+    let (cli, _telemetry) = match service::start::<Cli>(WORKER) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let config = match Config::from_args(&cli.listener) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(e) => return service::usage(&e),
     };
-    match run(&cli, config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(if e.is_retryable() { EX_UNAVAILABLE } else { 1 })
-        }
-    }
+    service::exit_code(run(&cli, config).await)
 }
 
 async fn run(cli: &Cli, config: Config) -> Result<(), BusError> {
