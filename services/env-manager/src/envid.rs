@@ -1,0 +1,97 @@
+//! Environment ids: DNS-1123 labels, because each becomes a namespace name.
+//!
+//! `pr-<repo name>-<number>` for a pull request's preview, `stg-<app>-<version>` for a change
+//! to the default branch. Ids longer than 63 characters keep a prefix and end in a hash of the
+//! whole id, so two long ids that share a prefix stay distinct and the same input always gives
+//! the same id.
+
+use sha2::{Digest, Sha256};
+
+/// The longest DNS-1123 label.
+pub const MAX_LEN: usize = 63;
+/// Hex digits of the hash that ends a shortened id.
+const HASH_LEN: usize = 8;
+
+/// What an environment is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A pull request's environment, deleted when the PR closes.
+    Preview,
+    /// A change to the default branch, promoted to production when its tests pass.
+    Staging,
+}
+
+impl Kind {
+    /// The name used in manifests, events and the registry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Preview => "preview",
+            Kind::Staging => "staging",
+        }
+    }
+
+    /// The kind an env id was made for, from its prefix.
+    pub fn of(env: &str) -> Option<Kind> {
+        if env.starts_with("pr-") {
+            Some(Kind::Preview)
+        } else if env.starts_with("stg-") {
+            Some(Kind::Staging)
+        } else {
+            None
+        }
+    }
+}
+
+/// The preview env of pull request `number` of `repo` (`owner/name`): `pr-<name>-<number>`.
+pub fn preview(repo: &str, number: u64) -> String {
+    let name = repo.rsplit('/').next().unwrap_or(repo);
+    label(&format!("pr-{}-{number}", sanitize(name)))
+}
+
+/// The staging env of `app` at `version`: `stg-<app>-<version>`.
+pub fn staging(app: &str, version: &str) -> String {
+    label(&format!("stg-{}-{}", sanitize(app), sanitize(version)))
+}
+
+/// Whether `id` is a DNS-1123 label: 1 to 63 of `[a-z0-9-]`, starting and ending with a letter
+/// or digit. Env ids from events are checked with it before they name a file.
+pub fn is_dns_label(id: &str) -> bool {
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let bytes = id.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => {
+            bytes.len() <= MAX_LEN
+                && alnum(first)
+                && alnum(last)
+                && bytes.iter().all(|&c| alnum(c) || c == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// Lowercase, every run of other characters than `[a-z0-9]` one `-`, none at either end.
+fn sanitize(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for c in part.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_owned()
+}
+
+/// `id` itself when it fits in a label, else a prefix of it, `-`, and a hash of all of it.
+fn label(id: &str) -> String {
+    if id.len() <= MAX_LEN {
+        return id.to_owned();
+    }
+    let hash = hex::encode(Sha256::digest(id.as_bytes()));
+    // `id` is ASCII after sanitizing, so any byte index is a char boundary.
+    let prefix = id[..MAX_LEN - HASH_LEN - 1].trim_end_matches('-');
+    format!("{prefix}-{}", &hash[..HASH_LEN])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,71 @@
+//! Why env-manager could not start, and why it could not handle an event.
+
+use flotilla_bus::{BusError, HandlerError};
+
+use crate::gitops::GitError;
+use crate::manifest::ManifestError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is malformed; the binary exits 64.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The event cannot be acted on however often it is retried (no `ce-time`, an env id that
+    /// is not a DNS label): it goes to the dead-letter stream.
+    #[error("cannot handle {event_type} event {event_id}: {reason}")]
+    BadEvent {
+        event_type: String,
+        event_id: String,
+        reason: String,
+    },
+    /// The GitOps repository's manifests do not allow the change (an app missing from
+    /// production, a manifest that does not parse): a person must fix the repository, then
+    /// retry the dead letter.
+    #[error("{path}: {source}")]
+    Manifest {
+        path: String,
+        #[source]
+        source: ManifestError,
+    },
+    /// Reading, committing or pushing the GitOps repository failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The environment registry (KV bucket) could not be read or written.
+    #[error("environment registry: {0}")]
+    Registry(String),
+    /// The bus: a payload that does not decode (permanent) or a publish that failed (retryable).
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+impl Error {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Config(_) | Error::BadEvent { .. } | Error::Manifest { .. } => false,
+            Error::Git(_) | Error::Registry(_) => true,
+            Error::Bus(e) => e.is_retryable(),
+        }
+    }
+
+    /// The value of a `reason` metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::BadEvent { .. } => "bad_event",
+            Error::Manifest { .. } => "manifest",
+            Error::Git(_) => "git",
+            Error::Registry(_) => "registry",
+            Error::Bus(_) => "bus",
+        }
+    }
+}
+
+impl From<Error> for HandlerError {
+    fn from(err: Error) -> Self {
+        if err.is_retryable() {
+            HandlerError::retryable(err)
+        } else {
+            HandlerError::permanent(err)
+        }
+    }
+}

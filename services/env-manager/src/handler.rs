@@ -1,0 +1,331 @@
+//! The handler: builds in, environments requested; passed staging tests in, a release and a
+//! teardown requested; closed pull requests and teardown requests in, environments removed.
+
+use std::sync::Arc;
+
+use flotilla_bus::{Ctx, Event, Handler, HandlerError, Outgoing};
+use flotilla_proto::v1::{Build, Environment, PullRequest, Release, TeardownRequest, TestResult};
+
+use crate::config::Config;
+use crate::envid::{self, Kind};
+use crate::error::Error;
+use crate::gitops::{FileChange, GitOps, Snapshot};
+use crate::manifest::{self, EnvSpec, ManifestError};
+use crate::registry::{self, EnvRecord, Registry};
+
+/// Commits searched for the version a promotion replaced, when it was already promoted.
+const HISTORY_DEPTH: usize = 200;
+
+/// env-manager's [`Handler`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EnvManager {
+    config: Arc<Config>,
+    gitops: GitOps,
+    registry: Registry,
+}
+
+impl Handler for EnvManager {
+    async fn handle(&self, event: Event, _ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
+        Ok(self.on_event(&event).await?)
+    }
+}
+
+impl EnvManager {
+    /// `gitops` must be opened on `config.gitops`.
+    pub fn new(config: Config, gitops: GitOps, registry: Registry) -> EnvManager {
+        EnvManager {
+            config: Arc::new(config),
+            gitops,
+            registry,
+        }
+    }
+
+    async fn on_event(&self, event: &Event) -> Result<Vec<Outgoing>, Error> {
+        match event.event_type() {
+            "build.succeeded" => self.request(event.decode()?, event).await,
+            "tests.passed" => self.promote(event.decode()?, event).await,
+            "source.pull_request" => pr_closed(&event.decode()?, event),
+            "env.teardown.requested" => self.teardown(event.decode()?, event).await,
+            other => {
+                tracing::debug!(event_type = other, "not an event env-manager acts on");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Writes the env of a build into the GitOps repository and records it.
+    ///
+    /// Everything written derives from the event (its time included), so a redelivery finds
+    /// the file as it would write it: no commit, the same revision, the same event (a
+    /// duplicate, by its derived id).
+    async fn request(&self, build: Build, event: &Event) -> Result<Vec<Outgoing>, Error> {
+        let spec = self.env_spec(&build, event)?;
+        let env = spec.env.clone();
+        let path = self.config.env_manifest(&env);
+        let production = self.config.production_manifest.clone();
+        let message = format!(
+            "env-manager: {} env {env} for {}",
+            spec.kind.as_str(),
+            spec.change_id
+        );
+        let render = spec.clone();
+        let (pushed, apps) = self
+            .gitops
+            .commit(message, move |tree: &Snapshot<'_>| {
+                let current = read_manifest(tree, &production)?;
+                let rendered = manifest::render_env(&current, &render)
+                    .map_err(|source| manifest_error(&production, source))?;
+                let write = FileChange::Write {
+                    path: path.clone(),
+                    contents: rendered.contents,
+                };
+                Ok::<_, Error>((vec![write], rendered.apps))
+            })
+            .await?;
+        let revision = pushed.revision.unwrap_or_default();
+        tracing::info!(env = %env, change_id = %spec.change_id, revision = %revision, committed = pushed.committed, "environment written");
+
+        let record = EnvRecord {
+            state: registry::REQUESTED.into(),
+            kind: spec.kind.as_str().into(),
+            change_id: spec.change_id.clone(),
+            repo: spec.repo.clone(),
+            pr: spec.pr,
+            apps: apps.iter().map(Into::into).collect(),
+            revision: revision.clone(),
+            created_at: spec.created_at.clone(),
+            expires_at: spec.expires_at.clone(),
+            owner: String::new(),
+            other: Default::default(),
+        };
+        self.registry
+            .update(&env, |current| match current {
+                // Already recorded at this revision: sync-watcher may have moved it on since.
+                Some(c) if c.change_id == record.change_id && c.revision == record.revision => None,
+                Some(c) => Some(EnvRecord {
+                    other: c.other,
+                    ..record.clone()
+                }),
+                None => Some(record.clone()),
+            })
+            .await?;
+
+        let requested = Environment {
+            env: env.clone(),
+            kind: spec.kind.as_str().into(),
+            change_id: spec.change_id.clone(),
+            apps,
+            revision,
+            repo: spec.repo,
+            pr: spec.pr,
+            created_at: spec.created_at,
+            expires_at: spec.expires_at,
+            ..Default::default()
+        };
+        let out = Outgoing::new("env.requested", &env, &requested)?.with_change_id(&spec.change_id);
+        Ok(vec![out])
+    }
+
+    /// What the env of `build` is: its id, kind, times and the new version of its app.
+    fn env_spec(&self, build: &Build, event: &Event) -> Result<EnvSpec, Error> {
+        let bad = |reason: &str| bad_event(event, reason);
+        if build.app.is_empty() || build.version.is_empty() {
+            return Err(bad("the build carries no app or version"));
+        }
+        let created_at = event.time.clone().ok_or_else(|| bad("no ce-time"))?;
+        let expires_at = manifest::expires_at(&created_at, self.config.env_ttl)
+            .map_err(|e| bad(&e.to_string()))?;
+        let (kind, env) = if build.pr > 0 {
+            if build.repo.is_empty() {
+                return Err(bad("a pull request build carries no repo"));
+            }
+            (Kind::Preview, envid::preview(&build.repo, build.pr))
+        } else {
+            (Kind::Staging, envid::staging(&build.app, &build.version))
+        };
+        let image = build
+            .images
+            .iter()
+            .find(|i| i.name == build.app)
+            .or(build.images.first())
+            .map(|i| manifest::image_repository(&i.r#ref).to_owned())
+            .filter(|i| !i.is_empty());
+        let change_id = if build.change_id.is_empty() {
+            format!("{}-{}", build.app, build.version)
+        } else {
+            build.change_id.clone()
+        };
+        Ok(EnvSpec {
+            env,
+            kind,
+            change_id,
+            repo: build.repo.clone(),
+            pr: build.pr,
+            app: build.app.clone(),
+            version: build.version.clone(),
+            image,
+            created_at,
+            expires_at,
+        })
+    }
+
+    /// A staging env passed its tests: production gets its version, and the env can go.
+    async fn promote(&self, result: TestResult, event: &Event) -> Result<Vec<Outgoing>, Error> {
+        let env = result.env.clone();
+        if Kind::of(&env) != Some(Kind::Staging) {
+            tracing::debug!(env = %env, "tests passed outside staging: nothing to promote");
+            return Ok(Vec::new());
+        }
+        if result.app.is_empty() || result.version.is_empty() {
+            return Err(bad_event(
+                event,
+                "the test result carries no app or version",
+            ));
+        }
+        let (app, version) = (result.app.clone(), result.version.clone());
+        let production = self.config.production_manifest.clone();
+        let message = format!(
+            "env-manager: promote {app} to {version} ({})",
+            result.change_id
+        );
+        let (target, previous) = (version.clone(), app.clone());
+        let (pushed, previous_version) = self
+            .gitops
+            .commit(message, move |tree: &Snapshot<'_>| {
+                let current = read_manifest(tree, &production)?;
+                let (contents, previous_version) = manifest::promote(&current, &previous, &target)
+                    .map_err(|source| manifest_error(&production, source))?;
+                let write = FileChange::Write {
+                    path: production.clone(),
+                    contents,
+                };
+                Ok::<_, Error>((vec![write], previous_version))
+            })
+            .await?;
+        let previous_version = if previous_version == version {
+            // Promoted already (a redelivery, or a person was faster): production's version
+            // before this one is in the history.
+            self.version_before(&app, &version).await?
+        } else {
+            previous_version
+        };
+        tracing::info!(env = %env, change_id = %result.change_id, app = %app, version = %version, previous_version = %previous_version, committed = pushed.committed, "production manifest updated");
+
+        let release = Release {
+            change_id: result.change_id.clone(),
+            app: app.clone(),
+            version,
+            previous_version,
+            ..Default::default()
+        };
+        let teardown = TeardownRequest {
+            env: env.clone(),
+            reason: "promoted".into(),
+            change_id: result.change_id.clone(),
+            message: format!("{} promoted to production", result.change_id),
+        };
+        Ok(vec![
+            Outgoing::new("release.requested", &app, &release)?.with_change_id(&result.change_id),
+            Outgoing::new("env.teardown.requested", &env, &teardown)?
+                .with_change_id(&result.change_id),
+        ])
+    }
+
+    /// The version `app` had in production before `version`, from the production manifest's
+    /// recent history; empty when it is not there.
+    async fn version_before(&self, app: &str, version: &str) -> Result<String, Error> {
+        let path = self.config.production_manifest.clone();
+        let history = self.gitops.file_history(path, HISTORY_DEPTH).await?;
+        let earlier = history
+            .iter()
+            .flatten()
+            .filter_map(|bytes| manifest::parse(bytes).ok())
+            .filter_map(|m| manifest::apps_of(&m).ok())
+            .filter_map(|apps| apps.into_iter().find(|a| a.name == app))
+            .map(|a| a.version)
+            .find(|v| v != version);
+        Ok(earlier.unwrap_or_default())
+    }
+
+    /// Removes the env's manifest from the GitOps repository and marks it deleting; the reaper
+    /// checks it is gone and reports `env.deleted`.
+    async fn teardown(
+        &self,
+        request: TeardownRequest,
+        event: &Event,
+    ) -> Result<Vec<Outgoing>, Error> {
+        let env = request.env;
+        if !envid::is_dns_label(&env) {
+            return Err(bad_event(
+                event,
+                &format!("env id {env:?} is not a DNS-1123 label"),
+            ));
+        }
+        let path = self.config.env_manifest(&env);
+        let message = format!("env-manager: remove env {env} ({})", request.reason);
+        let (pushed, ()) = self
+            .gitops
+            .commit(message, move |_: &Snapshot<'_>| {
+                Ok::<_, Error>((vec![FileChange::Remove { path: path.clone() }], ()))
+            })
+            .await?;
+        tracing::info!(env = %env, reason = %request.reason, committed = pushed.committed, "environment removed");
+        self.registry
+            .update(&env, |current| {
+                let record = current.filter(|c| c.state != registry::DELETING)?;
+                Some(EnvRecord {
+                    state: registry::DELETING.into(),
+                    ..record
+                })
+            })
+            .await?;
+        Ok(Vec::new())
+    }
+}
+
+/// A closed pull request's preview env is torn down.
+fn pr_closed(pr: &PullRequest, event: &Event) -> Result<Vec<Outgoing>, Error> {
+    if pr.action != "closed" {
+        return Ok(Vec::new());
+    }
+    if pr.repo.is_empty() || pr.number == 0 {
+        return Err(bad_event(
+            event,
+            "the pull request carries no repo or number",
+        ));
+    }
+    let env = envid::preview(&pr.repo, pr.number);
+    let how = if pr.merged { "merged" } else { "closed" };
+    let teardown = TeardownRequest {
+        env: env.clone(),
+        reason: "pr_closed".into(),
+        change_id: String::new(),
+        message: format!("{}#{} was {how}", pr.repo, pr.number),
+    };
+    tracing::info!(env = %env, "pull request closed: tearing its preview down");
+    Ok(vec![Outgoing::new(
+        "env.teardown.requested",
+        &env,
+        &teardown,
+    )?])
+}
+
+fn read_manifest(tree: &Snapshot<'_>, path: &str) -> Result<Vec<u8>, Error> {
+    tree.read(path)?
+        .ok_or_else(|| manifest_error(path, ManifestError::Malformed("no such file".into())))
+}
+
+fn manifest_error(path: &str, source: ManifestError) -> Error {
+    Error::Manifest {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn bad_event(event: &Event, reason: &str) -> Error {
+    Error::BadEvent {
+        event_type: event.event_type().to_owned(),
+        event_id: event.id.clone(),
+        reason: reason.to_owned(),
+    }
+}

@@ -1,0 +1,35 @@
+//! env-manager: turns builds into environments in the GitOps repository, promotes staging
+//! changes whose tests passed, and removes environments when asked.
+//!
+//! | consumes | writes | emits |
+//! |---|---|---|
+//! | `build.succeeded.<change>` | `envs/<env>.json`: production with the change's version; registry record `requested` | `env.requested.<env>` |
+//! | `tests.passed.<env>` of a staging env | `apps/production.json` at the tested version | `release.requested.<app>`, `env.teardown.requested.<env>` (`promoted`) |
+//! | `source.pull_request.<repo>` `closed` | | `env.teardown.requested.pr-<repo>-<n>` (`pr_closed`) |
+//! | `env.teardown.requested.<env>` | `envs/<env>.json` removed; registry record `deleting` | |
+//!
+//! The layers are testable alone: [`envid`] and [`manifest`] are pure, [`gitops`] is the git
+//! working copy (fetch, commit, push, redo on a moved remote), [`registry`] the KV records
+//! (compare-and-set), and [`handler`] ties them to the bus.
+
+pub mod config;
+pub mod envid;
+pub mod error;
+pub mod gitops;
+pub mod handler;
+pub mod manifest;
+pub mod registry;
+
+pub use config::{Args, Config};
+pub use error::Error;
+pub use handler::EnvManager;
+
+use flotilla_bus::WorkerConfig;
+
+/// The worker's name: its durable consumer and its `ce-source` (`flotilla/env-manager`).
+pub const WORKER: &str = "env-manager";
+
+/// The runtime settings of env-manager, with its subscriptions from the bus topology.
+pub fn worker_config() -> WorkerConfig {
+    WorkerConfig::for_worker(WORKER).expect("env-manager is one of the bus topology's workers")
+}
