@@ -1,6 +1,8 @@
 //! The workers `flotilla up` runs in its own process, each configured from the same
 //! environment variables as its own binary.
 
+use std::path::Path;
+
 use clap::Parser;
 use flotilla_bus::{Bus, BusError, Health, Worker};
 use tokio::task::JoinSet;
@@ -13,19 +15,56 @@ struct BuildEnv {
     args: builder_trigger::Args,
 }
 
+/// env-manager's settings: the environment, plus the local repository when none is set.
+#[derive(Debug, Parser)]
+struct EnvsEnv {
+    #[command(flatten)]
+    args: env_manager::Args,
+}
+
 /// builder-trigger's config, from the same environment variables as its binary: parsing an
 /// empty command line leaves every setting to its variable.
 fn builder_trigger_config() -> Result<builder_trigger::Config, String> {
     if std::env::var_os("FLOTILLA_BUILD_COMMAND").is_none() {
         return Err("set FLOTILLA_BUILD_COMMAND to build changes".to_owned());
     }
-    let env = BuildEnv::try_parse_from(["builder-trigger"]).map_err(|e| {
-        // clap's message starts with "error: "; the line is ours to prefix.
-        let text = e.to_string();
-        let first = text.lines().next().unwrap_or("invalid settings");
-        first.trim_start_matches("error: ").to_owned()
-    })?;
+    let env =
+        BuildEnv::try_parse_from(["builder-trigger"]).map_err(|e| first_line(&e.to_string()))?;
     builder_trigger::Config::from_args(&env.args).map_err(|e| e.to_string())
+}
+
+/// env-manager on FLOTILLA_GITOPS_URL, or on a local bare repository under the data dir
+/// (created with an empty production manifest) when none is configured.
+async fn env_manager(
+    bus: &Bus,
+    data_dir: &Path,
+) -> Result<(env_manager::EnvManager, String), String> {
+    let mut argv = vec!["env-manager".to_owned()];
+    if std::env::var_os("FLOTILLA_GITOPS_URL").is_none() {
+        let branch = std::env::var("FLOTILLA_GITOPS_BRANCH").unwrap_or_else(|_| "main".into());
+        let remote = crate::local_gitops::ensure(data_dir, &branch)
+            .map_err(|e| format!("local GitOps repository: {e}"))?;
+        argv.extend(["--gitops-url".to_owned(), remote.display().to_string()]);
+    }
+    if std::env::var_os("FLOTILLA_GITOPS_DIR").is_none() {
+        let work = data_dir.join("gitops-work");
+        argv.extend(["--gitops-dir".to_owned(), work.display().to_string()]);
+    }
+    let env = EnvsEnv::try_parse_from(&argv).map_err(|e| first_line(&e.to_string()))?;
+    let config = env_manager::Config::from_args(&env.args).map_err(|e| e.to_string())?;
+    let url = config.gitops.url.clone();
+    let gitops = env_manager::gitops::GitOps::open(config.gitops.clone())
+        .await
+        .map_err(|e| format!("GitOps repository {url}: {e}"))?;
+    let envs = bus.envs().await.map_err(|e| e.to_string())?;
+    let registry = env_manager::registry::Registry::new(envs);
+    Ok((env_manager::EnvManager::new(config, gitops, registry), url))
+}
+
+/// clap's message without its "error: " prefix, first line only.
+fn first_line(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("invalid settings");
+    first.trim_start_matches("error: ").to_owned()
 }
 
 /// Workers running as tasks until `shutdown` is cancelled.
@@ -36,7 +75,12 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn start(bus: &Bus, health: &Health, shutdown: &CancellationToken) -> Fleet {
+    pub async fn start(
+        bus: &Bus,
+        health: &Health,
+        shutdown: &CancellationToken,
+        data_dir: &Path,
+    ) -> Fleet {
         let mut fleet = Fleet {
             tasks: JoinSet::new(),
             summary: vec!["source-listener  serving the webhooks".to_owned()],
@@ -57,6 +101,23 @@ impl Fleet {
                     .push("builder-trigger  building with FLOTILLA_BUILD_COMMAND".to_owned());
             }
             Err(why) => fleet.summary.push(format!("builder-trigger  off: {why}")),
+        }
+        match env_manager(bus, data_dir).await {
+            Ok((handler, gitops)) => {
+                let worker = Worker::new(
+                    bus.clone(),
+                    env_manager::worker_config(),
+                    handler,
+                    health.clone(),
+                );
+                fleet
+                    .tasks
+                    .spawn(worker.run(shutdown.clone().cancelled_owned()));
+                fleet
+                    .summary
+                    .push(format!("env-manager      writing environments to {gitops}"));
+            }
+            Err(why) => fleet.summary.push(format!("env-manager      off: {why}")),
         }
         fleet
     }

@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod fleet;
 mod init;
+mod local_gitops;
 mod local_nats;
 mod publish;
 mod render;

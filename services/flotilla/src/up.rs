@@ -98,7 +98,7 @@ async fn serve(
         shutdown.clone().cancelled_owned(),
     )
     .await?;
-    let fleet = Fleet::start(&bus, &health, &shutdown);
+    let fleet = Fleet::start(&bus, &health, &shutdown, &args.data_dir).await;
 
     let server = match local {
         Some(local) => format!(

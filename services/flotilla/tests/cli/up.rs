@@ -101,6 +101,13 @@ async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_sto
     assert!(banner.contains(&format!("{url} (started here")), "{banner}");
     assert!(banner.contains("builder-trigger  building"), "{banner}");
     assert!(
+        banner.contains(&format!(
+            "env-manager      writing environments to {}",
+            data.path().join("gitops.git").display()
+        )),
+        "a local GitOps repository when none is configured: {banner}"
+    );
+    assert!(
         data.path().join("nats").is_dir(),
         "store under the data dir"
     );

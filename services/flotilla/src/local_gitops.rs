@@ -1,0 +1,65 @@
+//! The GitOps repository `flotilla up` creates when none is configured: a bare repository under
+//! the data dir whose first commit holds an empty production manifest.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Repository, Signature};
+
+/// The production manifest of a new repository: no apps yet.
+const EMPTY_PRODUCTION: &str = "{\n  \"apps\": {}\n}\n";
+
+/// `<data_dir>/gitops.git`, created with `apps/production.json` on `branch` when missing.
+pub fn ensure(data_dir: &Path, branch: &str) -> Result<PathBuf, git2::Error> {
+    let path = data_dir.join("gitops.git");
+    if path.join("HEAD").is_file() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| git2::Error::from_str(&format!("create {}: {e}", data_dir.display())))?;
+    let repo = Repository::init_bare(&path)?;
+    let blob = repo.blob(EMPTY_PRODUCTION.as_bytes())?;
+    let mut apps = repo.treebuilder(None)?;
+    apps.insert("production.json", blob, 0o100644)?;
+    let apps = apps.write()?;
+    let mut root = repo.treebuilder(None)?;
+    root.insert("apps", apps, 0o040000)?;
+    let tree = repo.find_tree(root.write()?)?;
+    let author = Signature::now("flotilla up", "flotilla@localhost")?;
+    let reference = format!("refs/heads/{branch}");
+    repo.commit(
+        Some(&reference),
+        &author,
+        &author,
+        "Empty production manifest",
+        &tree,
+        &[],
+    )?;
+    repo.set_head(&reference)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_repository_holds_an_empty_production_manifest_and_is_reused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = ensure(dir.path(), "main").expect("created");
+        let repo = Repository::open_bare(&path).expect("bare repo");
+        let head = repo.head().expect("head").peel_to_commit().expect("commit");
+        let entry = head
+            .tree()
+            .expect("tree")
+            .get_path(Path::new("apps/production.json"))
+            .expect("manifest");
+        let blob = repo.find_blob(entry.id()).expect("blob");
+        assert_eq!(blob.content(), EMPTY_PRODUCTION.as_bytes());
+        assert_eq!(ensure(dir.path(), "main").expect("reused"), path);
+        assert_eq!(
+            repo.head().expect("head").target(),
+            Some(head.id()),
+            "no new commit"
+        );
+    }
+}
