@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::envid::{self, Kind};
 use crate::error::Error;
 use crate::gitops::{FileChange, GitOps, Snapshot};
-use crate::manifest::{self, EnvSpec, ManifestError};
+use crate::manifest::{self, EnvSpec, ManifestError, Promotion};
 use crate::registry::{self, EnvRecord, Registry};
 
 /// Commits searched for the version a promotion replaced, when it was already promoted.
@@ -189,25 +189,43 @@ impl EnvManager {
             result.change_id
         );
         let (target, previous) = (version.clone(), app.clone());
-        let (pushed, previous_version) = self
+        let (pushed, promotion) = self
             .gitops
             .commit(message, move |tree: &Snapshot<'_>| {
                 let current = read_manifest(tree, &production)?;
-                let (contents, previous_version) = manifest::promote(&current, &previous, &target)
+                let promotion = manifest::promote(&current, &previous, &target)
                     .map_err(|source| manifest_error(&production, source))?;
-                let write = FileChange::Write {
-                    path: production.clone(),
-                    contents,
+                let writes = match &promotion {
+                    Promotion::Updated { contents, .. } => vec![FileChange::Write {
+                        path: production.clone(),
+                        contents: contents.clone(),
+                    }],
+                    Promotion::Superseded { .. } => Vec::new(),
                 };
-                Ok::<_, Error>((vec![write], previous_version))
+                Ok::<_, Error>((writes, promotion))
             })
             .await?;
-        let previous_version = if previous_version == version {
+        let previous_version = match promotion {
+            Promotion::Updated { previous, .. } if previous != version => previous,
             // Promoted already (a redelivery, or a person was faster): production's version
             // before this one is in the history.
-            self.version_before(&app, &version).await?
-        } else {
-            previous_version
+            Promotion::Updated { .. } => self.version_before(&app, &version).await?,
+            Promotion::Superseded { current } => {
+                tracing::warn!(env = %env, change_id = %result.change_id, app = %app, version = %version, production = %current, "a newer build is already in production; not promoting");
+                let teardown = TeardownRequest {
+                    env: env.clone(),
+                    reason: "superseded".into(),
+                    change_id: result.change_id.clone(),
+                    message: format!(
+                        "{} passed its tests after {current} reached production; not promoted",
+                        result.change_id
+                    ),
+                };
+                return Ok(vec![
+                    Outgoing::new("env.teardown.requested", &env, &teardown)?
+                        .with_change_id(&result.change_id),
+                ]);
+            }
         };
         tracing::info!(env = %env, change_id = %result.change_id, app = %app, version = %version, previous_version = %previous_version, committed = pushed.committed, "production manifest updated");
 

@@ -81,14 +81,41 @@ pub fn render_env(production: &[u8], spec: &EnvSpec) -> Result<Rendered, Manifes
 }
 
 /// The production manifest with `app` promoted to `version`, and the version it replaces.
-pub fn promote(
-    production: &[u8],
-    app: &str,
-    version: &str,
-) -> Result<(Vec<u8>, String), ManifestError> {
+pub fn promote(production: &[u8], app: &str, version: &str) -> Result<Promotion, ManifestError> {
     let mut manifest = parse(production)?;
+    let current = manifest
+        .get("apps")
+        .and_then(|apps| apps.get(app))
+        .map(|entry| text(entry, "version"))
+        .unwrap_or_default();
+    if is_older(version, &current) {
+        return Ok(Promotion::Superseded { current });
+    }
     let previous = set_version(&mut manifest, app, version, None)?;
-    Ok((to_bytes(&manifest), previous))
+    Ok(Promotion::Updated {
+        contents: to_bytes(&manifest),
+        previous,
+    })
+}
+
+/// What promoting a tested version does to production.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Promotion {
+    /// The new manifest, and the version it replaces.
+    Updated { contents: Vec<u8>, previous: String },
+    /// Production already runs a newer build (tests of an older change finished last):
+    /// promoting would roll it back, so production is left alone.
+    Superseded { current: String },
+}
+
+/// Whether `candidate` was built before `current`. Versions are `v<UTC yyyyMMddHHmmss>-<sha7>`,
+/// so their timestamps order them; a version of another shape is never called older.
+pub fn is_older(candidate: &str, current: &str) -> bool {
+    fn stamp(version: &str) -> Option<&str> {
+        let (stamp, _) = version.strip_prefix('v')?.split_once('-')?;
+        (stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit())).then_some(stamp)
+    }
+    matches!((stamp(candidate), stamp(current)), (Some(a), Some(b)) if a < b)
 }
 
 /// When an env created at `created_at` (RFC 3339) expires after `ttl`, in RFC 3339 (UTC).

@@ -131,8 +131,11 @@ fn a_production_manifest_without_apps_is_malformed() {
 
 #[test]
 fn promoting_sets_the_version_and_returns_the_previous_one() {
-    let (contents, previous) =
-        promote(PRODUCTION.as_bytes(), "ping", "v20240101120000-bbbbbbb").expect("promotes");
+    let Promotion::Updated { contents, previous } =
+        promote(PRODUCTION.as_bytes(), "ping", "v20240101120000-bbbbbbb").expect("promotes")
+    else {
+        panic!("a newer version is promoted");
+    };
     assert_eq!(previous, "v20230121117084-1a2b3c4");
     let manifest = json(&contents);
     assert_eq!(
@@ -174,4 +177,34 @@ fn the_image_repository_drops_tag_and_digest_but_not_a_registry_port() {
         "registry:5000/apps/ping"
     );
     assert_eq!(image_repository("ping"), "ping");
+}
+
+#[test]
+fn an_older_build_does_not_replace_a_newer_one_in_production() {
+    let promotion =
+        promote(PRODUCTION.as_bytes(), "ping", "v20220101120000-0000000").expect("decides");
+    assert_eq!(
+        promotion,
+        Promotion::Superseded {
+            current: "v20230121117084-1a2b3c4".into()
+        }
+    );
+}
+
+#[test]
+fn versions_are_ordered_by_their_build_time_only_when_both_have_the_shape() {
+    assert!(is_older(
+        "v20240101120000-bbbbbbb",
+        "v20240101120001-aaaaaaa"
+    ));
+    assert!(!is_older(
+        "v20240101120001-aaaaaaa",
+        "v20240101120000-bbbbbbb"
+    ));
+    assert!(
+        !is_older("v20240101120000-aaaaaaa", "v20240101120000-bbbbbbb"),
+        "same time"
+    );
+    assert!(!is_older("1.2.3", "v20240101120000-bbbbbbb"));
+    assert!(!is_older("v20240101120000-bbbbbbb", ""));
 }
