@@ -87,20 +87,9 @@ async fn wait_for_consumer(bus: &Bus, name: &str) -> Result<()> {
 
 /// Every event stored under `filter`, waiting up to `within` for at least `want` of them.
 async fn stored(bus: &Bus, filter: &str, want: usize, within: Duration) -> Result<Vec<Event>> {
-    let messages =
-        flotilla_testing::stored_messages(bus.jetstream(), "FLOTILLA", filter, want, within)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-    messages
-        .iter()
-        .map(|m| {
-            Ok(Event::from_parts(
-                &m.subject,
-                m.headers.as_ref(),
-                m.payload.clone(),
-            )?)
-        })
-        .collect()
+    flotilla_testing::stored_events(bus, filter, want, within)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 #[tokio::test]

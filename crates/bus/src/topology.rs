@@ -397,7 +397,9 @@ impl ConsumerSpec {
     }
 }
 
-fn is_stream_not_found(err: &jetstream::context::GetStreamError) -> bool {
+/// Whether looking a stream up failed because it does not exist (not because NATS did not
+/// answer).
+pub fn is_stream_not_found(err: &jetstream::context::GetStreamError) -> bool {
     matches!(
         err.kind(),
         jetstream::context::GetStreamErrorKind::JetStream(js)

@@ -219,3 +219,46 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The events stored under `filter` on the bus's main stream, decoded from their envelopes;
+/// polls as [`stored_messages`] does.
+pub async fn stored_events(
+    bus: &flotilla_bus::Bus,
+    filter: &str,
+    want: usize,
+    within: Duration,
+) -> Result<Vec<flotilla_bus::Event>, async_nats::Error> {
+    let stream = bus.names().stream.clone();
+    stored_messages(bus.jetstream(), &stream, filter, want, within)
+        .await?
+        .iter()
+        .map(|m| {
+            flotilla_bus::Event::from_parts(&m.subject, m.headers.as_ref(), m.payload.clone())
+                .map_err(Into::into)
+        })
+        .collect()
+}
+
+/// Exactly `want` events under `filter`: waits up to `within` for them, then a second more so
+/// that an extra one (the bug a test looks for) would show.
+pub async fn stored_exactly(
+    bus: &flotilla_bus::Bus,
+    filter: &str,
+    want: usize,
+    within: Duration,
+) -> Result<Vec<flotilla_bus::Event>, async_nats::Error> {
+    let events = stored_events(bus, filter, want, within).await?;
+    if events.len() < want {
+        return Err(format!("{filter}: {} of {want} events stored", events.len()).into());
+    }
+    let events = stored_events(bus, filter, want + 1, Duration::from_secs(1)).await?;
+    if events.len() != want {
+        let subjects: Vec<_> = events.iter().map(|e| e.subject.as_str()).collect();
+        return Err(format!(
+            "{filter}: expected {want} events, found {}: {subjects:?}",
+            events.len()
+        )
+        .into());
+    }
+    Ok(events)
+}

@@ -6,9 +6,9 @@
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, push};
-use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::{ErrorCode, stream};
+use async_nats::jetstream::stream;
 use bytes::Bytes;
+use flotilla_bus::topology::is_stream_not_found;
 use flotilla_bus::{Bus, Names};
 use futures::StreamExt;
 use time::OffsetDateTime;
@@ -101,9 +101,7 @@ impl Stored {
 /// Looks a stream up, saying what to do when it was never created.
 pub async fn open_stream(bus: &Bus, name: &str) -> Result<stream::Stream, CliError> {
     bus.jetstream().get_stream(name).await.map_err(|e| {
-        let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(js)
-            if js.error_code() == ErrorCode::STREAM_NOT_FOUND);
-        if missing {
+        if is_stream_not_found(&e) {
             CliError::Usage(format!(
                 "stream {name} does not exist; create it with `flotilla init`"
             ))

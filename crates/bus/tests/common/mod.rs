@@ -93,17 +93,9 @@ pub async fn stored_raw(
 
 /// The events stored under `filter` on the main stream.
 pub async fn stored(bus: &Bus, filter: &str, want: usize, within: Duration) -> Result<Vec<Event>> {
-    stored_raw(bus, "FLOTILLA", filter, want, within)
-        .await?
-        .iter()
-        .map(|m| {
-            Ok(Event::from_parts(
-                &m.subject,
-                m.headers.as_ref(),
-                m.payload.clone(),
-            )?)
-        })
-        .collect()
+    flotilla_testing::stored_events(bus, filter, want, within)
+        .await
+        .map_err(|e| anyhow!(e))
 }
 
 /// The first dead letter of `worker`, waiting up to `within` for it.

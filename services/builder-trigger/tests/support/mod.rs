@@ -81,39 +81,16 @@ impl Fixture {
 
     /// The events stored under `filter`, waiting up to `within` for `want` of them.
     pub async fn stored(&self, filter: &str, want: usize, within: Duration) -> Result<Vec<Event>> {
-        flotilla_testing::stored_messages(self.bus.jetstream(), "FLOTILLA", filter, want, within)
+        flotilla_testing::stored_events(&self.bus, filter, want, within)
             .await
-            .map_err(|e| anyhow!(e))?
-            .iter()
-            .map(|m| {
-                Ok(Event::from_parts(
-                    &m.subject,
-                    m.headers.as_ref(),
-                    m.payload.clone(),
-                )?)
-            })
-            .collect()
+            .map_err(|e| anyhow!(e))
     }
 
-    /// Exactly `want` events under `filter`: waits for them, then a moment more so that an
-    /// extra one (the bug a test looks for) would show.
+    /// Exactly `want` events under `filter` (see [`flotilla_testing::stored_exactly`]).
     pub async fn stored_exactly(&self, filter: &str, want: usize) -> Result<Vec<Event>> {
-        let events = self.stored(filter, want, WITHIN).await?;
-        anyhow::ensure!(
-            events.len() >= want,
-            "{filter}: {} of {want} events stored",
-            events.len()
-        );
-        let events = self
-            .stored(filter, want + 1, Duration::from_secs(1))
-            .await?;
-        anyhow::ensure!(
-            events.len() == want,
-            "{filter}: expected {want} events, found {}: {:?}",
-            events.len(),
-            events.iter().map(|e| &e.subject).collect::<Vec<_>>()
-        );
-        Ok(events)
+        flotilla_testing::stored_exactly(&self.bus, filter, want, WITHIN)
+            .await
+            .map_err(|e| anyhow!(e))
     }
 }
 
