@@ -50,7 +50,8 @@ const EXAMPLES: &str = "Examples:
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Up(up::Args),
+    // Boxed: its flags outweigh every other command's several times over.
+    Up(Box<up::Args>),
     Init(init::Args),
     Publish(publish::Args),
     Tail(tail::Args),
@@ -86,7 +87,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         .map_err(|e| CliError::Usage(format!("logging: {e}")))?;
     let nats = &cli.nats;
     match cli.command {
-        Command::Up(args) => up::run(nats, args).await,
+        Command::Up(args) => up::run(nats, *args).await,
         Command::Init(args) => init::run(nats, args).await,
         Command::Publish(args) => publish::run(nats, args).await,
         Command::Tail(args) => tail::run(nats, args).await,

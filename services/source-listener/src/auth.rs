@@ -34,6 +34,57 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The secrets an endpoint accepts: usually one, two or more while a secret is rotated (the
+/// sender switches to the new one while the old one still verifies). None means the endpoint is
+/// not configured and refuses every delivery.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Keys(Vec<Secret>);
+
+impl Keys {
+    /// The non-empty values among `values`, without repeats.
+    pub fn of<S: Into<String>>(values: impl IntoIterator<Item = S>) -> Keys {
+        let mut keys = Keys::default();
+        keys.extend(values.into_iter().filter_map(|value| Secret::new(value)));
+        keys
+    }
+
+    /// Reads one secret per line of `text` (a mounted Kubernetes secret, say), skipping blank
+    /// lines. A trailing `\r` is dropped; other whitespace is part of the secret.
+    pub fn from_lines(text: &str) -> Keys {
+        Keys::of(
+            text.lines()
+                .map(|line| line.trim_end_matches('\r'))
+                .filter(|line| !line.trim().is_empty()),
+        )
+    }
+
+    pub fn extend(&mut self, secrets: impl IntoIterator<Item = Secret>) {
+        for secret in secrets {
+            if !self.0.contains(&secret) {
+                self.0.push(secret);
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: Keys) {
+        self.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Keys({} secret(s))", self.0.len())
+    }
+}
+
 /// The `X-Hub-Signature-256` value GitHub sends for `body`: `sha256=<lowercase hex HMAC>`.
 /// Public so that tools and tests can sign what they send.
 pub fn github_signature(secret: &[u8], body: &[u8]) -> String {
@@ -52,9 +103,9 @@ fn hmac(secret: &[u8], body: &[u8]) -> HmacSha256 {
 }
 
 /// Checks a hex HMAC-SHA256 of `body` (with or without GitHub's `sha256=` prefix, as Gitea's
-/// `X-Gitea-Signature` has none). `header` names the header in error messages.
+/// `X-Gitea-Signature` has none) against every key. `header` names the header in error messages.
 pub fn verify_hmac(
-    secret: &Secret,
+    keys: &Keys,
     header: &str,
     signature: &str,
     prefixed: bool,
@@ -70,17 +121,31 @@ pub fn verify_hmac(
     let expected = hex::decode(hex_digest).map_err(|_| {
         WebhookError::unauthorized(format!("{header} is not a hex HMAC-SHA256 digest"))
     })?;
-    hmac(secret.bytes(), body)
-        .verify_slice(&expected)
-        .map_err(|_| WebhookError::unauthorized(format!("{header} does not match the body")))
+    // Every key is tried, so the time taken does not tell which one matched.
+    let matched = keys.0.iter().fold(false, |matched, secret| {
+        let ok = hmac(secret.bytes(), body).verify_slice(&expected).is_ok();
+        matched | ok
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(WebhookError::unauthorized(format!(
+            "{header} does not match the body"
+        )))
+    }
 }
 
 /// Checks a shared token in constant time. Both sides are hashed first, so the comparison
 /// takes the same time whatever the length of the token sent.
-pub fn verify_token(secret: &Secret, header: &str, token: &str) -> Result<(), WebhookError> {
+pub fn verify_token(keys: &Keys, header: &str, token: &str) -> Result<(), WebhookError> {
     let given = Sha256::digest(token.as_bytes());
-    let expected = Sha256::digest(secret.bytes());
-    if bool::from(given.ct_eq(&expected)) {
+    let matched = keys
+        .0
+        .iter()
+        .fold(subtle::Choice::from(0), |matched, secret| {
+            matched | given.ct_eq(&Sha256::digest(secret.bytes()))
+        });
+    if bool::from(matched) {
         Ok(())
     } else {
         Err(WebhookError::unauthorized(format!("{header} is wrong")))
@@ -91,8 +156,8 @@ pub fn verify_token(secret: &Secret, header: &str, token: &str) -> Result<(), We
 mod tests {
     use super::*;
 
-    fn secret(value: &str) -> Secret {
-        Secret::new(value).expect("not empty")
+    fn secret(value: &str) -> Keys {
+        Keys::of([value])
     }
 
     #[test]
@@ -176,6 +241,33 @@ mod tests {
     #[test]
     fn an_empty_secret_counts_as_not_configured_and_never_prints() {
         assert!(Secret::new("").is_none());
-        assert_eq!(format!("{:?}", secret("hunter2")), "Secret(..)");
+        assert!(Keys::of([""]).is_empty());
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2").expect("not empty")),
+            "Secret(..)"
+        );
+        assert_eq!(format!("{:?}", secret("hunter2")), "Keys(1 secret(s))");
+    }
+
+    #[test]
+    fn during_a_rotation_the_old_and_the_new_secret_both_verify() {
+        let keys = Keys::of(["old-secret", "new-secret"]);
+        for secret in ["old-secret", "new-secret"] {
+            let signature = github_signature(secret.as_bytes(), b"{}");
+            verify_hmac(&keys, "X-Hub-Signature-256", &signature, true, b"{}").expect(secret);
+            verify_token(&keys, "X-Gitlab-Token", secret).expect(secret);
+        }
+        let forged = github_signature(b"older-secret", b"{}");
+        verify_hmac(&keys, "X-Hub-Signature-256", &forged, true, b"{}").expect_err("retired");
+        verify_token(&keys, "X-Gitlab-Token", "older-secret").expect_err("retired");
+        verify_token(&Keys::default(), "X-Gitlab-Token", "").expect_err("no keys, no match");
+    }
+
+    #[test]
+    fn a_secret_file_holds_one_secret_a_line() {
+        let keys = Keys::from_lines("new-secret\r\n\n  \nold secret with spaces\nnew-secret\n");
+        assert_eq!(keys.len(), 2, "blank lines and repeats are skipped");
+        verify_token(&keys, "X-Gitlab-Token", "old secret with spaces").expect("kept whole");
+        verify_token(&keys, "X-Gitlab-Token", "new-secret").expect("\\r dropped");
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::Secret;
+use crate::auth::Keys;
 use crate::error::ConfigError;
 use crate::filter::Filters;
 
@@ -15,6 +15,11 @@ pub mod env {
     pub const GITHUB_WEBHOOK_SECRET: &str = "GITHUB_WEBHOOK_SECRET";
     pub const GITLAB_WEBHOOK_TOKEN: &str = "GITLAB_WEBHOOK_TOKEN";
     pub const GENERIC_WEBHOOK_TOKEN: &str = "GENERIC_WEBHOOK_TOKEN";
+    pub const GITHUB_WEBHOOK_SECRET_FILE: &str = "GITHUB_WEBHOOK_SECRET_FILE";
+    pub const GITLAB_WEBHOOK_TOKEN_FILE: &str = "GITLAB_WEBHOOK_TOKEN_FILE";
+    pub const GENERIC_WEBHOOK_TOKEN_FILE: &str = "GENERIC_WEBHOOK_TOKEN_FILE";
+    pub const REQUEST_TIMEOUT: &str = "FLOTILLA_REQUEST_TIMEOUT";
+    pub const MAX_IN_FLIGHT: &str = "FLOTILLA_MAX_IN_FLIGHT";
     pub const MAX_BODY: &str = "FLOTILLA_MAX_BODY";
     pub const CONFIG: &str = "FLOTILLA_CONFIG";
     pub const PUBLISH_TIMEOUT: &str = "FLOTILLA_PUBLISH_TIMEOUT";
@@ -28,15 +33,28 @@ pub struct Args {
     /// Address serving POST /webhooks/{github,gitlab,generic} and GET /healthz, /readyz, /metrics.
     #[arg(long, env = env::HTTP_ADDR, default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// Secret of the GitHub (and Gitea) webhooks; without it /webhooks/github refuses everything.
+    /// Secret of the GitHub (and Gitea) webhooks. Without it (or a secret file) /webhooks/github
+    /// refuses everything.
     #[arg(long, env = env::GITHUB_WEBHOOK_SECRET, hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
-    /// Secret token of the GitLab webhooks; without it /webhooks/gitlab refuses everything.
+    /// File with GitHub webhook secrets, one a line; every one verifies, so a secret is rotated
+    /// by adding the new line, switching the webhook, then removing the old line.
+    #[arg(long, env = env::GITHUB_WEBHOOK_SECRET_FILE, value_name = "FILE")]
+    pub github_webhook_secret_file: Option<PathBuf>,
+    /// Secret token of the GitLab webhooks. Without it (or a token file) /webhooks/gitlab refuses
+    /// everything.
     #[arg(long, env = env::GITLAB_WEBHOOK_TOKEN, hide_env_values = true)]
     pub gitlab_webhook_token: Option<String>,
-    /// Bearer token of /webhooks/generic; without it the endpoint refuses everything.
+    /// File with GitLab webhook tokens, one a line (rotation as for GitHub secrets).
+    #[arg(long, env = env::GITLAB_WEBHOOK_TOKEN_FILE, value_name = "FILE")]
+    pub gitlab_webhook_token_file: Option<PathBuf>,
+    /// Bearer token of /webhooks/generic. Without it (or a token file) the endpoint refuses
+    /// everything.
     #[arg(long, env = env::GENERIC_WEBHOOK_TOKEN, hide_env_values = true)]
     pub generic_webhook_token: Option<String>,
+    /// File with bearer tokens of /webhooks/generic, one a line.
+    #[arg(long, env = env::GENERIC_WEBHOOK_TOKEN_FILE, value_name = "FILE")]
+    pub generic_webhook_token_file: Option<PathBuf>,
     /// Largest request body accepted, e.g. 5MiB, 512KiB, 1MB or a number of bytes.
     #[arg(long, env = env::MAX_BODY, default_value = "5MiB", value_parser = parse_byte_size)]
     pub max_body: usize,
@@ -46,6 +64,13 @@ pub struct Args {
     /// How long a delivery may wait for JetStream to store its events before the answer is 503.
     #[arg(long, env = env::PUBLISH_TIMEOUT, default_value = "5s", value_parser = humantime::parse_duration)]
     pub publish_timeout: Duration,
+    /// How long a sender may take to send a request's body; a slower one is answered 408.
+    #[arg(long, env = env::REQUEST_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Deliveries handled at once; one more is answered 503 with Retry-After at once instead of
+    /// queueing behind the others (senders retry, and a retry is deduplicated).
+    #[arg(long, env = env::MAX_IN_FLIGHT, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
     /// How long in-flight deliveries may take to finish after SIGTERM.
     #[arg(long, env = env::SHUTDOWN_GRACE, default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -54,9 +79,9 @@ pub struct Args {
 /// The secrets of the three endpoints; an endpoint without one refuses every delivery.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
-    pub github: Option<Secret>,
-    pub gitlab: Option<Secret>,
-    pub generic: Option<Secret>,
+    pub github: Keys,
+    pub gitlab: Keys,
+    pub generic: Keys,
 }
 
 /// Everything the listener needs besides its NATS connection.
@@ -65,6 +90,8 @@ pub struct Config {
     pub secrets: Secrets,
     pub max_body: usize,
     pub publish_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_in_flight: usize,
     pub filters: Filters,
 }
 
@@ -75,34 +102,81 @@ impl Config {
             secrets,
             max_body: 5 << 20,
             publish_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_in_flight: 512,
             filters: Filters::default(),
         }
     }
 
     /// Checks the arguments and reads the filter file.
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
-        if args.publish_timeout.is_zero() {
-            return Err(ConfigError::Invalid(format!(
-                "{} must be longer than 0s",
-                env::PUBLISH_TIMEOUT
-            )));
+        for (variable, value) in [
+            (env::PUBLISH_TIMEOUT, args.publish_timeout),
+            (env::REQUEST_TIMEOUT, args.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "{variable} must be longer than 0s"
+                )));
+            }
         }
         let filters = match &args.config {
             Some(path) => Filters::load(path)?,
             None => Filters::default(),
         };
-        let secret = |value: &Option<String>| value.clone().and_then(Secret::new);
         Ok(Config {
             secrets: Secrets {
-                github: secret(&args.github_webhook_secret),
-                gitlab: secret(&args.gitlab_webhook_token),
-                generic: secret(&args.generic_webhook_token),
+                github: keys(
+                    &args.github_webhook_secret,
+                    &args.github_webhook_secret_file,
+                    env::GITHUB_WEBHOOK_SECRET_FILE,
+                )?,
+                gitlab: keys(
+                    &args.gitlab_webhook_token,
+                    &args.gitlab_webhook_token_file,
+                    env::GITLAB_WEBHOOK_TOKEN_FILE,
+                )?,
+                generic: keys(
+                    &args.generic_webhook_token,
+                    &args.generic_webhook_token_file,
+                    env::GENERIC_WEBHOOK_TOKEN_FILE,
+                )?,
             },
             max_body: args.max_body,
             publish_timeout: args.publish_timeout,
+            request_timeout: args.request_timeout,
+            max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
             filters,
         })
     }
+}
+
+/// The secrets of an endpoint: the one in the environment and those of the file, if any. A
+/// file that is named but cannot be read, or holds no secret, is an error: the operator meant to
+/// configure the endpoint, and running with it refusing everything would hide the mistake.
+fn keys(
+    value: &Option<String>,
+    file: &Option<PathBuf>,
+    variable: &str,
+) -> Result<Keys, ConfigError> {
+    let mut keys = Keys::of(value.clone());
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+            variable: variable.to_owned(),
+            path: path.display().to_string(),
+            reason: source.to_string(),
+        })?;
+        let from_file = Keys::from_lines(&text);
+        if from_file.is_empty() {
+            return Err(ConfigError::SecretFile {
+                variable: variable.to_owned(),
+                path: path.display().to_string(),
+                reason: "the file holds no secret".into(),
+            });
+        }
+        keys.merge(from_file);
+    }
+    Ok(keys)
 }
 
 /// Parses a size written like `5MiB`, `512KiB`, `1MB` or `1048576` (bytes).
@@ -163,7 +237,7 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["x", "--github-webhook-secret", ""]).expect("parses");
         let config = Config::from_args(&cli.args).expect("valid");
-        assert!(config.secrets.github.is_none());
+        assert!(config.secrets.github.is_empty());
         assert_eq!(config.max_body, 5 << 20);
 
         let cli =
@@ -171,6 +245,51 @@ mod tests {
         let error = Config::from_args(&cli.args).expect_err("no such file");
         assert!(
             error.to_string().contains("/nonexistent/flotilla.yaml"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_from_files_together() {
+        use clap::Parser;
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("github-secrets");
+        std::fs::write(&file, "new\nold\n").expect("written");
+        let path = file.to_str().expect("utf-8 path");
+        let cli = Cli::try_parse_from([
+            "x",
+            "--github-webhook-secret",
+            "env",
+            "--github-webhook-secret-file",
+            path,
+        ])
+        .expect("parses");
+        let config = Config::from_args(&cli.args).expect("valid");
+        assert_eq!(config.secrets.github.len(), 3);
+
+        std::fs::write(&file, "\n\n").expect("written");
+        let error = Config::from_args(&cli.args).expect_err("an empty secret file");
+        assert!(
+            error.to_string().contains("GITHUB_WEBHOOK_SECRET_FILE"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("no secret"), "{error}");
+
+        let missing = dir.path().join("missing");
+        let cli = Cli::try_parse_from([
+            "x",
+            "--gitlab-webhook-token-file",
+            missing.to_str().expect("utf-8 path"),
+        ])
+        .expect("parses");
+        let error = Config::from_args(&cli.args).expect_err("a missing secret file");
+        assert!(
+            error.to_string().contains("GITLAB_WEBHOOK_TOKEN_FILE"),
             "{error}"
         );
     }

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flotilla_bus::BusError;
 
@@ -25,6 +26,12 @@ pub enum WebhookError {
     /// The body is not what the endpoint takes, or a handled event lacks a required field.
     #[error("{0}")]
     BadRequest(String),
+    /// The sender did not send the whole body within `FLOTILLA_REQUEST_TIMEOUT`.
+    #[error("the request body did not arrive within {0:?} (FLOTILLA_REQUEST_TIMEOUT)")]
+    RequestTimeout(Duration),
+    /// `FLOTILLA_MAX_IN_FLIGHT` deliveries are being handled already.
+    #[error("{0} deliveries are in flight (FLOTILLA_MAX_IN_FLIGHT); try again shortly")]
+    Busy(usize),
     /// The body is larger than `FLOTILLA_MAX_BODY`.
     #[error("request body is larger than the limit of {limit} bytes (FLOTILLA_MAX_BODY)")]
     TooLarge { limit: usize },
@@ -64,10 +71,12 @@ impl WebhookError {
                 StatusCode::UNAUTHORIZED
             }
             WebhookError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebhookError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             WebhookError::TooLarge { .. } | WebhookError::EventTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             WebhookError::Unavailable(_)
+            | WebhookError::Busy(_)
             | WebhookError::Publish(_)
             | WebhookError::PublishTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebhookError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,14 +85,24 @@ impl WebhookError {
 
     /// Whether the sender may succeed by sending the same delivery again.
     pub fn is_retryable(&self) -> bool {
-        self.status() == StatusCode::SERVICE_UNAVAILABLE
+        matches!(
+            self.status(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT
+        )
     }
 }
 
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.to_string() });
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let WebhookError::Busy(_) = self {
+            // The load is momentary: a second is long enough for deliveries to finish.
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -102,6 +121,18 @@ pub enum ConfigError {
     Rule {
         path: String,
         rule: String,
+        reason: String,
+    },
+    #[error("FLOTILLA_CONFIG {path}: {entry}: {reason}")]
+    Repo {
+        path: String,
+        entry: String,
+        reason: String,
+    },
+    #[error("{variable} {path}: {reason}")]
+    SecretFile {
+        variable: String,
+        path: String,
         reason: String,
     },
     #[error("{0}")]
@@ -128,11 +159,29 @@ mod tests {
             (WebhookError::EventTooLarge { size: 2, max: 1 }, 413),
             (WebhookError::Unavailable("disconnected".into()), 503),
             (WebhookError::PublishTimeout(Duration::from_secs(5)), 503),
+            (WebhookError::Busy(512), 503),
+            (WebhookError::RequestTimeout(Duration::from_secs(10)), 408),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");
-            assert_eq!(error.is_retryable(), status == 503, "{error}");
+            assert_eq!(
+                error.is_retryable(),
+                status == 503 || status == 408,
+                "{error}"
+            );
         }
+    }
+
+    #[test]
+    fn a_busy_answer_says_when_to_retry() {
+        let response = WebhookError::Busy(1).into_response();
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(
+            response.headers().get(RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let response = WebhookError::Unavailable("down".into()).into_response();
+        assert!(response.headers().get(RETRY_AFTER).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use flotilla_bus::{Encoding, Outgoing};
 use flotilla_proto::catalog;
 use serde::Deserialize;
 
-use crate::auth::{self, Secret};
+use crate::auth::{self, Keys};
 use crate::delivery::{Delivery, Provider, check_length, content_id, decode, header, require};
 use crate::error::WebhookError;
 
@@ -29,11 +29,13 @@ struct Envelope {
 }
 
 /// Checks `Authorization: Bearer <token>`.
-pub fn authenticate(token: Option<&Secret>, headers: &HeaderMap) -> Result<(), WebhookError> {
-    let token = token.ok_or(WebhookError::NotConfigured {
-        endpoint: "/webhooks/generic",
-        variable: "GENERIC_WEBHOOK_TOKEN",
-    })?;
+pub fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<(), WebhookError> {
+    if keys.is_empty() {
+        return Err(WebhookError::NotConfigured {
+            endpoint: "/webhooks/generic",
+            variable: "GENERIC_WEBHOOK_TOKEN",
+        });
+    }
     let value = header(headers, AUTHORIZATION.as_str()).ok_or_else(|| {
         WebhookError::unauthorized("missing Authorization: Bearer <token> header")
     })?;
@@ -43,7 +45,7 @@ pub fn authenticate(token: Option<&Secret>, headers: &HeaderMap) -> Result<(), W
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or_else(|| WebhookError::unauthorized("Authorization must be `Bearer <token>`"))?;
-    auth::verify_token(token, "the bearer token", given)
+    auth::verify_token(keys, "the bearer token", given)
 }
 
 /// Reads an authenticated delivery into the one event it carries.
@@ -193,9 +195,9 @@ mod tests {
 
     #[test]
     fn the_bearer_token_must_match() {
-        let token = Secret::new("t0k").expect("not empty");
+        let token = Keys::of(["t0k"]);
         let mut headers = HeaderMap::new();
-        authenticate(Some(&token), &headers).expect_err("missing");
+        authenticate(&token, &headers).expect_err("missing");
         for (value, ok) in [
             ("Bearer t0k", true),
             ("bearer t0k", true),
@@ -204,9 +206,9 @@ mod tests {
             ("t0k", false),
         ] {
             headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
-            assert_eq!(authenticate(Some(&token), &headers).is_ok(), ok, "{value}");
+            assert_eq!(authenticate(&token, &headers).is_ok(), ok, "{value}");
         }
-        let unset = authenticate(None, &headers).expect_err("not configured");
+        let unset = authenticate(&Keys::default(), &headers).expect_err("not configured");
         assert!(unset.to_string().contains("GENERIC_WEBHOOK_TOKEN"));
     }
 }

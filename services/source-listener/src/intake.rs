@@ -2,6 +2,7 @@
 //! the filters. The HTTP layer reads the body before and publishes after.
 
 use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
 
 use crate::config::Secrets;
 use crate::delivery::{Delivery, Provider};
@@ -66,37 +67,55 @@ impl Intake {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Delivery, WebhookError> {
+        match endpoint {
+            Endpoint::GitHub => github::authenticate(&self.secrets.github, headers, body)?,
+            Endpoint::GitLab => gitlab::authenticate(&self.secrets.gitlab, headers)?,
+            Endpoint::Generic => generic::authenticate(&self.secrets.generic, headers)?,
+        }
+        check_content_type(headers)?;
         let delivery = match endpoint {
-            Endpoint::GitHub => {
-                github::authenticate(self.secrets.github.as_ref(), headers, body)?;
-                github::parse(headers, body)?
-            }
-            Endpoint::GitLab => {
-                gitlab::authenticate(self.secrets.gitlab.as_ref(), headers)?;
-                gitlab::parse(headers, body)?
-            }
-            Endpoint::Generic => {
-                generic::authenticate(self.secrets.generic.as_ref(), headers)?;
-                generic::parse(body)?
-            }
+            Endpoint::GitHub => github::parse(headers, body, self.filters.repos())?,
+            Endpoint::GitLab => gitlab::parse(headers, body, self.filters.repos())?,
+            Endpoint::Generic => generic::parse(body)?,
         };
         Ok(self.filters.apply(delivery, body))
+    }
+}
+
+/// Refuses a body declared as anything but JSON. A sender that names no type is given the
+/// benefit of the doubt: the parser says precisely what is wrong with a body that is not JSON.
+fn check_content_type(headers: &HeaderMap) -> Result<(), WebhookError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let json = essence.eq_ignore_ascii_case("application/json")
+        || essence.to_ascii_lowercase().ends_with("+json");
+    if json {
+        Ok(())
+    } else {
+        Err(WebhookError::bad_request(format!(
+            "content type `{}` is not supported; send application/json (a GitHub webhook's \
+             \"Content type\" setting)",
+            text.escape_debug()
+        )))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Secret, github_signature};
+    use crate::auth::{Keys, github_signature};
     use crate::delivery::Verdict;
     use axum::http::HeaderValue;
 
     fn intake(filters: &str) -> Intake {
         Intake::new(
             Secrets {
-                github: Secret::new("gh"),
-                gitlab: Secret::new("gl"),
-                generic: Secret::new("gen"),
+                github: Keys::of(["gh"]),
+                gitlab: Keys::of(["gl"]),
+                generic: Keys::of(["gen"]),
             },
             Filters::from_yaml(filters, "test").expect("valid filters"),
         )
@@ -141,6 +160,42 @@ mod tests {
             .handle(Endpoint::Generic, &headers, body)
             .expect("valid");
         assert!(matches!(delivery.verdict, Verdict::Publish(_)));
+    }
+
+    #[test]
+    fn a_body_declared_as_anything_but_json_is_refused_after_authentication() {
+        let body = br#"{"zen":"hi"}"#;
+        for (content_type, accepted) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/cloudevents+json", true),
+            ("application/x-www-form-urlencoded", false),
+            ("text/plain", false),
+        ] {
+            let mut headers = signed("ping", body);
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            let answer = intake("").handle(Endpoint::GitHub, &headers, body);
+            match answer {
+                Ok(_) => assert!(accepted, "{content_type} was accepted"),
+                Err(error) => {
+                    assert!(!accepted, "{content_type}: {error}");
+                    assert_eq!(error.status().as_u16(), 400);
+                    assert!(error.to_string().contains(content_type), "{error}");
+                }
+            }
+        }
+        let mut unsigned = signed("ping", body);
+        unsigned.remove(github::SIGNATURE_HEADER);
+        unsigned.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let error = intake("")
+            .handle(Endpoint::GitHub, &unsigned, body)
+            .expect_err("unsigned");
+        assert_eq!(
+            error.status().as_u16(),
+            401,
+            "authentication first: {error}"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The HTTP side: routes, reading bodies within the limit, publishing, answering.
 //!
-//! A delivery is read (413 past `FLOTILLA_MAX_BODY`), handed to the pure [`Intake`], and its
-//! events published; the answer is 202 only once JetStream acknowledged every one. While the
+//! A delivery is read (413 past `FLOTILLA_MAX_BODY`, 408 when slower than
+//! `FLOTILLA_REQUEST_TIMEOUT`, 503 at once past `FLOTILLA_MAX_IN_FLIGHT`), handed to the pure
+//! [`Intake`], and its events published; the answer is 202 only once JetStream acknowledged every one. While the
 //! NATS connection is down the answer is 503 at once, without waiting for a publish timeout.
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use flotilla_bus::{Bus, BusError, Health, Outgoing, Published, Publisher, health};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
@@ -47,6 +49,10 @@ struct Inner {
     client: async_nats::Client,
     max_body: usize,
     publish_timeout: Duration,
+    request_timeout: Duration,
+    /// One permit per delivery being handled (`FLOTILLA_MAX_IN_FLIGHT`).
+    in_flight: Semaphore,
+    max_in_flight: usize,
     metrics: Metrics,
 }
 
@@ -90,6 +96,9 @@ impl SourceListener {
                 client: bus.client().clone(),
                 max_body: config.max_body,
                 publish_timeout: config.publish_timeout,
+                request_timeout: config.request_timeout,
+                in_flight: Semaphore::new(config.max_in_flight),
+                max_in_flight: config.max_in_flight,
                 metrics: Metrics::register(health),
             }),
         }
@@ -158,9 +167,17 @@ impl SourceListener {
         headers: &HeaderMap,
         body: Body,
     ) -> (Option<&'static str>, Result<Answer, WebhookError>) {
-        let body = match read_body(headers, body, self.inner.max_body).await {
-            Ok(body) => body,
-            Err(error) => return (None, Err(error)),
+        // Shed load at once rather than queue: a queued delivery would wait past the sender's
+        // own timeout (GitHub gives up after 10 s) and be sent again anyway.
+        let Ok(_permit) = self.inner.in_flight.try_acquire() else {
+            return (None, Err(WebhookError::Busy(self.inner.max_in_flight)));
+        };
+        let timeout = self.inner.request_timeout;
+        let read = tokio::time::timeout(timeout, read_body(headers, body, self.inner.max_body));
+        let body = match read.await {
+            Ok(Ok(body)) => body,
+            Ok(Err(error)) => return (None, Err(error)),
+            Err(_) => return (None, Err(WebhookError::RequestTimeout(timeout))),
         };
         let delivery = match self.inner.intake.handle(endpoint, headers, &body) {
             Ok(delivery) => delivery,

@@ -5,7 +5,7 @@
 use axum::http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use source_listener::auth::{Secret, github_signature};
+use source_listener::auth::{Keys, github_signature};
 use source_listener::{Endpoint, Filters, Intake, Secrets, Verdict};
 
 const SECRET: &str = "property-secret";
@@ -14,9 +14,9 @@ fn intake() -> Intake {
     let filters = "filters:\n- name: labels\n  events: [source.pull_request]\n  data:\n  - {path: pull_request.labels.#.name, type: string, value: [preview]}\n";
     Intake::new(
         Secrets {
-            github: Secret::new(SECRET),
-            gitlab: Secret::new(SECRET),
-            generic: Secret::new(SECRET),
+            github: Keys::of([SECRET]),
+            gitlab: Keys::of([SECRET]),
+            generic: Keys::of([SECRET]),
         },
         Filters::from_yaml(filters, "properties").expect("valid filters"),
     )

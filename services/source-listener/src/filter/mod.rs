@@ -29,6 +29,7 @@
 //!   (Argo Events applies `!=` per value; for several values that is always true, which is
 //!   never what a rule means.)
 
+mod repos;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -41,10 +42,13 @@ use regex::Regex;
 use crate::delivery::{Delivery, Provider, Verdict};
 use crate::error::ConfigError;
 
+pub use repos::Repos;
+
 /// The compiled rules, checked at start-up.
 #[derive(Debug, Default)]
 pub struct Filters {
     rules: Vec<Rule>,
+    repos: Repos,
 }
 
 #[derive(Debug)]
@@ -168,15 +172,27 @@ impl Filters {
             }
             rules.push(rule.compile().map_err(fail)?);
         }
-        Ok(Filters { rules })
+        let repos = Repos::compile(file.repos).map_err(|(entry, reason)| ConfigError::Repo {
+            path: origin.to_owned(),
+            entry,
+            reason,
+        })?;
+        Ok(Filters { rules, repos })
     }
 
+    /// The number of filter rules (per-repository rules not counted).
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
+    /// True when the file had neither filters nor per-repository rules.
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.repos.is_empty()
+    }
+
+    /// The per-repository rules, applied while deliveries are parsed.
+    pub fn repos(&self) -> &Repos {
+        &self.repos
     }
 
     /// Drops the delivery (makes it ignored) when a rule that applies to it does not match its

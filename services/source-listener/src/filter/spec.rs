@@ -11,12 +11,15 @@ use serde::Deserialize;
 use super::{Comparator, DataFilter, Rule, Test};
 use crate::delivery::Provider;
 
-/// The whole file: the source-listener's settings (only filters, for now).
+/// The whole file: the source-listener's filters and per-repository rules.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
     #[serde(default)]
     pub filters: Vec<RuleSpec>,
+    /// Per-repository rules; see [`super::repos`].
+    #[serde(default)]
+    pub repos: Vec<super::repos::RepoSpec>,
 }
 
 /// One rule, in the spirit of an Argo Events sensor dependency's `filters.data`.

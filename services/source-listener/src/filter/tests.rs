@@ -187,3 +187,47 @@ fn an_empty_file_has_no_rules() {
     assert!(filters("  \n").is_empty());
     assert_eq!(filters(PREVIEW_ONLY).len(), 1);
 }
+
+/// The YAML blocks of the README, in order.
+fn readme_examples() -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_yaml_example_of_the_readme_is_a_valid_config() {
+    let examples = readme_examples();
+    assert!(examples.len() >= 5, "found {} examples", examples.len());
+    for example in &examples {
+        Filters::from_yaml(example, "README.md")
+            .unwrap_or_else(|e| panic!("README example does not load: {e}\n{example}"));
+    }
+}
+
+#[test]
+fn the_readme_preview_filter_still_lets_closing_through() {
+    let example = readme_examples()
+        .into_iter()
+        .find(|e| e.contains("^closed$"))
+        .expect("the README has the data-filter preview example");
+    let rules = filters(&example);
+    let body = |action: &str, names: &[&str]| {
+        let mut body = labels(names);
+        body["action"] = json!(action);
+        body.to_string()
+    };
+    let opened = rules.apply(pr_delivery(Provider::GitHub), body("opened", &[]).as_bytes());
+    assert!(matches!(opened.verdict, Verdict::Ignore(_)), "{opened:?}");
+    let labelled = rules.apply(
+        pr_delivery(Provider::GitHub),
+        body("opened", &["preview"]).as_bytes(),
+    );
+    assert!(matches!(labelled.verdict, Verdict::Publish(_)));
+    let closed = rules.apply(pr_delivery(Provider::GitHub), body("closed", &[]).as_bytes());
+    assert!(matches!(closed.verdict, Verdict::Publish(_)), "{closed:?}");
+}

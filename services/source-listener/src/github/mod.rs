@@ -14,9 +14,10 @@ mod tests;
 use axum::http::HeaderMap;
 use flotilla_proto::v1;
 
-use crate::auth::{self, Secret};
+use crate::auth::{self, Keys};
 use crate::delivery::{self, Delivery, Provider, RefName, content_id, decode, header, require};
 use crate::error::WebhookError;
+use crate::filter::Repos;
 
 pub const EVENT_HEADER: &str = "x-github-event";
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
@@ -36,6 +37,7 @@ const HANDLED_ACTIONS: &[&str] = &[
     "unlabeled",
     "ready_for_review",
     "converted_to_draft",
+    "edited",
 ];
 
 /// Who sent a delivery to this endpoint.
@@ -57,20 +59,18 @@ pub fn event_label(headers: &HeaderMap) -> &'static str {
     }
 }
 
-/// Checks the body's signature against `secret`.
-pub fn authenticate(
-    secret: Option<&Secret>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), WebhookError> {
-    let secret = secret.ok_or(WebhookError::NotConfigured {
-        endpoint: "/webhooks/github",
-        variable: "GITHUB_WEBHOOK_SECRET",
-    })?;
+/// Checks the body's signature against `keys`.
+pub fn authenticate(keys: &Keys, headers: &HeaderMap, body: &[u8]) -> Result<(), WebhookError> {
+    if keys.is_empty() {
+        return Err(WebhookError::NotConfigured {
+            endpoint: "/webhooks/github",
+            variable: "GITHUB_WEBHOOK_SECRET",
+        });
+    }
     if let Some(signature) = header(headers, SIGNATURE_HEADER) {
-        auth::verify_hmac(secret, "X-Hub-Signature-256", signature, true, body)
+        auth::verify_hmac(keys, "X-Hub-Signature-256", signature, true, body)
     } else if let Some(signature) = header(headers, GITEA_SIGNATURE_HEADER) {
-        auth::verify_hmac(secret, "X-Gitea-Signature", signature, false, body)
+        auth::verify_hmac(keys, "X-Gitea-Signature", signature, false, body)
     } else {
         Err(WebhookError::unauthorized(
             "missing X-Hub-Signature-256 header (set the webhook's secret to GITHUB_WEBHOOK_SECRET)",
@@ -79,7 +79,7 @@ pub fn authenticate(
 }
 
 /// Reads an authenticated delivery into the events it means, or why it means none.
-pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError> {
+pub fn parse(headers: &HeaderMap, body: &[u8], repos: &Repos) -> Result<Delivery, WebhookError> {
     let provider = provider(headers);
     let event = header(headers, EVENT_HEADER)
         .ok_or_else(|| WebhookError::bad_request("missing X-GitHub-Event header"))?;
@@ -99,8 +99,8 @@ pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError>
             id,
             "ping: the webhook reaches Flotilla".into(),
         )),
-        "push" => push(provider, id, body),
-        "pull_request" => pull_request(provider, id, body),
+        "push" => push(provider, id, body, repos),
+        "pull_request" => pull_request(provider, id, body, repos),
         other => Ok(Delivery::ignore(
             provider,
             "other",
@@ -110,7 +110,12 @@ pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError>
     }
 }
 
-fn push(provider: Provider, id: String, body: &[u8]) -> Result<Delivery, WebhookError> {
+fn push(
+    provider: Provider,
+    id: String,
+    body: &[u8],
+    repos: &Repos,
+) -> Result<Delivery, WebhookError> {
     let push: payload::Push = decode("push", body)?;
     let repo = require("push", "repository.full_name", &push.repository.full_name)?;
     let git_ref = require("push", "ref", &push.git_ref)?;
@@ -136,7 +141,7 @@ fn push(provider: Provider, id: String, body: &[u8]) -> Result<Delivery, Webhook
         .filter(|id| !id.is_empty())
         .unwrap_or(&push.after);
     let sha = require("push", "after", sha)?;
-    let message = v1::Push {
+    let mut message = v1::Push {
         provider: provider.as_str().to_owned(),
         repo: repo.to_owned(),
         r#ref: git_ref.to_owned(),
@@ -151,7 +156,11 @@ fn push(provider: Provider, id: String, body: &[u8]) -> Result<Delivery, Webhook
         clone_url: push.repository.clone_url.clone(),
         compare_url: first_non_empty(&push.compare, &push.compare_url).to_owned(),
         delivery_id: id.clone(),
+        commits_truncated: false,
     };
+    if let Some(why) = repos.push(&mut message) {
+        return ignore(why);
+    }
     let out = delivery::event("source.push", repo, &message, &id)?;
     Ok(Delivery::publish(provider, "push", id, out))
 }
@@ -169,7 +178,12 @@ fn commit(commit: &payload::Commit) -> v1::Commit {
     }
 }
 
-fn pull_request(provider: Provider, id: String, body: &[u8]) -> Result<Delivery, WebhookError> {
+fn pull_request(
+    provider: Provider,
+    id: String,
+    body: &[u8],
+    repos: &Repos,
+) -> Result<Delivery, WebhookError> {
     let event: payload::PullRequestEvent = decode("pull_request", body)?;
     let repo = require(
         "pull_request",
@@ -216,6 +230,9 @@ fn pull_request(provider: Provider, id: String, body: &[u8]) -> Result<Delivery,
         // A pull request from a fork is built from the fork.
         clone_url: first_non_empty(&pr.head.repo.clone_url, &event.repository.clone_url).to_owned(),
     };
+    if let Some(why) = repos.pull_request(&message) {
+        return Ok(Delivery::ignore(provider, "pull_request", id, why));
+    }
     let out = delivery::event("source.pull_request", repo, &message, &id)?;
     Ok(Delivery::publish(provider, "pull_request", id, out))
 }

@@ -4,8 +4,13 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::auth::github_signature;
+use crate::auth::{Keys, github_signature};
 use crate::delivery::Verdict;
+
+/// Parses with no per-repository rules, as most tests want.
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError> {
+    super::parse(headers, body, &Repos::default())
+}
 
 const BEFORE: &str = "1111111111111111111111111111111111111111";
 const AFTER: &str = "2222222222222222222222222222222222222222";
@@ -235,10 +240,16 @@ fn a_merged_pull_request_is_closed_and_merged() {
 
 #[test]
 fn pull_request_actions_without_pipeline_meaning_are_ignored() {
-    for action in ["assigned", "review_requested", "edited"] {
+    for action in ["assigned", "review_requested", "auto_merge_enabled"] {
         let delivery = parse_json("pull_request", &pr_body(action)).expect("valid");
         assert!(ignored(&delivery).contains(action), "{action}");
     }
+    let edited = parse_json("pull_request", &pr_body("edited")).expect("valid");
+    assert_eq!(
+        decode_pr(&edited).action,
+        "edited",
+        "a retitled PR is passed on"
+    );
 }
 
 #[test]
@@ -265,26 +276,27 @@ fn gitea_deliveries_say_gitea_and_use_github_action_names() {
 
 #[test]
 fn a_correct_signature_authenticates_and_a_wrong_or_missing_one_does_not() {
-    let secret = Secret::new("s3cret").expect("not empty");
+    let secret = Keys::of(["s3cret"]);
     let body = br#"{"zen":"hi"}"#;
     let mut headers = headers("ping", "d-1");
-    let missing = authenticate(Some(&secret), &headers, body).expect_err("no signature");
+    let missing = authenticate(&secret, &headers, body).expect_err("no signature");
     assert_eq!(missing.status().as_u16(), 401);
 
     headers.insert(
         SIGNATURE_HEADER,
         HeaderValue::from_str(&github_signature(b"s3cret", body)).expect("ascii"),
     );
-    authenticate(Some(&secret), &headers, body).expect("signed with the secret");
-    authenticate(Some(&secret), &headers, br#"{"zen":"ho"}"#).expect_err("another body");
+    authenticate(&secret, &headers, body).expect("signed with the secret");
+    authenticate(&secret, &headers, br#"{"zen":"ho"}"#).expect_err("another body");
 
-    let unconfigured = authenticate(None, &headers, body).expect_err("no secret configured");
+    let unconfigured =
+        authenticate(&Keys::default(), &headers, body).expect_err("no secret configured");
     assert!(unconfigured.to_string().contains("GITHUB_WEBHOOK_SECRET"));
 }
 
 #[test]
 fn gitea_signatures_authenticate_without_the_github_header() {
-    let secret = Secret::new("s3cret").expect("not empty");
+    let secret = Keys::of(["s3cret"]);
     let body = b"{}";
     let mut headers = headers("push", "g-1");
     let bare = github_signature(b"s3cret", body).replace("sha256=", "");
@@ -292,7 +304,7 @@ fn gitea_signatures_authenticate_without_the_github_header() {
         GITEA_SIGNATURE_HEADER,
         HeaderValue::from_str(&bare).expect("ascii"),
     );
-    authenticate(Some(&secret), &headers, body).expect("bare hex signature");
+    authenticate(&secret, &headers, body).expect("bare hex signature");
 }
 
 #[test]

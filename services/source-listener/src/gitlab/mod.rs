@@ -14,9 +14,10 @@ mod tests;
 use axum::http::HeaderMap;
 use flotilla_proto::v1;
 
-use crate::auth::{self, Secret};
+use crate::auth::{self, Keys};
 use crate::delivery::{self, Delivery, Provider, RefName, content_id, decode, header, require};
 use crate::error::WebhookError;
+use crate::filter::Repos;
 
 pub const EVENT_HEADER: &str = "x-gitlab-event";
 pub const TOKEN_HEADER: &str = "x-gitlab-token";
@@ -33,21 +34,23 @@ pub fn event_label(headers: &HeaderMap) -> &'static str {
 }
 
 /// Checks `X-Gitlab-Token` against `token`.
-pub fn authenticate(token: Option<&Secret>, headers: &HeaderMap) -> Result<(), WebhookError> {
-    let token = token.ok_or(WebhookError::NotConfigured {
-        endpoint: "/webhooks/gitlab",
-        variable: "GITLAB_WEBHOOK_TOKEN",
-    })?;
+pub fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<(), WebhookError> {
+    if keys.is_empty() {
+        return Err(WebhookError::NotConfigured {
+            endpoint: "/webhooks/gitlab",
+            variable: "GITLAB_WEBHOOK_TOKEN",
+        });
+    }
     let given = header(headers, TOKEN_HEADER).ok_or_else(|| {
         WebhookError::unauthorized(
             "missing X-Gitlab-Token header (set the webhook's secret token to GITLAB_WEBHOOK_TOKEN)",
         )
     })?;
-    auth::verify_token(token, "X-Gitlab-Token", given)
+    auth::verify_token(keys, "X-Gitlab-Token", given)
 }
 
 /// Reads an authenticated delivery into the events it means, or why it means none.
-pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError> {
+pub fn parse(headers: &HeaderMap, body: &[u8], repos: &Repos) -> Result<Delivery, WebhookError> {
     let event = header(headers, EVENT_HEADER)
         .ok_or_else(|| WebhookError::bad_request("missing X-Gitlab-Event header"))?;
     let id = header(headers, IDEMPOTENCY_KEY_HEADER)
@@ -55,8 +58,8 @@ pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError>
         .map(str::to_owned)
         .unwrap_or_else(|| content_id(Provider::GitLab, body));
     match event {
-        "Push Hook" | "Tag Push Hook" => push(id, body),
-        "Merge Request Hook" => merge_request(id, body),
+        "Push Hook" | "Tag Push Hook" => push(id, body, repos),
+        "Merge Request Hook" => merge_request(id, body, repos),
         other => Ok(Delivery::ignore(
             Provider::GitLab,
             "other",
@@ -66,7 +69,7 @@ pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError>
     }
 }
 
-fn push(id: String, body: &[u8]) -> Result<Delivery, WebhookError> {
+fn push(id: String, body: &[u8], repos: &Repos) -> Result<Delivery, WebhookError> {
     let push: payload::Push = decode("push", body)?;
     let repo = require(
         "push",
@@ -106,7 +109,7 @@ fn push(id: String, body: &[u8]) -> Result<Delivery, WebhookError> {
     } else {
         &push.user_username
     };
-    let message = v1::Push {
+    let mut message = v1::Push {
         provider: Provider::GitLab.as_str().to_owned(),
         repo: repo.to_owned(),
         r#ref: git_ref.to_owned(),
@@ -121,7 +124,11 @@ fn push(id: String, body: &[u8]) -> Result<Delivery, WebhookError> {
         clone_url: push.project.git_http_url.clone(),
         compare_url,
         delivery_id: id.clone(),
+        commits_truncated: push.total_commits_count > push.commits.len(),
     };
+    if let Some(why) = repos.push(&mut message) {
+        return ignore(why);
+    }
     let out = delivery::event("source.push", repo, &message, &id)?;
     Ok(Delivery::publish(Provider::GitLab, "push", id, out))
 }
@@ -160,7 +167,8 @@ impl Action {
 
 /// Maps GitLab's `object_attributes.action` to GitHub's pull request actions. An `update`
 /// is `synchronize` when it brought commits (`oldrev` is set), `labeled` / `unlabeled` when
-/// labels changed, and otherwise carries nothing for the pipeline (`None`).
+/// labels changed, `edited` when the title or description did, and otherwise carries nothing
+/// for the pipeline (`None`).
 fn action(event: &payload::MergeRequestEvent) -> Option<Action> {
     let mr = &event.object_attributes;
     match mr.action.as_str() {
@@ -172,6 +180,10 @@ fn action(event: &payload::MergeRequestEvent) -> Option<Action> {
             ..Action::new("closed")
         }),
         "update" if !mr.oldrev.is_empty() => Some(Action::new("synchronize")),
+        "update" if event.changes.labels.is_none() => {
+            let edited = event.changes.title.is_some() || event.changes.description.is_some();
+            edited.then(|| Action::new("edited"))
+        }
         "update" => {
             let change = event.changes.labels.as_ref()?;
             let titles = |labels: &[payload::Label]| -> Vec<String> {
@@ -195,7 +207,7 @@ fn action(event: &payload::MergeRequestEvent) -> Option<Action> {
     }
 }
 
-fn merge_request(id: String, body: &[u8]) -> Result<Delivery, WebhookError> {
+fn merge_request(id: String, body: &[u8], repos: &Repos) -> Result<Delivery, WebhookError> {
     let event: payload::MergeRequestEvent = decode("merge request", body)?;
     let what = "merge request";
     let repo = require(
@@ -252,6 +264,9 @@ fn merge_request(id: String, body: &[u8]) -> Result<Delivery, WebhookError> {
         delivery_id: id.clone(),
         clone_url: clone_url.clone(),
     };
+    if let Some(why) = repos.pull_request(&message) {
+        return Ok(Delivery::ignore(Provider::GitLab, "pull_request", id, why));
+    }
     let out = delivery::event("source.pull_request", repo, &message, &id)?;
     Ok(Delivery::publish(Provider::GitLab, "pull_request", id, out))
 }

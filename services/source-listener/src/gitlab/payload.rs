@@ -22,6 +22,9 @@ pub struct Push {
     pub project: Project,
     #[serde(default, deserialize_with = "nullable")]
     pub commits: Vec<Commit>,
+    /// How many commits were pushed; `commits` lists at most 20 of them.
+    #[serde(default, deserialize_with = "nullable")]
+    pub total_commits_count: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +117,11 @@ pub struct SourceProject {
 pub struct Changes {
     #[serde(default, deserialize_with = "nullable")]
     pub labels: Option<LabelChange>,
+    /// Present when the title changed; only its presence matters here.
+    #[serde(default)]
+    pub title: Option<serde_json::Value>,
+    #[serde(default)]
+    pub description: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

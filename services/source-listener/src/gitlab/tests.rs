@@ -6,6 +6,11 @@ use serde_json::{Value, json};
 use super::*;
 use crate::delivery::Verdict;
 
+/// Parses with no per-repository rules, as most tests want.
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, WebhookError> {
+    super::parse(headers, body, &Repos::default())
+}
+
 const BEFORE: &str = "1111111111111111111111111111111111111111";
 const AFTER: &str = "2222222222222222222222222222222222222222";
 const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -196,6 +201,14 @@ fn an_update_that_changes_labels_is_labeled_or_unlabeled() {
 }
 
 #[test]
+fn an_update_of_the_title_or_description_is_edited() {
+    let mut body = mr_body("update");
+    body["changes"] = json!({"title": {"previous": "Draft: json", "current": "json"}});
+    let pr: v1::PullRequest = decode(&parse_json("Merge Request Hook", &body).expect("valid"));
+    assert_eq!(pr.action, "edited");
+}
+
+#[test]
 fn updates_and_approvals_without_pipeline_meaning_are_ignored() {
     for action in ["update", "approved", "unapproval"] {
         let delivery = parse_json("Merge Request Hook", &mr_body(action)).expect("valid");
@@ -221,15 +234,15 @@ fn a_merge_request_without_its_head_commit_is_a_bad_request() {
 
 #[test]
 fn the_token_must_match_and_an_unset_token_refuses_everything() {
-    let token = Secret::new("glpat").expect("not empty");
+    let token = Keys::of(["glpat"]);
     let mut headers = headers("Push Hook");
-    let missing = authenticate(Some(&token), &headers).expect_err("no token");
+    let missing = authenticate(&token, &headers).expect_err("no token");
     assert_eq!(missing.status().as_u16(), 401);
     headers.insert(TOKEN_HEADER, HeaderValue::from_static("wrong"));
-    authenticate(Some(&token), &headers).expect_err("wrong token");
+    authenticate(&token, &headers).expect_err("wrong token");
     headers.insert(TOKEN_HEADER, HeaderValue::from_static("glpat"));
-    authenticate(Some(&token), &headers).expect("right token");
-    let unset = authenticate(None, &headers).expect_err("not configured");
+    authenticate(&token, &headers).expect("right token");
+    let unset = authenticate(&Keys::default(), &headers).expect_err("not configured");
     assert!(
         unset.to_string().contains("GITLAB_WEBHOOK_TOKEN"),
         "{unset}"

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use axum::http::{HeaderMap, HeaderValue};
 use flotilla_proto::v1;
-use source_listener::auth::Secret;
+use source_listener::auth::Keys;
 use source_listener::{Endpoint, Filters, Intake, Secrets};
 
 use crate::{decoded, fixtures, github, is_ignored, recorded_headers};
@@ -204,7 +204,7 @@ fn the_signature_test_vector_in_signing_md_authenticates() -> Result<()> {
     let intake = |secret: &str| {
         Intake::new(
             Secrets {
-                github: Secret::new(secret),
+                github: Keys::of([secret]),
                 ..Secrets::default()
             },
             Filters::default(),

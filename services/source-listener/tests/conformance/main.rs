@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use prost::Message;
-use source_listener::auth::{Secret, github_signature};
+use source_listener::auth::{Keys, github_signature};
 use source_listener::{Delivery, Endpoint, Filters, Intake, Secrets, Verdict};
 
 const SECRET: &str = "conformance-secret";
@@ -37,9 +37,9 @@ pub fn fixtures(provider: &str) -> Option<PathBuf> {
 pub fn intake() -> Intake {
     Intake::new(
         Secrets {
-            github: Secret::new(SECRET),
-            gitlab: Secret::new(SECRET),
-            generic: None,
+            github: Keys::of([SECRET]),
+            gitlab: Keys::of([SECRET]),
+            generic: Keys::default(),
         },
         Filters::default(),
     )

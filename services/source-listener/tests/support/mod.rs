@@ -11,7 +11,7 @@ use flotilla_bus::topology::StreamLimits;
 use flotilla_bus::{Bus, Health, Names};
 use flotilla_testing::NatsServer;
 use serde_json::Value;
-use source_listener::auth::{Secret, github_signature};
+use source_listener::auth::{Keys, github_signature};
 use source_listener::{Config, Filters, Secrets, Server, SourceListener};
 use tokio_util::sync::CancellationToken;
 
@@ -22,9 +22,9 @@ pub const GENERIC_TOKEN: &str = "gen-token";
 /// A config with every endpoint's secret set, as a test deployment would have.
 pub fn config() -> Config {
     Config::new(Secrets {
-        github: Secret::new(GITHUB_SECRET),
-        gitlab: Secret::new(GITLAB_TOKEN),
-        generic: Secret::new(GENERIC_TOKEN),
+        github: Keys::of([GITHUB_SECRET]),
+        gitlab: Keys::of([GITLAB_TOKEN]),
+        generic: Keys::of([GENERIC_TOKEN]),
     })
 }
 
