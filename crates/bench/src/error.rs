@@ -43,6 +43,9 @@ pub enum BenchError {
         /// The server's view of the pipeline's consumers when the stall was noticed.
         consumers: String,
     },
+    /// The webhook intake did not accept a delivery the benchmark sent.
+    #[error("the listener answered {status} instead of 202: {body}")]
+    Refused { status: u16, body: String },
     /// The end consumer's message stream ended.
     #[error("{pipeline}: the end consumer stopped receiving")]
     SinkClosed { pipeline: Pipeline },

@@ -1,5 +1,9 @@
 //! Benchmarks of Flotilla's bus against bare JetStream, measured in one run on one server.
 //!
+//! Two benchmarks live here: the two-hop bus benchmark ([`run_hop`], below) and the webhook
+//! intake benchmark ([`run_webhook`]: signed GitHub pushes through source-listener against bare
+//! JetStream publishing of the same bytes).
+//!
 //! DESIGN.md states the bus's performance targets as ratios to bare async-nats doing the same
 //! work, so every figure here is measured twice, side by side:
 //!
@@ -27,6 +31,7 @@ mod report;
 mod sink;
 mod stats;
 mod via_bus;
+mod webhook;
 
 pub use args::HopArgs;
 pub use error::BenchError;
@@ -34,3 +39,4 @@ pub use hop::run_hop;
 pub use lane::{Phase, Pipeline};
 pub use report::{HopReport, LATENCY_TARGET, SideReport, THROUGHPUT_TARGET};
 pub use stats::{Latency, Throughput};
+pub use webhook::{INTAKE_TARGET, PACED_P99_TARGET, WebhookArgs, WebhookReport, run_webhook};

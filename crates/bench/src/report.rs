@@ -158,7 +158,7 @@ impl HopReport {
 }
 
 /// `123.4 µs` or `1.23 ms`.
-fn micros(d: Duration) -> String {
+pub(crate) fn micros(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us < 1_000.0 {
         format!("{us:.1} µs")
@@ -167,7 +167,7 @@ fn micros(d: Duration) -> String {
     }
 }
 
-fn verdict(met: bool) -> &'static str {
+pub(crate) fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT MET" }
 }
 

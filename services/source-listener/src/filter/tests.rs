@@ -221,13 +221,19 @@ fn the_readme_preview_filter_still_lets_closing_through() {
         body["action"] = json!(action);
         body.to_string()
     };
-    let opened = rules.apply(pr_delivery(Provider::GitHub), body("opened", &[]).as_bytes());
+    let opened = rules.apply(
+        pr_delivery(Provider::GitHub),
+        body("opened", &[]).as_bytes(),
+    );
     assert!(matches!(opened.verdict, Verdict::Ignore(_)), "{opened:?}");
     let labelled = rules.apply(
         pr_delivery(Provider::GitHub),
         body("opened", &["preview"]).as_bytes(),
     );
     assert!(matches!(labelled.verdict, Verdict::Publish(_)));
-    let closed = rules.apply(pr_delivery(Provider::GitHub), body("closed", &[]).as_bytes());
+    let closed = rules.apply(
+        pr_delivery(Provider::GitHub),
+        body("closed", &[]).as_bytes(),
+    );
     assert!(matches!(closed.verdict, Verdict::Publish(_)), "{closed:?}");
 }
