@@ -101,3 +101,64 @@ pub fn decoded<M: Message + Default>(delivery: &Delivery) -> M {
 pub fn is_ignored(delivery: &Delivery) -> bool {
     matches!(delivery.verdict, Verdict::Ignore(_))
 }
+
+/// Every `.json` file under `dir`, at any depth, in a stable order.
+pub fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[test]
+fn every_payload_is_refused_401_under_a_wrong_or_missing_signature_or_token() -> Result<()> {
+    let (Some(github), Some(gitlab)) = (fixtures("github"), fixtures("gitlab")) else {
+        return Ok(());
+    };
+    let intake = intake();
+    let mut checked = 0;
+    for file in json_files(&github.join("examples"))? {
+        let body = std::fs::read(&file)?;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-event", HeaderValue::from_static("push"));
+        let missing = intake.handle(Endpoint::GitHub, &headers, &body);
+        let wrong = github_signature(b"not the secret", &body);
+        headers.insert("x-hub-signature-256", HeaderValue::from_str(&wrong)?);
+        let forged = intake.handle(Endpoint::GitHub, &headers, &body);
+        for (what, answer) in [("missing", missing), ("wrong", forged)] {
+            let status = answer.err().map(|e| e.status().as_u16());
+            assert_eq!(
+                status,
+                Some(401),
+                "{} with a {what} signature",
+                file.display()
+            );
+        }
+        checked += 1;
+    }
+    for file in json_files(&gitlab)? {
+        let body = std::fs::read(&file)?;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-gitlab-event", HeaderValue::from_static("Push Hook"));
+        let missing = intake.handle(Endpoint::GitLab, &headers, &body);
+        headers.insert("x-gitlab-token", HeaderValue::from_static("not-the-token"));
+        let wrong = intake.handle(Endpoint::GitLab, &headers, &body);
+        for (what, answer) in [("missing", missing), ("wrong", wrong)] {
+            let status = answer.err().map(|e| e.status().as_u16());
+            assert_eq!(status, Some(401), "{} with a {what} token", file.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} payloads found");
+    Ok(())
+}
