@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use builder_trigger::BuilderTrigger;
-use builder_trigger::command::CommandSpec;
 use builder_trigger::decide;
 use flotilla_bus::{Ctx, Event, Handler, HandlerError};
 use support::*;
@@ -64,11 +62,19 @@ async fn a_push_to_the_default_branch_publishes_build_started_then_build_succeed
         );
         assert_eq!((build.repo.as_str(), build.pr), ("acme/ping", 0));
     }
-    let images = build(succeeded)?.images;
-    assert_eq!(images.len(), 1);
+    let images: Vec<_> = build(succeeded)?
+        .images
+        .into_iter()
+        .map(|i| (i.name, i.r#ref))
+        .collect();
+    let pipeline = format!("registry.example.com/team/ping-pipeline:{version}");
     assert_eq!(
-        (images[0].name.as_str(), images[0].r#ref.as_str()),
-        ("ping", image.as_str())
+        images,
+        vec![
+            ("ping".to_owned(), image.clone()),
+            ("ping-pipeline".to_owned(), pipeline)
+        ],
+        "the app image and the pipeline image its tests run from"
     );
     assert_eq!(
         lines(&seen),
@@ -146,7 +152,7 @@ async fn a_failing_build_command_publishes_build_failed_with_its_exit_status_and
 async fn a_build_running_past_its_timeout_is_killed_and_fails() -> Result<()> {
     let fx = Fixture::start().await?;
     let mut config = config("echo started; sleep 5; echo finished");
-    config.build.timeout = Duration::from_secs(1);
+    config.build_timeout = Duration::from_secs(1);
     let worker = fx.run(config).await?;
 
     fx.publish("source.push", "acme/ping", &push_to_main())
@@ -173,10 +179,7 @@ async fn a_build_running_past_its_timeout_is_killed_and_fails() -> Result<()> {
 async fn a_build_command_that_cannot_start_fails_the_build_instead_of_the_worker() -> Result<()> {
     let fx = Fixture::start().await?;
     let mut config = config("true");
-    config.build = CommandSpec {
-        shell: "/nonexistent/sh".into(),
-        ..config.build
-    };
+    config.command_mut().expect("command backend").shell = "/nonexistent/sh".into();
     let worker = fx.run(config).await?;
 
     fx.publish("source.push", "acme/ping", &push_to_main())
@@ -196,10 +199,11 @@ async fn a_build_command_that_cannot_start_fails_the_build_instead_of_the_worker
 async fn a_redelivered_push_runs_the_command_again_but_publishes_nothing_new() -> Result<()> {
     let fx = Fixture::start().await?;
     let runs = fx.file("runs");
-    let trigger = BuilderTrigger::new(config(&format!(
+    let trigger = trigger(config(&format!(
         "echo \"$FLOTILLA_VERSION\" >> {}",
         runs.display()
-    )));
+    )))
+    .await?;
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = attempts.clone();
     // The first attempt stores its outputs and then "loses" its ack, as a worker killed at
@@ -314,14 +318,13 @@ async fn a_ready_environment_runs_the_test_command_against_it_and_publishes_test
 -> Result<()> {
     let fx = Fixture::start().await?;
     let seen = fx.file("seen");
-    let mut config = config("true");
-    config.test = Some(CommandSpec::new(
-        format!(
+    let config = with_test_command(
+        config("true"),
+        &format!(
             "echo \"$FLOTILLA_ENV $FLOTILLA_APP $FLOTILLA_VERSION $FLOTILLA_CHANGE_ID\" >> {}",
             seen.display()
         ),
-        Duration::from_secs(10),
-    ));
+    );
     let worker = fx.run(config).await?;
     let version = "v20240305070809-1a2b3c4";
     let env = "stg-ping-v20240305070809-1a2b3c4";
@@ -352,11 +355,10 @@ async fn a_ready_environment_runs_the_test_command_against_it_and_publishes_test
 #[tokio::test]
 async fn a_failing_test_command_publishes_tests_failed_with_its_output() -> Result<()> {
     let fx = Fixture::start().await?;
-    let mut config = config("true");
-    config.test = Some(CommandSpec::new(
+    let config = with_test_command(
+        config("true"),
         "echo 'GET /ping: expected {\"value\":\"pong\"}, got pong'; exit 1",
-        Duration::from_secs(10),
-    ));
+    );
     let worker = fx.run(config).await?;
     let env = "pr-ping-42";
 
