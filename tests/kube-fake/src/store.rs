@@ -1,0 +1,591 @@
+//! The store: objects keyed by resource/namespace/name, a global resourceVersion, the history
+//! watches replay, and the scripting API tests drive the cluster with.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+use crate::resource::Resource;
+use crate::select::Filter;
+
+/// One write, as watches see it.
+#[derive(Debug)]
+pub(crate) struct Change {
+    pub rv: u64,
+    pub resource: usize,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// What open watches are told besides changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    None,
+    /// End every watch stream.
+    Close,
+    /// Send `ERROR 410 Expired` on every watch stream, then end it.
+    Expire,
+}
+
+/// An API error: the HTTP code and its `Status` body.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub code: u16,
+    pub body: Value,
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &str, message: impl Into<String>, details: Value) -> ApiError {
+        ApiError {
+            code,
+            body: crate::status(code, reason, &message.into(), details),
+        }
+    }
+
+    pub fn not_found(resource: &Resource, name: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", resource.plural),
+            json!({"name": name, "group": resource.group, "kind": resource.plural}),
+        )
+    }
+
+    pub fn no_such_path() -> ApiError {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            json!({}),
+        )
+    }
+}
+
+type Hook = Arc<dyn Fn(Fake, Value) + Send + Sync>;
+type Key = (usize, String, String);
+
+struct State {
+    objects: BTreeMap<Key, Value>,
+    rv: u64,
+    history: Vec<Arc<Change>>,
+    /// History holds every change with a resourceVersion above this.
+    floor: u64,
+    logs: HashMap<(String, String), String>,
+    requests: Vec<String>,
+    next_uid: u64,
+}
+
+struct Inner {
+    resources: Vec<Resource>,
+    state: Mutex<State>,
+    changes: broadcast::Sender<Arc<Change>>,
+    signals: watch::Sender<Signal>,
+    writes: watch::Sender<u64>,
+    hooks: Mutex<Vec<(usize, Hook)>>,
+}
+
+/// The fake cluster's store and scripting API. Cheap to clone.
+#[derive(Clone)]
+pub struct Fake {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Fake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fake").finish_non_exhaustive()
+    }
+}
+
+impl Fake {
+    pub(crate) fn new(resources: Vec<Resource>) -> Fake {
+        Fake {
+            inner: Arc::new(Inner {
+                resources,
+                state: Mutex::new(State {
+                    objects: BTreeMap::new(),
+                    rv: 1,
+                    history: Vec::new(),
+                    floor: 1,
+                    logs: HashMap::new(),
+                    requests: Vec::new(),
+                    next_uid: 1,
+                }),
+                changes: broadcast::channel(4096).0,
+                signals: watch::channel(Signal::None).0,
+                writes: watch::channel(0).0,
+                hooks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn resources(&self) -> &[Resource] {
+        &self.inner.resources
+    }
+
+    fn index(&self, resource: &Resource) -> usize {
+        self.inner
+            .resources
+            .iter()
+            .position(|r| r == resource)
+            .unwrap_or_else(|| panic!("{} is not served by this fake", resource.plural))
+    }
+
+    // ---- scripting: the test acting as a controller ----
+
+    /// The object, if stored.
+    pub fn get(&self, resource: &Resource, namespace: &str, name: &str) -> Option<Value> {
+        let key = (self.index(resource), namespace.to_owned(), name.to_owned());
+        self.state().objects.get(&key).cloned()
+    }
+
+    /// Every stored object of `resource`.
+    pub fn list(&self, resource: &Resource) -> Vec<Value> {
+        let index = self.index(resource);
+        self.state()
+            .objects
+            .iter()
+            .filter(|((r, _, _), _)| *r == index)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Creates or replaces `object` whole, status included (no subresource rules: this is
+    /// the controller writing). Returns the stored object.
+    pub fn put(&self, resource: &Resource, object: Value) -> Value {
+        let index = self.index(resource);
+        let mut state = self.state();
+        let object = self.complete(&mut state, index, object, None);
+        let key = key_of(index, &object);
+        let kind = if state.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.write(&mut state, index, key, kind, Some(object))
+    }
+
+    /// Merges `patch` (RFC 7386) into the object as a controller would; `None` if absent.
+    pub fn merge(
+        &self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Option<Value> {
+        let index = self.index(resource);
+        let key = (index, namespace.to_owned(), name.to_owned());
+        let mut state = self.state();
+        let mut object = state.objects.get(&key)?.clone();
+        json_patch::merge(&mut object, patch);
+        Some(self.write(&mut state, index, key, "MODIFIED", Some(object)))
+    }
+
+    /// Merges `status` into the object's status.
+    pub fn merge_status(
+        &self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> Option<Value> {
+        self.merge(resource, namespace, name, &json!({ "status": status }))
+    }
+
+    /// Deletes the object (no garbage collection: the test decides).
+    pub fn remove(&self, resource: &Resource, namespace: &str, name: &str) -> Option<Value> {
+        let index = self.index(resource);
+        let key = (index, namespace.to_owned(), name.to_owned());
+        let mut state = self.state();
+        let object = state.objects.get(&key)?.clone();
+        Some(self.write(&mut state, index, key, "DELETED", Some(object)))
+    }
+
+    /// The log `GET .../pods/NAME/log` answers.
+    pub fn set_log(&self, namespace: &str, pod: &str, text: &str) {
+        self.state()
+            .logs
+            .insert((namespace.to_owned(), pod.to_owned()), text.to_owned());
+    }
+
+    /// Every request served so far: `METHOD /path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.state().requests.clone()
+    }
+
+    /// Calls `hook` with a handle and the stored object after each API create of `resource`.
+    pub fn on_create(
+        &self,
+        resource: &Resource,
+        hook: impl Fn(Fake, Value) + Send + Sync + 'static,
+    ) {
+        let index = self.index(resource);
+        self.inner
+            .hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((index, Arc::new(hook)));
+    }
+
+    /// Ends every open watch (clients re-watch from their last resourceVersion).
+    pub fn close_watches(&self) {
+        self.inner.signals.send_replace(Signal::Close);
+    }
+
+    /// Sends `ERROR 410 Expired` on every open watch (clients relist).
+    pub fn expire_watches(&self) {
+        self.inner.signals.send_replace(Signal::Expire);
+    }
+
+    /// Forgets the history: watches from any older resourceVersion get 410 Expired.
+    pub fn compact(&self) {
+        let mut state = self.state();
+        state.floor = state.rv;
+        state.history.clear();
+    }
+
+    /// Resolves at the next write to the store.
+    pub fn changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut writes = self.inner.writes.subscribe();
+        writes.mark_unchanged();
+        async move {
+            let _ = writes.changed().await;
+        }
+    }
+
+    // ---- the API server's side ----
+
+    pub(crate) fn record(&self, request: String) {
+        self.state().requests.push(request);
+    }
+
+    pub(crate) fn log(&self, namespace: &str, pod: &str) -> Option<String> {
+        let state = self.state();
+        let index = self
+            .inner
+            .resources
+            .iter()
+            .position(|r| r.plural == "pods" && r.group.is_empty())?;
+        state
+            .objects
+            .get(&(index, namespace.to_owned(), pod.to_owned()))?;
+        Some(
+            state
+                .logs
+                .get(&(namespace.to_owned(), pod.to_owned()))
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+
+    pub(crate) fn api_get(
+        &self,
+        index: usize,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let key = (index, namespace.to_owned(), name.to_owned());
+        self.state()
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&self.inner.resources[index], name))
+    }
+
+    /// The matching objects and the list's resourceVersion.
+    pub(crate) fn api_list(&self, index: usize, filter: &Filter) -> (Vec<Value>, u64) {
+        let state = self.state();
+        let items = state
+            .objects
+            .iter()
+            .filter(|((r, _, _), v)| *r == index && filter.matches(v))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, state.rv)
+    }
+
+    pub(crate) fn api_create(
+        &self,
+        index: usize,
+        namespace: &str,
+        object: Value,
+    ) -> Result<Value, ApiError> {
+        let resource = &self.inner.resources[index];
+        let mut state = self.state();
+        let mut object = self.complete(&mut state, index, object, Some(namespace));
+        if resource.status_subresource
+            && let Some(map) = object.as_object_mut()
+        {
+            // The API server ignores the status of a create where status is a subresource.
+            map.remove("status");
+        }
+        let key = key_of(index, &object);
+        if key.2.is_empty() {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "metadata.name: Required value",
+                json!({}),
+            ));
+        }
+        if state.objects.contains_key(&key) {
+            return Err(ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{}\" already exists", resource.plural, key.2),
+                json!({"name": key.2, "group": resource.group, "kind": resource.plural}),
+            ));
+        }
+        let stored = self.write(&mut state, index, key, "ADDED", Some(object));
+        drop(state);
+        let hooks: Vec<Hook> = self
+            .inner
+            .hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(r, _)| *r == index)
+            .map(|(_, h)| h.clone())
+            .collect();
+        for hook in hooks {
+            hook(self.clone(), stored.clone());
+        }
+        Ok(stored)
+    }
+
+    /// Applies `change` to the stored object and writes it, with status-subresource rules:
+    /// on `/status` only the status changes; on the main resource of a kind with a status
+    /// subresource the status stays. `expected_rv` is checked when given.
+    pub(crate) fn api_update(
+        &self,
+        index: usize,
+        namespace: &str,
+        name: &str,
+        status_only: bool,
+        expected_rv: Option<&str>,
+        change: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Value, ApiError> {
+        let resource = &self.inner.resources[index];
+        if status_only && !resource.status_subresource {
+            return Err(ApiError::no_such_path());
+        }
+        let key = (index, namespace.to_owned(), name.to_owned());
+        let mut state = self.state();
+        let old = state
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(resource, name))?;
+        if let Some(rv) = expected_rv.filter(|rv| !rv.is_empty())
+            && old["metadata"]["resourceVersion"].as_str() != Some(rv)
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    resource.plural
+                ),
+                json!({"name": name, "group": resource.group, "kind": resource.plural}),
+            ));
+        }
+        let mut new = old.clone();
+        change(&mut new)?;
+        let mut object = if status_only {
+            let mut kept = old.clone();
+            kept["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            kept
+        } else {
+            if resource.status_subresource {
+                match old.get("status") {
+                    Some(status) => new["status"] = status.clone(),
+                    None => {
+                        if let Some(map) = new.as_object_mut() {
+                            map.remove("status");
+                        }
+                    }
+                }
+            }
+            new
+        };
+        // Identity is the server's, whatever the body said.
+        object["metadata"]["name"] = old["metadata"]["name"].clone();
+        object["metadata"]["namespace"] = old["metadata"]["namespace"].clone();
+        object["metadata"]["uid"] = old["metadata"]["uid"].clone();
+        object["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+        Ok(self.write(&mut state, index, key, "MODIFIED", Some(object)))
+    }
+
+    /// Deletes an object and, unless orphaned, what it owns.
+    pub(crate) fn api_delete(
+        &self,
+        index: usize,
+        namespace: &str,
+        name: &str,
+        orphan: bool,
+    ) -> Result<Value, ApiError> {
+        let key = (index, namespace.to_owned(), name.to_owned());
+        let mut state = self.state();
+        let object = state
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&self.inner.resources[index], name))?;
+        let deleted = self.write(&mut state, index, key, "DELETED", Some(object));
+        if !orphan {
+            self.collect_garbage(&mut state, &deleted);
+        }
+        Ok(deleted)
+    }
+
+    fn collect_garbage(&self, state: &mut State, owner: &Value) {
+        let Some(uid) = owner["metadata"]["uid"].as_str() else {
+            return;
+        };
+        let owned: Vec<(Key, Value)> = state
+            .objects
+            .iter()
+            .filter(|(_, v)| {
+                v["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, object) in owned {
+            let index = key.0;
+            let deleted = self.write(state, index, key, "DELETED", Some(object));
+            self.collect_garbage(state, &deleted);
+        }
+    }
+
+    /// History after `rv` matching `filter`, and the live feed, taken under one lock so no
+    /// change falls between them. `Err` when `rv` is older than the kept history.
+    pub(crate) fn subscribe(
+        &self,
+        index: usize,
+        filter: &Filter,
+        rv: u64,
+    ) -> Result<
+        (
+            Vec<Arc<Change>>,
+            broadcast::Receiver<Arc<Change>>,
+            watch::Receiver<Signal>,
+        ),
+        u64,
+    > {
+        let state = self.state();
+        if rv < state.floor {
+            return Err(rv);
+        }
+        let history = state
+            .history
+            .iter()
+            .filter(|c| c.rv > rv && c.resource == index && filter.matches(&c.object))
+            .cloned()
+            .collect();
+        Ok((
+            history,
+            self.inner.changes.subscribe(),
+            self.inner.signals.subscribe(),
+        ))
+    }
+
+    /// Fills in what the API server sets: kind, apiVersion, namespace, uid, creationTimestamp,
+    /// a name from generateName.
+    fn complete(
+        &self,
+        state: &mut State,
+        index: usize,
+        mut object: Value,
+        namespace: Option<&str>,
+    ) -> Value {
+        let resource = &self.inner.resources[index];
+        if !object.is_object() {
+            object = json!({});
+        }
+        object["kind"] = json!(resource.kind);
+        object["apiVersion"] = json!(resource.api_version());
+        if !object["metadata"].is_object() {
+            object["metadata"] = json!({});
+        }
+        let meta = &mut object["metadata"];
+        if resource.namespaced {
+            if let Some(ns) = namespace {
+                meta["namespace"] = json!(ns);
+            } else if meta["namespace"].as_str().is_none_or(str::is_empty) {
+                meta["namespace"] = json!("default");
+            }
+        }
+        state.next_uid += 1;
+        let serial = state.next_uid;
+        if meta["name"].as_str().is_none_or(str::is_empty)
+            && let Some(prefix) = meta["generateName"].as_str()
+        {
+            meta["name"] = json!(format!("{prefix}{serial:05x}"));
+        }
+        if meta["uid"].as_str().is_none() {
+            meta["uid"] = json!(format!("00000000-0000-4000-8000-{serial:012x}"));
+        }
+        if meta["creationTimestamp"].as_str().is_none() {
+            let now = time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let stamp = now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            meta["creationTimestamp"] = json!(stamp);
+        }
+        object
+    }
+
+    /// Stores (or, for `DELETED`, removes) the object under a new resourceVersion and tells
+    /// watches; returns what was written.
+    fn write(
+        &self,
+        state: &mut State,
+        index: usize,
+        key: Key,
+        kind: &'static str,
+        object: Option<Value>,
+    ) -> Value {
+        state.rv += 1;
+        let rv = state.rv;
+        let mut object = object.unwrap_or_else(|| json!({}));
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if kind == "DELETED" {
+            state.objects.remove(&key);
+        } else {
+            state.objects.insert(key, object.clone());
+        }
+        let change = Arc::new(Change {
+            rv,
+            resource: index,
+            kind,
+            object: object.clone(),
+        });
+        state.history.push(change.clone());
+        // Sent under the lock, so every receiver sees changes in resourceVersion order.
+        let _ = self.inner.changes.send(change);
+        self.inner.writes.send_modify(|n| *n += 1);
+        object
+    }
+}
+
+fn key_of(index: usize, object: &Value) -> Key {
+    let meta = &object["metadata"];
+    (
+        index,
+        meta["namespace"].as_str().unwrap_or("").to_owned(),
+        meta["name"].as_str().unwrap_or("").to_owned(),
+    )
+}
