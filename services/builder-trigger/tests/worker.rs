@@ -390,3 +390,149 @@ async fn without_a_test_command_tests_pass_and_say_so() -> Result<()> {
     );
     worker.shutdown().await
 }
+
+#[tokio::test]
+async fn a_newer_push_to_a_pull_request_cancels_its_running_build() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let started = fx.file("started");
+    // The first head's build runs until killed; the second's finishes at once.
+    let worker = fx
+        .run(config(&format!(
+            "echo \"$FLOTILLA_SHA\" >> {}; if [ \"$FLOTILLA_SHA\" = {SHA} ]; then echo waiting; sleep 30; fi",
+            started.display()
+        )))
+        .await?;
+
+    fx.publish(
+        "source.pull_request",
+        "acme/ping",
+        &pull_request("opened", 42),
+    )
+    .await?;
+    assert!(
+        flotilla_testing::eventually(WITHIN, || lines(&started).len() == 1).await,
+        "the first build started"
+    );
+    let mut newer = pull_request("synchronize", 42);
+    newer.head_sha = SHA2.into();
+    fx.publish("source.pull_request", "acme/ping", &newer)
+        .await?;
+
+    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
+    let failed = build(failed.first().context("the first build failed")?)?;
+    assert_eq!(failed.sha, SHA);
+    assert!(
+        failed
+            .reason
+            .starts_with(&format!("superseded by {}", &SHA2[..7])),
+        "{}",
+        failed.reason
+    );
+    assert!(
+        failed.reason.contains("waiting"),
+        "the excerpt is kept: {}",
+        failed.reason
+    );
+    let succeeded = fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    let succeeded = build(succeeded.first().context("the newer build succeeded")?)?;
+    assert_eq!((succeeded.sha.as_str(), succeeded.pr), (SHA2, 42));
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn the_whole_output_is_kept_in_a_log_file_and_the_event_says_where() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let mut config = config("seq 1 100; echo 'it broke' >&2; exit 1");
+    let logs = fx.file("logs");
+    config.command_mut().expect("command backend").log_dir = Some(logs.clone());
+    let worker = fx.run(config).await?;
+
+    fx.publish("source.push", "acme/ping", &push_to_main())
+        .await?;
+
+    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
+    let failed = build(failed.first().context("build.failed")?)?;
+    let path = std::path::PathBuf::from(&failed.log_url);
+    assert!(path.starts_with(&logs), "{}", failed.log_url);
+    let log = lines(&path);
+    assert_eq!(log.len(), 101, "every line is in the file");
+    assert_eq!(log.first().map(String::as_str), Some("1"));
+    assert!(failed.reason.contains("it broke") && !failed.reason.contains("\n50\n"));
+    assert!(
+        failed
+            .reason
+            .ends_with(&format!("full log: {}", failed.log_url))
+    );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_build_longer_than_the_ack_wait_runs_once() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let runs = fx.file("runs");
+    let trigger = trigger(config(&format!("echo run >> {}; sleep 3", runs.display()))).await?;
+    let worker = fx
+        .run_handler_with(trigger, |c| c.ack_wait = Duration::from_secs(1))
+        .await?;
+
+    fx.publish("source.push", "acme/ping", &push_to_main())
+        .await?;
+
+    fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    assert_eq!(
+        lines(&runs).len(),
+        1,
+        "progress acks kept the event while it built"
+    );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_test_run_past_its_timeout_is_killed_and_fails() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let mut config = with_test_command(config("true"), "echo migrating; sleep 5");
+    config.test_timeout = Duration::from_secs(1);
+    let worker = fx.run(config).await?;
+    let env = "pr-ping-9";
+
+    fx.publish("env.ready", env, &env_ready(env, "v20240305070809-1a2b3c4"))
+        .await?;
+
+    let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
+    assert_eq!(events[0].subject, format!("flotilla.tests.failed.{env}"));
+    let reason = test_result(&events[0])?.reason;
+    assert!(reason.starts_with("timed out after 1s"), "{reason}");
+    assert!(reason.contains("migrating"), "{reason}");
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_newer_head_announced_by_another_replica_cancels_the_build_running_here() -> Result<()> {
+    use builder_trigger::supersede::Supersede;
+    let fx = Fixture::start().await?;
+    let (here_client, there_client) = (fx.server.connect().await, fx.server.connect().await);
+    let (here, there) = (Supersede::new(), Supersede::new());
+    let key = ("acme/ping".to_owned(), 42);
+    let first = time::OffsetDateTime::now_utc();
+    let later = first + time::Duration::seconds(1);
+
+    let running = here
+        .begin(key.clone(), first, SHA)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    here.announce(&here_client, &key, first, SHA).await;
+    // The server has taken this replica's subscription before the other one speaks.
+    here_client.flush().await?;
+    let _newer = there
+        .begin(key.clone(), later, SHA2)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    there.announce(&there_client, &key, later, SHA2).await;
+
+    let why = tokio::time::timeout(WITHIN, running.cancel.cancelled()).await?;
+    assert_eq!(why, format!("superseded by {}", &SHA2[..7]));
+    assert_eq!(
+        here.begin(key, first, SHA).err().as_deref(),
+        Some(SHA2),
+        "a late redelivery of the old head is refused here too"
+    );
+    Ok(())
+}

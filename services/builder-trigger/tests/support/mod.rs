@@ -15,6 +15,8 @@ use flotilla_testing::NatsServer;
 use tokio_util::sync::CancellationToken;
 
 pub const SHA: &str = "1a2b3c4d5e6f77889900aabbccddeeff00112233";
+/// A later head of the same pull request.
+pub const SHA2: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
 /// Long enough for a slow machine, short enough that a missing event fails the test quickly.
 pub const WITHIN: Duration = Duration::from_secs(15);
 
