@@ -180,6 +180,8 @@ impl Cancel {
 }
 
 /// The backend builds and tests run on.
+// One per process, moved rather than copied around: the size of the kube client is no cost.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Runner {
     Command(command::Backend),

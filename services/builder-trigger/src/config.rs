@@ -148,6 +148,8 @@ pub struct Rules {
 }
 
 /// The chosen backend and its settings.
+// Read once at start-up: boxing the largest variant would only burden its users.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum BackendConfig {
     Command(command::Settings),

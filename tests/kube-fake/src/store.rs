@@ -65,6 +65,12 @@ impl ApiError {
 }
 
 type Hook = Arc<dyn Fn(Fake, Value) + Send + Sync>;
+/// A watch's start: the history to replay, the live changes, and the signals.
+pub(crate) type Subscription = (
+    Vec<Arc<Change>>,
+    broadcast::Receiver<Arc<Change>>,
+    watch::Receiver<Signal>,
+);
 type Key = (usize, String, String);
 
 struct State {
@@ -475,14 +481,7 @@ impl Fake {
         index: usize,
         filter: &Filter,
         rv: u64,
-    ) -> Result<
-        (
-            Vec<Arc<Change>>,
-            broadcast::Receiver<Arc<Change>>,
-            watch::Receiver<Signal>,
-        ),
-        u64,
-    > {
+    ) -> Result<Subscription, u64> {
         let state = self.state();
         if rv < state.floor {
             return Err(rv);
