@@ -94,8 +94,8 @@ pub struct Args {
     /// Branches whose pushes are built besides each repo's default branch, comma separated.
     #[arg(long, env = env::BUILD_BRANCHES, default_value = "", value_name = "BRANCH,...")]
     pub build_branches: String,
-    /// Command backend: also write each run's whole output to <dir>/<run id>.log (the path is
-    /// in the outcome's log_url).
+    /// Command and job backends: also write each run's whole output (a Job's pod log, read
+    /// before the Job is deleted) to <dir>/<run id>.log; the path is the outcome's log_url.
     #[arg(long, env = env::LOG_DIR, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
     /// Http backend: the request that starts a build, as a JSON file or inline JSON
@@ -219,6 +219,7 @@ impl Config {
                 service_account: nonblank(args.job_service_account.as_deref()),
                 cleanup: args.job_cleanup,
                 ttl: args.job_ttl,
+                log_dir: args.log_dir.clone(),
             }),
         };
         Ok(Config {

@@ -11,6 +11,7 @@
 //! event, and the Job is deleted with its pods, or left to `ttlSecondsAfterFinished`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ use crate::error::Error;
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "flotilla");
 pub const RUN_LABEL: &str = "flotilla.dev/run";
 pub const KIND_LABEL: &str = "flotilla.dev/kind";
+/// Most of a pod's log copied to the log directory.
+const MAX_LOG_BYTES: i64 = 16 * 1024 * 1024;
 
 /// The `job` backend's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub struct Settings {
     pub cleanup: JobCleanup,
     /// With [`JobCleanup::Keep`]: `ttlSecondsAfterFinished`.
     pub ttl: Duration,
+    /// The pod's whole log is copied to `<dir>/<run id>.log` before the Job can go.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -57,6 +62,7 @@ impl Settings {
             service_account: None,
             cleanup: JobCleanup::Delete,
             ttl: Duration::from_secs(3600),
+            log_dir: None,
         }
     }
 }
@@ -104,12 +110,16 @@ impl Backend {
             why = cancel.cancelled() => Status::Cancelled(why),
         };
         let mut outcome = Outcome::new(status);
-        outcome.excerpt = self.log_tail(&name).await;
+        let (excerpt, kept) = self.read_log(&name).await;
+        outcome.excerpt = excerpt;
         let stopped = matches!(outcome.status, Status::TimedOut(_) | Status::Cancelled(_));
         if stopped || self.settings.cleanup == JobCleanup::Delete {
             self.delete(&name).await;
         } else {
             outcome.log_url = format!("kubectl -n {} logs job/{name}", self.namespace);
+        }
+        if let Some(path) = kept {
+            outcome.log_url = path.display().to_string();
         }
         outcome
     }
@@ -152,8 +162,9 @@ impl Backend {
         Status::Failed(format!("lost the watch on Job {name}"))
     }
 
-    /// The last lines of the newest pod's log; empty when there is none to read.
-    async fn log_tail(&self, name: &str) -> Vec<String> {
+    /// The last lines of the newest pod's log (empty when there is none to read), and where
+    /// its whole log was copied, with `log_dir`.
+    async fn read_log(&self, name: &str) -> (Vec<String>, Option<PathBuf>) {
         let selector = format!("job-name={name}");
         let pods = match self
             .pods
@@ -163,7 +174,7 @@ impl Backend {
             Ok(pods) => pods.items,
             Err(e) => {
                 tracing::warn!(job = %name, error = %e, "cannot list the Job's pods");
-                return Vec::new();
+                return (Vec::new(), None);
             }
         };
         let Some(pod) = pods
@@ -171,19 +182,37 @@ impl Backend {
             .max_by_key(|p| p.metadata.creation_timestamp.clone())
             .and_then(|p| p.metadata.name.clone())
         else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
-        let params = LogParams {
-            tail_lines: Some(EXCERPT_LINES as i64),
-            ..LogParams::default()
+        let params = match &self.settings.log_dir {
+            Some(_) => LogParams {
+                limit_bytes: Some(MAX_LOG_BYTES),
+                ..LogParams::default()
+            },
+            None => LogParams {
+                tail_lines: Some(EXCERPT_LINES as i64),
+                ..LogParams::default()
+            },
         };
-        match self.pods.logs(&pod, &params).await {
-            Ok(text) => crate::backend::last_lines(&text),
+        let text = match self.pods.logs(&pod, &params).await {
+            Ok(text) => text,
             Err(e) => {
                 tracing::warn!(job = %name, pod = %pod, error = %e, "cannot read the pod's log");
-                Vec::new()
+                return (Vec::new(), None);
             }
-        }
+        };
+        let kept = self.settings.log_dir.as_ref().and_then(|dir| {
+            let path = dir.join(format!("{name}.log"));
+            let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &text));
+            match written {
+                Ok(()) => Some(path),
+                Err(e) => {
+                    tracing::warn!(job = %name, path = %path.display(), error = %e, "cannot keep the pod's log");
+                    None
+                }
+            }
+        });
+        (crate::backend::last_lines(&text), kept)
     }
 
     async fn delete(&self, name: &str) {

@@ -131,11 +131,15 @@ async fn a_build_job_that_succeeds_publishes_build_succeeded_and_is_deleted_with
 async fn a_failing_build_job_fails_the_build_with_its_reason_and_its_pod_log() -> Result<()> {
     let fx = Fixture::start().await?;
     let fake = FakeKube::batch().await;
-    run_jobs(&fake, |_| {
-        Script::fail_after(Duration::from_millis(300))
-            .with_log("INFO building\nerror: cannot push registry/apps/ping: denied\n")
+    let log: String = (1..=30).map(|n| format!("step {n}\n")).collect::<String>()
+        + "error: cannot push registry/apps/ping: denied\n";
+    run_jobs(&fake, move |_| {
+        Script::fail_after(Duration::from_millis(300)).with_log(&log)
     });
-    let (worker, _) = run_job(&fx, &fake, settings(), WITHIN).await?;
+    let mut settings = settings();
+    let logs = fx.file("logs");
+    settings.log_dir = Some(logs.clone());
+    let (worker, _) = run_job(&fx, &fake, settings, WITHIN).await?;
 
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
@@ -155,6 +159,17 @@ async fn a_failing_build_job_fails_the_build_with_its_reason_and_its_pod_log() -
             .contains("error: cannot push registry/apps/ping: denied"),
         "{}",
         failed.reason
+    );
+    assert!(
+        !failed.reason.contains("step 5\n"),
+        "only the last lines are quoted"
+    );
+    let kept = std::path::PathBuf::from(&failed.log_url);
+    assert!(kept.starts_with(&logs), "{}", failed.log_url);
+    assert_eq!(
+        lines(&kept).len(),
+        31,
+        "the whole pod log outlives the deleted Job"
     );
     worker.shutdown().await
 }
