@@ -22,7 +22,7 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinSet;
 
-use crate::backend::{self, Cancel, Kind, Outcome, Run};
+use crate::backend::Cancel;
 
 /// Output lines kept for a failure reason.
 const TAIL_LINES: usize = 20;
@@ -342,88 +342,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The `command` backend's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// The build, run with `sh -c`.
-    pub build: String,
-    /// The test run; `None`: tests pass at once.
-    pub test: Option<String>,
-    /// The shell given `-c <command>`: `sh` from `PATH`.
-    pub shell: PathBuf,
-    /// Each run's whole output goes to `<dir>/<run id>.log` as well as to the process log.
-    pub log_dir: Option<PathBuf>,
-}
+mod backend;
 
-impl Settings {
-    pub fn new(build: impl Into<String>) -> Settings {
-        Settings {
-            build: build.into(),
-            test: None,
-            shell: PathBuf::from("sh"),
-            log_dir: None,
-        }
-    }
-}
-
-/// Runs builds and tests as shell commands on this machine. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Backend {
-    settings: Arc<Settings>,
-}
-
-impl Backend {
-    pub fn new(settings: Settings) -> Backend {
-        Backend {
-            settings: Arc::new(settings),
-        }
-    }
-
-    pub fn runs_tests(&self) -> bool {
-        self.settings.test.is_some()
-    }
-
-    pub async fn run(&self, run: &Run, cancel: &Cancel) -> Outcome {
-        let command = match run.kind {
-            Kind::Build => &self.settings.build,
-            Kind::Test => match &self.settings.test {
-                Some(command) => command,
-                None => return Outcome::new(backend::Status::Succeeded),
-            },
-        };
-        let spec = CommandSpec {
-            command: command.clone(),
-            timeout: run.timeout,
-            shell: self.settings.shell.clone(),
-        };
-        let job = Job {
-            kind: run.kind.as_str(),
-            change_id: run.change_id.clone(),
-            env: run.env.clone(),
-            vars: run.vars.clone(),
-        };
-        let log_file = self
-            .settings
-            .log_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{}.log", run.id)));
-        let finished = run_with(&spec, &job, cancel, log_file.as_deref()).await;
-        let status = match &finished.status {
-            _ if finished.succeeded() => backend::Status::Succeeded,
-            Status::TimedOut(after) => backend::Status::TimedOut(*after),
-            Status::Cancelled(why) => backend::Status::Cancelled(why.clone()),
-            _ => backend::Status::Failed(finished.summary()),
-        };
-        Outcome {
-            status,
-            excerpt: finished.tail,
-            log_url: log_file
-                .map(|path| path.display().to_string())
-                .unwrap_or_default(),
-            images: Vec::new(),
-        }
-    }
-}
+pub use backend::{Backend, Settings};
 
 #[cfg(test)]
 mod tests;

@@ -520,14 +520,21 @@ async fn a_newer_head_announced_by_another_replica_cancels_the_build_running_her
         .begin(key.clone(), first, SHA)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     here.announce(&here_client, &key, first, SHA).await;
-    // The server has taken this replica's subscription before the other one speaks.
-    here_client.flush().await?;
     let _newer = there
         .begin(key.clone(), later, SHA2)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    there.announce(&there_client, &key, later, SHA2).await;
-
-    let why = tokio::time::timeout(WITHIN, running.cancel.cancelled()).await?;
+    // Announcements are at-most-once and this replica's subscription reaches the server
+    // asynchronously: the other replica says it until it is heard.
+    let why = tokio::time::timeout(WITHIN, async {
+        loop {
+            there.announce(&there_client, &key, later, SHA2).await;
+            tokio::select! {
+                why = running.cancel.cancelled() => return why,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    })
+    .await?;
     assert_eq!(why, format!("superseded by {}", &SHA2[..7]));
     assert_eq!(
         here.begin(key, first, SHA).err().as_deref(),
