@@ -212,17 +212,34 @@ impl Backend {
             .render(values)
             .map_err(|e| Outcome::failed(format!("cannot make the start request: {e}")))?;
         let url = request.url.clone();
-        let answer = self.send(request).await.map_err(|e| {
-            Outcome::failed(format!("the CI system at {url} did not take the run: {e}"))
-        })?;
-        tracing::info!(%url, "CI run requested");
-        Ok(answer)
+        let mut attempt = 1;
+        loop {
+            match self.send(request.clone()).await {
+                Ok(answer) => {
+                    tracing::info!(%url, attempt, "CI run requested");
+                    return Ok(answer);
+                }
+                // Unreachable or overloaded: asked again a little later, within the timeout.
+                Err(e) if e.transient && attempt < START_ATTEMPTS => {
+                    tracing::warn!(%url, attempt, error = %e.message, "the CI system did not answer; asking again");
+                    tokio::time::sleep(START_RETRY * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(Outcome::failed(format!(
+                        "the CI system at {url} did not take the run: {}",
+                        e.message
+                    )));
+                }
+            }
+        }
     }
 
     /// Sends `request`; the answer's JSON (`null` when it has none) or why it failed.
-    async fn send(&self, request: template::Request) -> Result<Value, String> {
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| format!("`{}` is not an HTTP method", request.method))?;
+    async fn send(&self, request: template::Request) -> Result<Value, SendError> {
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            SendError::permanent(format!("`{}` is not an HTTP method", request.method))
+        })?;
         let mut builder = self.client.request(method, &request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -230,14 +247,45 @@ impl Backend {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        let response = builder.send().await.map_err(|e| error_chain(&e))?;
+        let response = builder.send().await.map_err(|e| SendError {
+            message: error_chain(&e),
+            transient: true,
+        })?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| error_chain(&e))?;
+        let text = response.text().await.map_err(|e| SendError {
+            message: error_chain(&e),
+            transient: true,
+        })?;
         if !status.is_success() {
             let excerpt: String = text.chars().take(512).collect();
-            return Err(format!("answered {status}: {excerpt}"));
+            return Err(SendError {
+                message: format!("answered {status}: {excerpt}"),
+                transient: matches!(status.as_u16(), 429 | 502 | 503 | 504),
+            });
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// Attempts at the start request when the CI system is unreachable or overloaded.
+const START_ATTEMPTS: u32 = 3;
+/// Wait before the second attempt; the third waits twice as long.
+const START_RETRY: Duration = Duration::from_secs(1);
+
+/// Why a request failed, and whether asking again may help.
+#[derive(Debug)]
+struct SendError {
+    message: String,
+    /// No answer, or 429 / 502 / 503 / 504.
+    transient: bool,
+}
+
+impl SendError {
+    fn permanent(message: String) -> SendError {
+        SendError {
+            message,
+            transient: false,
+        }
     }
 }
 

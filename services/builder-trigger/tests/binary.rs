@@ -68,7 +68,10 @@ async fn the_binary_runs_build_jobs_on_the_cluster_its_kubeconfig_names() -> Res
     let child = binary(&fx, port)
         .env("KUBECONFIG", &kubeconfig)
         .env("FLOTILLA_BUILD_BACKEND", "job")
-        .env("FLOTILLA_JOB_BUILD_IMAGE", "gcr.io/kaniko-project/executor:debug")
+        .env(
+            "FLOTILLA_JOB_BUILD_IMAGE",
+            "gcr.io/kaniko-project/executor:debug",
+        )
         .spawn()?;
     ready(port).await?;
 
@@ -100,20 +103,25 @@ async fn the_binary_serves_http_backend_callbacks_beside_its_probes() -> Result<
     let ci_url = format!("http://{}", ci.local_addr()?);
     let router = axum::Router::new().route(
         "/dispatch",
-        axum::routing::post(|axum::Json(body): axum::Json<serde_json::Value>| async move {
-            let url = body["callback_url"].as_str().unwrap_or_default().to_owned();
-            let token = body["callback_token"].as_str().unwrap_or_default().to_owned();
-            tokio::spawn(async move {
-                let report = serde_json::json!({"status": "succeeded", "message": "ok"});
-                let _ = reqwest::Client::new()
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&report)
-                    .send()
-                    .await;
-            });
-            axum::http::StatusCode::NO_CONTENT
-        }),
+        axum::routing::post(
+            |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                let url = body["callback_url"].as_str().unwrap_or_default().to_owned();
+                let token = body["callback_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                tokio::spawn(async move {
+                    let report = serde_json::json!({"status": "succeeded", "message": "ok"});
+                    let _ = reqwest::Client::new()
+                        .post(url)
+                        .bearer_auth(token)
+                        .json(&report)
+                        .send()
+                        .await;
+                });
+                axum::http::StatusCode::NO_CONTENT
+            },
+        ),
     );
     tokio::spawn(async move { axum::serve(ci, router).await });
     let request = serde_json::json!({

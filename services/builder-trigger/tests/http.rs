@@ -21,6 +21,8 @@ use support::*;
 enum Behaviour {
     /// Calls back with this body, after first trying a wrong token.
     CallBack(Value),
+    /// Answers the first request 503, then behaves as `CallBack`.
+    BusyOnce(Value),
     /// Takes the run and never reports.
     Silent,
     /// Refuses the run with 422.
@@ -73,13 +75,21 @@ async fn start(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    ci.started.lock().expect("not poisoned").push((
-        format!("/repos/{owner}/{name}/dispatches"),
-        auth,
-        body.clone(),
-    ));
+    let attempts = {
+        let mut started = ci.started.lock().expect("not poisoned");
+        started.push((
+            format!("/repos/{owner}/{name}/dispatches"),
+            auth,
+            body.clone(),
+        ));
+        started.len()
+    };
     match ci.behaviour.clone() {
-        Behaviour::CallBack(report) => {
+        Behaviour::BusyOnce(_) if attempts == 1 => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"message": "try again"})),
+        ),
+        Behaviour::CallBack(report) | Behaviour::BusyOnce(report) => {
             let url = body["inputs"]["callback_url"]
                 .as_str()
                 .unwrap_or("")
@@ -312,5 +322,20 @@ async fn a_polled_ci_run_is_read_until_it_ends() -> Result<()> {
         *ci.status_reads.lock().expect("not poisoned") >= 3,
         "read until it ended"
     );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_ci_system_that_is_busy_at_first_is_asked_again() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let (ci, url) = Ci::serve(Behaviour::BusyOnce(json!({"status": "succeeded"}))).await?;
+    let worker = run_http(&fx, dispatch(&url), WITHIN).await?;
+
+    fx.publish("source.push", "acme/ping", &push_to_main())
+        .await?;
+
+    let succeeded = fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    assert_eq!(succeeded.len(), 1);
+    assert_eq!(ci.started().len(), 2, "asked again after the 503");
     worker.shutdown().await
 }

@@ -134,7 +134,7 @@ impl Backend {
                 }
                 // A status URL that fails once is asked again; the timeout bounds the wait.
                 Err(e) => {
-                    tracing::warn!(url = %request.url, error = %e, "could not read the CI run's status")
+                    tracing::warn!(url = %request.url, error = %e.message, "could not read the CI run's status")
                 }
             }
             tokio::time::sleep(poll.interval).await;
