@@ -25,6 +25,9 @@
 //! The test scripts the cluster through [`Fake`]: seed and change objects "as a controller",
 //! hook creations ([`Fake::on_create`]), and the ready-made Job controller in [`jobs`]
 //! ("this Job succeeds after 300 ms with this log").
+//!
+//! Not served: streaming lists (`sendInitialEvents`), watch bookmarks, pagination (`limit` is
+//! ignored), server-side apply's field ownership, admission, finalizers, authentication.
 
 mod path;
 mod resource;
