@@ -1,4 +1,4 @@
-//! A newer push to a pull request supersedes its running build.
+//! A newer push to a pull request supersedes its running build (of another head).
 //!
 //! Every replica keeps, per pull request, the newest head it has heard of (by the event's
 //! `ce-time`) and the builds it is running. Starting a build cancels the replica's own older
@@ -52,6 +52,7 @@ struct Entry {
 struct Running {
     id: u64,
     at: OffsetDateTime,
+    sha: String,
     cancel: Cancel,
 }
 
@@ -116,6 +117,7 @@ impl Supersede {
             entry.running.push(Running {
                 id,
                 at,
+                sha: sha.to_owned(),
                 cancel: cancel.clone(),
             });
         }
@@ -211,7 +213,9 @@ fn observe_locked(map: &mut HashMap<PrKey, Entry>, key: PrKey, at: OffsetDateTim
         entry.sha = sha.to_owned();
     }
     let short = sha.get(..7).unwrap_or(sha);
-    for running in entry.running.iter().filter(|r| r.at < at) {
+    // A later event about the same head (e.g. a label added) brings no newer code: the
+    // running build of it goes on.
+    for running in entry.running.iter().filter(|r| r.at < at && r.sha != sha) {
         running.cancel.cancel(format!("superseded by {short}"));
     }
 }
@@ -265,6 +269,18 @@ mod tests {
             .expect("other pr");
         assert!(!first.cancel.is_cancelled() && !again.cancel.is_cancelled());
         assert!(!other.cancel.is_cancelled());
+    }
+
+    #[test]
+    fn a_later_event_about_the_same_head_does_not_cancel_its_build() {
+        let registry = Supersede::new();
+        let opened = registry
+            .begin(key(), datetime!(2024-03-05 07:08:09 UTC), "aaaaaaa1")
+            .expect("starts");
+        let _labeled = registry
+            .begin(key(), datetime!(2024-03-05 07:10:00 UTC), "aaaaaaa1")
+            .expect("starts");
+        assert!(!opened.cancel.is_cancelled());
     }
 
     #[test]
