@@ -48,6 +48,12 @@ impl Publisher {
         }
     }
 
+    /// The bus it publishes on, for handlers that also speak core NATS (e.g. to tell their
+    /// other replicas something no stream needs to keep).
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
     /// `ce-source` of this publisher's events.
     pub fn source(&self) -> &str {
         &self.source

@@ -108,6 +108,17 @@ pub async fn run_worker<H: Handler>(
     args: &ServiceArgs,
     handler: H,
 ) -> Result<(), BusError> {
+    run_worker_with_routes(config, args, handler, axum::Router::new()).await
+}
+
+/// [`run_worker`], serving `routes` (e.g. a CI system's callbacks) beside the probes on
+/// `FLOTILLA_HTTP_ADDR`.
+pub async fn run_worker_with_routes<H: Handler>(
+    config: WorkerConfig,
+    args: &ServiceArgs,
+    handler: H,
+    routes: axum::Router,
+) -> Result<(), BusError> {
     let config = config.with_args(&args.worker);
     let shutdown = shutdown_token();
     let client = tokio::select! {
@@ -118,7 +129,7 @@ pub async fn run_worker<H: Handler>(
     let health = Health::new();
     let (addr, http) = health::serve(
         args.http_addr,
-        health.router(),
+        health.router().merge(routes),
         shutdown.clone().cancelled_owned(),
     )
     .await?;

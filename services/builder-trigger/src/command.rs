@@ -10,8 +10,10 @@
 //! ([`Finished`]), never an error: the caller reports it as a failed build or test run.
 
 use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinSet;
+
+use crate::backend::Cancel;
 
 /// Output lines kept for a failure reason.
 const TAIL_LINES: usize = 20;
@@ -63,6 +67,8 @@ pub struct Job {
 pub enum Status {
     Exited(ExitStatus),
     TimedOut(Duration),
+    /// Cancelled, with the reason; its process group was killed.
+    Cancelled(String),
     /// It could not be started, or the worker lost track of it.
     Error(String),
 }
@@ -93,6 +99,7 @@ impl Finished {
                 "timed out after {}; its process group was killed",
                 humantime::format_duration(*after)
             ),
+            Status::Cancelled(why) => format!("{why}; its process group was killed"),
             Status::Error(e) => e.clone(),
         }
     }
@@ -146,6 +153,17 @@ fn command(spec: &CommandSpec, job: &Job) -> tokio::process::Command {
 
 /// Runs `job` with `spec` to the end (or the timeout).
 pub async fn run(spec: &CommandSpec, job: &Job) -> Finished {
+    run_with(spec, job, &Cancel::new(), None).await
+}
+
+/// Runs `job` with `spec` to the end, the timeout or `cancel`, appending its output to
+/// `log_file` when given.
+pub async fn run_with(
+    spec: &CommandSpec,
+    job: &Job,
+    cancel: &Cancel,
+    log_file: Option<&Path>,
+) -> Finished {
     let started = Instant::now();
     let finished = |status, tail| Finished {
         status,
@@ -169,24 +187,38 @@ pub async fn run(spec: &CommandSpec, job: &Job) -> Finished {
     // The shell leads its own group (`process_group(0)`), so the group id is its pid.
     let mut group = ProcessGroup(child.id().and_then(|id| Pid::from_raw(id as i32)));
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
-    let log = Arc::new(job.clone());
+    let file = match log_file.map(open_log).transpose() {
+        Ok(file) => file.map(|f| Arc::new(Mutex::new(f))),
+        Err(e) => {
+            // The output still goes to the process log line by line; only the file is missing.
+            tracing::warn!(error = %e, change_id = %job.change_id, "cannot write the run's log file");
+            None
+        }
+    };
+    let log = Arc::new(Log {
+        job: job.clone(),
+        file,
+    });
     let mut pumps = JoinSet::new();
     if let Some(stdout) = child.stdout.take() {
         pumps.spawn(pump(stdout, "stdout", log.clone(), tail.clone()));
     }
     if let Some(stderr) = child.stderr.take() {
-        pumps.spawn(pump(stderr, "stderr", log, tail.clone()));
+        pumps.spawn(pump(stderr, "stderr", log.clone(), tail.clone()));
     }
-    let status = match tokio::time::timeout(spec.timeout, child.wait()).await {
-        Ok(Ok(status)) => Status::Exited(status),
-        Ok(Err(e)) => Status::Error(format!("lost track of the command: {e}")),
-        Err(_) => {
-            group.kill();
-            // Reaps the shell; the pipes close once the rest of the group is gone too.
-            let _ = child.wait().await;
-            Status::TimedOut(spec.timeout)
-        }
+    let status = tokio::select! {
+        waited = tokio::time::timeout(spec.timeout, child.wait()) => match waited {
+            Ok(Ok(status)) => Status::Exited(status),
+            Ok(Err(e)) => Status::Error(format!("lost track of the command: {e}")),
+            Err(_) => Status::TimedOut(spec.timeout),
+        },
+        why = cancel.cancelled() => Status::Cancelled(why),
     };
+    if matches!(status, Status::TimedOut(_) | Status::Cancelled(_)) {
+        group.kill();
+        // Reaps the shell; the pipes close once the rest of the group is gone too.
+        let _ = child.wait().await;
+    }
     // Whatever the command left running in the background goes with it.
     drop(group);
     // A process that left the group (setsid) may hold the pipes open: stop reading after a bit.
@@ -194,8 +226,26 @@ pub async fn run(spec: &CommandSpec, job: &Job) -> Finished {
         while pumps.join_next().await.is_some() {}
     })
     .await;
+    if let Some(file) = &log.file {
+        let _ = lock(file).flush();
+    }
     let tail = std::mem::take(&mut *lock(&tail)).into();
     finished(status, tail)
+}
+
+/// The job a line belongs to, and the file it is also written to.
+struct Log {
+    job: Job,
+    file: Option<Arc<Mutex<BufWriter<File>>>>,
+}
+
+fn open_log(path: &Path) -> std::io::Result<BufWriter<File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Appended: a redelivered run keeps the earlier attempt's output above its own.
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(BufWriter::new(file))
 }
 
 /// A process group, killed (SIGKILL) when dropped: a handler abandoned mid-build leaves nothing
@@ -224,7 +274,7 @@ impl Drop for ProcessGroup {
 async fn pump(
     output: impl AsyncRead + Unpin,
     stream: &'static str,
-    job: Arc<Job>,
+    log: Arc<Log>,
     tail: Arc<Mutex<VecDeque<String>>>,
 ) {
     let mut reader = BufReader::new(output);
@@ -242,12 +292,16 @@ async fn pump(
         let text = text.trim_end_matches(['\n', '\r']);
         tracing::info!(
             target: "builder_trigger::output",
-            job = job.kind,
-            change_id = %job.change_id,
-            env = job.env.as_deref(),
+            job = log.job.kind,
+            change_id = %log.job.change_id,
+            env = log.job.env.as_deref(),
             stream,
             "{text}"
         );
+        if let Some(file) = &log.file {
+            // Written from a runtime thread: a line to a local file does not block for long.
+            let _ = writeln!(lock(file), "{text}");
+        }
         let mut tail = lock(&tail);
         if tail.len() == TAIL_LINES {
             tail.pop_front();
@@ -287,6 +341,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+mod backend;
+
+pub use backend::{Backend, Settings};
 
 #[cfg(test)]
 mod tests;

@@ -63,6 +63,11 @@ pub fn version(time: &str, sha: &str) -> Result<String, Invalid> {
     Ok(format!("v{stamp}-{}", sha7(sha)?))
 }
 
+/// The time of an event (its RFC 3339 `ce-time`), `None` when it is not one.
+pub fn event_time(time: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(time, &Rfc3339).ok()
+}
+
 /// The first seven hex digits of a commit id, lowercased.
 pub fn sha7(sha: &str) -> Result<String, Invalid> {
     if sha.len() < 7 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {

@@ -18,6 +18,9 @@ pub enum Error {
         event_id: String,
         reason: String,
     },
+    /// The Kubernetes client could not be set up (job backend).
+    #[error("Kubernetes: {0}")]
+    Kube(String),
     /// The bus: a payload that does not decode (permanent) or a publish that failed (retryable).
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -26,7 +29,7 @@ pub enum Error {
 impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Config(_) | Error::BadEvent { .. } => false,
+            Error::Config(_) | Error::BadEvent { .. } | Error::Kube(_) => false,
             Error::Bus(e) => e.is_retryable(),
         }
     }
@@ -36,6 +39,7 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::BadEvent { .. } => "bad_event",
+            Error::Kube(_) => "kube",
             Error::Bus(_) => "bus",
         }
     }

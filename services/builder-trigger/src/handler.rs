@@ -2,19 +2,23 @@
 //! results out.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flotilla_bus::{Ctx, Event, Handler, HandlerError, Outgoing};
 use flotilla_proto::v1::{Build, Environment, Image, PullRequest, Push, TestResult};
 
-use crate::command::{self, Finished, Job};
+use crate::backend::{self, Cancel, Kind, Run, Runner};
 use crate::config::Config;
 use crate::decide::{self, Change, Decision, Invalid};
 use crate::error::Error;
+use crate::supersede::{self, Supersede};
 
 /// builder-trigger's [`Handler`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BuilderTrigger {
     config: Arc<Config>,
+    runner: Runner,
+    supersede: Supersede,
 }
 
 impl Handler for BuilderTrigger {
@@ -24,9 +28,12 @@ impl Handler for BuilderTrigger {
 }
 
 impl BuilderTrigger {
-    pub fn new(config: Config) -> BuilderTrigger {
+    /// Builds and tests with `runner` (see [`crate::runner`]).
+    pub fn new(config: Config, runner: Runner) -> BuilderTrigger {
         BuilderTrigger {
             config: Arc::new(config),
+            runner,
+            supersede: Supersede::new(),
         }
     }
 
@@ -59,46 +66,84 @@ impl BuilderTrigger {
 
     /// Announces the build, runs it, and returns its outcome.
     ///
-    /// A redelivered event runs the command again (build commands must be idempotent per
-    /// version), but decides the same change, so both events it emits are duplicates.
+    /// A redelivered event runs the build again (builds must be idempotent per version), but
+    /// decides the same change, so both events it emits are duplicates.
     async fn build(
         &self,
         change: Change,
         cause: &Event,
         ctx: &Ctx,
     ) -> Result<Vec<Outgoing>, Error> {
-        let image = Image {
-            name: change.app.clone(),
-            r#ref: format!(
-                "{}/{}:{}",
-                self.config.image_prefix, change.app, change.version
-            ),
-            digest: String::new(),
+        // Succeeded and failed share one id: should a retried build end differently, the
+        // second outcome is the duplicate JetStream drops, not a contradiction.
+        let outcome_id = ctx
+            .publisher
+            .derive_id(&cause.id, "build.finished", &change.change_id, 0);
+        let guard = match self.register(&change, cause, ctx).await {
+            Ok(guard) => guard,
+            Err(newer) => {
+                let reason = format!("superseded by {newer} before it started");
+                tracing::info!(change_id = %change.change_id, %reason, "build skipped");
+                let failed = build_event("build.failed", &change, Vec::new(), reason, "")?;
+                return Ok(vec![failed.with_id(outcome_id)]);
+            }
         };
+        let images = images(&self.config.image_prefix, &change);
         // Published now rather than returned: whoever follows the change learns a build is
         // running while it runs, not when it is over.
-        let started = build_event("build.started", &change, Vec::new(), String::new())?;
+        let started = build_event("build.started", &change, Vec::new(), String::new(), "")?;
         ctx.publisher
             .publish_all(vec![started], Some(cause))
             .await?;
-        tracing::info!(change_id = %change.change_id, version = %change.version, sha = %change.sha, "build started");
+        tracing::info!(change_id = %change.change_id, version = %change.version, sha = %change.sha, backend = self.runner.name(), "build started");
 
-        let finished = command::run(&self.config.build, &build_job(&change, &image.r#ref)).await;
-        let outcome = if finished.succeeded() {
-            let note = format!("built in {}", elapsed(&finished));
-            tracing::info!(change_id = %change.change_id, image = %image.r#ref, "build succeeded");
-            build_event("build.succeeded", &change, vec![image], note)?
+        let run = build_run(&change, &images, self.config.build_timeout);
+        let cancel = guard.as_ref().map(|g| g.cancel.clone()).unwrap_or_default();
+        let started_at = Instant::now();
+        let outcome = self.runner.run(&run, &cancel).await;
+        drop(guard);
+        let event = if outcome.succeeded() {
+            let note = format!("built in {}", elapsed(started_at));
+            let images = if outcome.images.is_empty() {
+                images
+            } else {
+                outcome.images.clone()
+            };
+            tracing::info!(change_id = %change.change_id, images = ?images.iter().map(|i| &i.r#ref).collect::<Vec<_>>(), "build succeeded");
+            build_event("build.succeeded", &change, images, note, &outcome.log_url)?
         } else {
-            let reason = finished.reason();
-            tracing::warn!(change_id = %change.change_id, reason = %finished.summary(), "build failed");
-            build_event("build.failed", &change, Vec::new(), reason)?
+            tracing::warn!(change_id = %change.change_id, reason = %outcome.summary(), log = %outcome.log_url, "build failed");
+            build_event(
+                "build.failed",
+                &change,
+                Vec::new(),
+                outcome.reason(),
+                &outcome.log_url,
+            )?
         };
-        // Succeeded and failed share one id: should a retried build end differently, the
-        // second outcome is the duplicate JetStream drops, not a contradiction.
-        let id = ctx
-            .publisher
-            .derive_id(&cause.id, "build.finished", &change.change_id, 0);
-        Ok(vec![outcome.with_id(id)])
+        Ok(vec![event.with_id(outcome_id)])
+    }
+
+    /// A pull request's build registers so a newer push cancels it. `Err` names the newer head
+    /// when this build is already superseded; pushes to branches are never superseded.
+    async fn register(
+        &self,
+        change: &Change,
+        cause: &Event,
+        ctx: &Ctx,
+    ) -> Result<Option<supersede::Guard>, String> {
+        if change.pr == 0 {
+            return Ok(None);
+        }
+        let Some(at) = cause.time.as_deref().and_then(decide::event_time) else {
+            return Ok(None);
+        };
+        let key = (change.repo.to_lowercase(), change.pr);
+        let guard = self.supersede.begin(key.clone(), at, &change.sha)?;
+        self.supersede
+            .announce(ctx.publisher.bus().client(), &key, at, &change.sha)
+            .await;
+        Ok(Some(guard))
     }
 
     /// Runs the change's tests against its ready environment.
@@ -113,22 +158,21 @@ impl BuilderTrigger {
             return Ok(Vec::new());
         }
         let (app, version) = decide::app_and_version(&env.change_id, &env.apps).unwrap_or_default();
-        let (passed, reason, duration_ms) = match &self.config.test {
-            None => {
-                tracing::info!(env = %env.env, change_id = %env.change_id, "no test command configured: tests pass");
-                (true, "no test command configured".to_owned(), 0)
-            }
-            Some(spec) => {
-                tracing::info!(env = %env.env, change_id = %env.change_id, "tests started");
-                let finished = command::run(spec, &test_job(&env, &app, &version)).await;
-                let reason = if finished.succeeded() {
-                    format!("passed in {}", elapsed(&finished))
-                } else {
-                    finished.reason()
-                };
-                let millis = u64::try_from(finished.elapsed.as_millis()).unwrap_or(u64::MAX);
-                (finished.succeeded(), reason, millis)
-            }
+        let started_at = Instant::now();
+        let (passed, reason, log_url) = if self.runner.runs_tests() {
+            tracing::info!(env = %env.env, change_id = %env.change_id, backend = self.runner.name(), "tests started");
+            let pipeline = pipeline_image(&self.config.image_prefix, &app, &version);
+            let run = test_run(&env, &app, &version, &pipeline, self.config.test_timeout);
+            let outcome = self.runner.run(&run, &Cancel::new()).await;
+            let reason = if outcome.succeeded() {
+                format!("passed in {}", elapsed(started_at))
+            } else {
+                outcome.reason()
+            };
+            (outcome.succeeded(), reason, outcome.log_url)
+        } else {
+            tracing::info!(env = %env.env, change_id = %env.change_id, "no test run configured: tests pass");
+            (true, "no test command configured".to_owned(), String::new())
         };
         let kind = if passed {
             "tests.passed"
@@ -142,8 +186,8 @@ impl BuilderTrigger {
             reason,
             app,
             version,
-            duration_ms,
-            log_url: String::new(),
+            duration_ms: u64::try_from(started_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            log_url,
         };
         let id = ctx
             .publisher
@@ -155,11 +199,34 @@ impl BuilderTrigger {
     }
 }
 
+/// The images a build makes: the app's, and the pipeline image its test run uses (migrations
+/// and functional tests).
+fn images(prefix: &str, change: &Change) -> Vec<Image> {
+    vec![
+        Image {
+            name: change.app.clone(),
+            r#ref: format!("{prefix}/{}:{}", change.app, change.version),
+            digest: String::new(),
+        },
+        Image {
+            name: format!("{}-pipeline", change.app),
+            r#ref: pipeline_image(prefix, &change.app, &change.version),
+            digest: String::new(),
+        },
+    ]
+}
+
+/// `<prefix>/<app>-pipeline:<version>`.
+pub fn pipeline_image(prefix: &str, app: &str, version: &str) -> String {
+    format!("{prefix}/{app}-pipeline:{version}")
+}
+
 fn build_event(
     kind: &str,
     change: &Change,
     images: Vec<Image>,
     reason: String,
+    log_url: &str,
 ) -> Result<Outgoing, Error> {
     let build = Build {
         change_id: change.change_id.clone(),
@@ -171,15 +238,17 @@ fn build_event(
         images,
         reason,
         r#ref: change.git_ref.clone(),
-        log_url: String::new(),
+        log_url: log_url.to_owned(),
     };
     Ok(Outgoing::new(kind, &change.change_id, &build)?.with_change_id(&change.change_id))
 }
 
-/// The variables a build command gets.
-fn build_job(change: &Change, image: &str) -> Job {
-    Job {
-        kind: "build",
+/// A build run: the variables a build command gets.
+fn build_run(change: &Change, images: &[Image], timeout: Duration) -> Run {
+    let image = |i: usize| images.get(i).map(|i| i.r#ref.clone()).unwrap_or_default();
+    Run {
+        kind: Kind::Build,
+        id: backend::dns_label("build", &[&change.change_id]),
         change_id: change.change_id.clone(),
         env: None,
         vars: vec![
@@ -190,15 +259,18 @@ fn build_job(change: &Change, image: &str) -> Job {
             ("FLOTILLA_CHANGE_ID", change.change_id.clone()),
             ("FLOTILLA_PR", change.pr.to_string()),
             ("FLOTILLA_REF", change.git_ref.clone()),
-            ("FLOTILLA_IMAGE", image.to_owned()),
+            ("FLOTILLA_IMAGE", image(0)),
+            ("FLOTILLA_PIPELINE_IMAGE", image(1)),
         ],
+        timeout,
     }
 }
 
-/// The variables a test command gets.
-fn test_job(env: &Environment, app: &str, version: &str) -> Job {
-    Job {
-        kind: "test",
+/// A test run: the variables a test command gets.
+fn test_run(env: &Environment, app: &str, version: &str, pipeline: &str, timeout: Duration) -> Run {
+    Run {
+        kind: Kind::Test,
+        id: backend::dns_label("test", &[&env.env, version]),
         change_id: env.change_id.clone(),
         env: Some(env.env.clone()),
         vars: vec![
@@ -210,7 +282,9 @@ fn test_job(env: &Environment, app: &str, version: &str) -> Job {
             ("FLOTILLA_CHANGE_ID", env.change_id.clone()),
             ("FLOTILLA_REPO", env.repo.clone()),
             ("FLOTILLA_PR", env.pr.to_string()),
+            ("FLOTILLA_PIPELINE_IMAGE", pipeline.to_owned()),
         ],
+        timeout,
     }
 }
 
@@ -222,8 +296,8 @@ fn bad_event(event: &Event, invalid: Invalid) -> Error {
     }
 }
 
-fn elapsed(finished: &Finished) -> String {
+fn elapsed(since: Instant) -> String {
     // Whole milliseconds: nobody reads nanoseconds of a build.
-    let millis = finished.elapsed.as_millis().min(u128::from(u64::MAX)) as u64;
-    humantime::format_duration(std::time::Duration::from_millis(millis)).to_string()
+    let millis = since.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
+    humantime::format_duration(Duration::from_millis(millis)).to_string()
 }

@@ -10,19 +10,23 @@
 //! redelivered event decides the same version and its outputs are deduplicated; its change id
 //! is `<app>-<version>`, the app coming from `FLOTILLA_APPS` or the repo's name. The logic is
 //! layered so each part is testable alone: [`decide`] is pure (event and rules in, decision
-//! out), [`command`] runs a job as `sh -c` with a timeout and its output logged, and
-//! [`handler`] ties them to the bus.
-//!
-//! Only the `command` backend exists so far; `http` (a CI system's API) and `job` (a
-//! Kubernetes Job) are planned behind the same [`config::Backend`] switch.
+//! out); [`backend`] is what every backend is given and reports; [`command`] (a shell command
+//! here), [`http`] (a CI system's API and its callback or status URL) and [`job`] (a
+//! Kubernetes Job) run builds and tests; [`supersede`] lets a newer push to a pull request
+//! cancel its running build; [`handler`] ties them to the bus.
 
+pub mod backend;
 pub mod command;
 pub mod config;
 pub mod decide;
 pub mod error;
 pub mod handler;
+pub mod http;
+pub mod job;
+pub mod supersede;
 
-pub use config::{Args, Config};
+pub use backend::Runner;
+pub use config::{Args, BackendConfig, Config};
 pub use error::Error;
 pub use handler::BuilderTrigger;
 
@@ -34,4 +38,28 @@ pub const WORKER: &str = "builder-trigger";
 /// The runtime settings of builder-trigger, with its subscriptions from the bus topology.
 pub fn worker_config() -> WorkerConfig {
     WorkerConfig::for_worker(WORKER).expect("builder-trigger is one of the bus topology's workers")
+}
+
+/// The backend `config` names, connected: a Kubernetes client for `job` (from the kubeconfig
+/// or the pod's service account), an HTTP client for `http`. The routes are the http
+/// backend's callback endpoint, to serve beside the probes (empty for other backends).
+pub async fn runner(config: &Config) -> Result<(Runner, axum::Router), Error> {
+    match &config.backend {
+        BackendConfig::Command(settings) => Ok((
+            Runner::Command(command::Backend::new(settings.clone())),
+            axum::Router::new(),
+        )),
+        BackendConfig::Http(settings) => {
+            let backend = http::Backend::new(settings.clone())?;
+            let routes = backend.callback_routes();
+            Ok((Runner::Http(backend), routes))
+        }
+        BackendConfig::Job(settings) => {
+            let kube = kube::Config::infer()
+                .await
+                .map_err(|e| Error::Kube(format!("no Kubernetes configuration: {e}")))?;
+            let backend = job::Backend::from_config(settings.clone(), kube)?;
+            Ok((Runner::Job(backend), axum::Router::new()))
+        }
+    }
 }

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 
 use builder_trigger::{Args, BuilderTrigger, Config, WORKER, worker_config};
 use clap::Parser;
-use flotilla_bus::service::{self, ServiceArgs, run_worker};
+use flotilla_bus::service::{self, ServiceArgs, run_worker_with_routes};
 
 /// Build every change pushed to a default branch or proposed in a pull request, and test it in
-/// its environment once that is ready.
+/// its environment once that is ready. Builds and tests run as a shell command here
+/// (`--backend command`), through a CI system's API (`http`) or as Kubernetes Jobs (`job`).
 #[derive(Debug, Parser)]
 #[command(name = "builder-trigger", version)]
 struct Cli {
@@ -31,11 +32,16 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return service::usage(&e),
     };
+    let (runner, routes) = match builder_trigger::runner(&config).await {
+        Ok(connected) => connected,
+        Err(e) => return service::usage(&e),
+    };
     tracing::info!(
-        backend = ?cli.builds.backend,
-        tests = config.test.is_some(),
-        build_timeout = %humantime::format_duration(config.build.timeout),
+        backend = runner.name(),
+        tests = runner.runs_tests(),
+        build_timeout = %humantime::format_duration(config.build_timeout),
         "builder-trigger configured"
     );
-    service::exit_code(run_worker(worker_config(), &cli.service, BuilderTrigger::new(config)).await)
+    let handler = BuilderTrigger::new(config, runner);
+    service::exit_code(run_worker_with_routes(worker_config(), &cli.service, handler, routes).await)
 }

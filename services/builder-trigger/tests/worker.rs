@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use builder_trigger::BuilderTrigger;
-use builder_trigger::command::CommandSpec;
 use builder_trigger::decide;
 use flotilla_bus::{Ctx, Event, Handler, HandlerError};
 use support::*;
@@ -64,11 +62,19 @@ async fn a_push_to_the_default_branch_publishes_build_started_then_build_succeed
         );
         assert_eq!((build.repo.as_str(), build.pr), ("acme/ping", 0));
     }
-    let images = build(succeeded)?.images;
-    assert_eq!(images.len(), 1);
+    let images: Vec<_> = build(succeeded)?
+        .images
+        .into_iter()
+        .map(|i| (i.name, i.r#ref))
+        .collect();
+    let pipeline = format!("registry.example.com/team/ping-pipeline:{version}");
     assert_eq!(
-        (images[0].name.as_str(), images[0].r#ref.as_str()),
-        ("ping", image.as_str())
+        images,
+        vec![
+            ("ping".to_owned(), image.clone()),
+            ("ping-pipeline".to_owned(), pipeline)
+        ],
+        "the app image and the pipeline image its tests run from"
     );
     assert_eq!(
         lines(&seen),
@@ -146,7 +152,7 @@ async fn a_failing_build_command_publishes_build_failed_with_its_exit_status_and
 async fn a_build_running_past_its_timeout_is_killed_and_fails() -> Result<()> {
     let fx = Fixture::start().await?;
     let mut config = config("echo started; sleep 5; echo finished");
-    config.build.timeout = Duration::from_secs(1);
+    config.build_timeout = Duration::from_secs(1);
     let worker = fx.run(config).await?;
 
     fx.publish("source.push", "acme/ping", &push_to_main())
@@ -173,10 +179,7 @@ async fn a_build_running_past_its_timeout_is_killed_and_fails() -> Result<()> {
 async fn a_build_command_that_cannot_start_fails_the_build_instead_of_the_worker() -> Result<()> {
     let fx = Fixture::start().await?;
     let mut config = config("true");
-    config.build = CommandSpec {
-        shell: "/nonexistent/sh".into(),
-        ..config.build
-    };
+    config.command_mut().expect("command backend").shell = "/nonexistent/sh".into();
     let worker = fx.run(config).await?;
 
     fx.publish("source.push", "acme/ping", &push_to_main())
@@ -196,10 +199,11 @@ async fn a_build_command_that_cannot_start_fails_the_build_instead_of_the_worker
 async fn a_redelivered_push_runs_the_command_again_but_publishes_nothing_new() -> Result<()> {
     let fx = Fixture::start().await?;
     let runs = fx.file("runs");
-    let trigger = BuilderTrigger::new(config(&format!(
+    let trigger = trigger(config(&format!(
         "echo \"$FLOTILLA_VERSION\" >> {}",
         runs.display()
-    )));
+    )))
+    .await?;
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = attempts.clone();
     // The first attempt stores its outputs and then "loses" its ack, as a worker killed at
@@ -314,14 +318,13 @@ async fn a_ready_environment_runs_the_test_command_against_it_and_publishes_test
 -> Result<()> {
     let fx = Fixture::start().await?;
     let seen = fx.file("seen");
-    let mut config = config("true");
-    config.test = Some(CommandSpec::new(
-        format!(
+    let config = with_test_command(
+        config("true"),
+        &format!(
             "echo \"$FLOTILLA_ENV $FLOTILLA_APP $FLOTILLA_VERSION $FLOTILLA_CHANGE_ID\" >> {}",
             seen.display()
         ),
-        Duration::from_secs(10),
-    ));
+    );
     let worker = fx.run(config).await?;
     let version = "v20240305070809-1a2b3c4";
     let env = "stg-ping-v20240305070809-1a2b3c4";
@@ -352,11 +355,10 @@ async fn a_ready_environment_runs_the_test_command_against_it_and_publishes_test
 #[tokio::test]
 async fn a_failing_test_command_publishes_tests_failed_with_its_output() -> Result<()> {
     let fx = Fixture::start().await?;
-    let mut config = config("true");
-    config.test = Some(CommandSpec::new(
+    let config = with_test_command(
+        config("true"),
         "echo 'GET /ping: expected {\"value\":\"pong\"}, got pong'; exit 1",
-        Duration::from_secs(10),
-    ));
+    );
     let worker = fx.run(config).await?;
     let env = "pr-ping-42";
 
@@ -387,4 +389,157 @@ async fn without_a_test_command_tests_pass_and_say_so() -> Result<()> {
         "no test command configured"
     );
     worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_newer_push_to_a_pull_request_cancels_its_running_build() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let started = fx.file("started");
+    // The first head's build runs until killed; the second's finishes at once.
+    let worker = fx
+        .run(config(&format!(
+            "echo \"$FLOTILLA_SHA\" >> {}; if [ \"$FLOTILLA_SHA\" = {SHA} ]; then echo waiting; sleep 30; fi",
+            started.display()
+        )))
+        .await?;
+
+    fx.publish(
+        "source.pull_request",
+        "acme/ping",
+        &pull_request("opened", 42),
+    )
+    .await?;
+    assert!(
+        flotilla_testing::eventually(WITHIN, || lines(&started).len() == 1).await,
+        "the first build started"
+    );
+    let mut newer = pull_request("synchronize", 42);
+    newer.head_sha = SHA2.into();
+    fx.publish("source.pull_request", "acme/ping", &newer)
+        .await?;
+
+    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
+    let failed = build(failed.first().context("the first build failed")?)?;
+    assert_eq!(failed.sha, SHA);
+    assert!(
+        failed
+            .reason
+            .starts_with(&format!("superseded by {}", &SHA2[..7])),
+        "{}",
+        failed.reason
+    );
+    assert!(
+        failed.reason.contains("waiting"),
+        "the excerpt is kept: {}",
+        failed.reason
+    );
+    let succeeded = fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    let succeeded = build(succeeded.first().context("the newer build succeeded")?)?;
+    assert_eq!((succeeded.sha.as_str(), succeeded.pr), (SHA2, 42));
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn the_whole_output_is_kept_in_a_log_file_and_the_event_says_where() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let mut config = config("seq 1 100; echo 'it broke' >&2; exit 1");
+    let logs = fx.file("logs");
+    config.command_mut().expect("command backend").log_dir = Some(logs.clone());
+    let worker = fx.run(config).await?;
+
+    fx.publish("source.push", "acme/ping", &push_to_main())
+        .await?;
+
+    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
+    let failed = build(failed.first().context("build.failed")?)?;
+    let path = std::path::PathBuf::from(&failed.log_url);
+    assert!(path.starts_with(&logs), "{}", failed.log_url);
+    let log = lines(&path);
+    assert_eq!(log.len(), 101, "every line is in the file");
+    assert_eq!(log.first().map(String::as_str), Some("1"));
+    assert!(failed.reason.contains("it broke") && !failed.reason.contains("\n50\n"));
+    assert!(
+        failed
+            .reason
+            .ends_with(&format!("full log: {}", failed.log_url))
+    );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_build_longer_than_the_ack_wait_runs_once() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let runs = fx.file("runs");
+    let trigger = trigger(config(&format!("echo run >> {}; sleep 3", runs.display()))).await?;
+    let worker = fx
+        .run_handler_with(trigger, |c| c.ack_wait = Duration::from_secs(1))
+        .await?;
+
+    fx.publish("source.push", "acme/ping", &push_to_main())
+        .await?;
+
+    fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    assert_eq!(
+        lines(&runs).len(),
+        1,
+        "progress acks kept the event while it built"
+    );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_test_run_past_its_timeout_is_killed_and_fails() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let mut config = with_test_command(config("true"), "echo migrating; sleep 5");
+    config.test_timeout = Duration::from_secs(1);
+    let worker = fx.run(config).await?;
+    let env = "pr-ping-9";
+
+    fx.publish("env.ready", env, &env_ready(env, "v20240305070809-1a2b3c4"))
+        .await?;
+
+    let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
+    assert_eq!(events[0].subject, format!("flotilla.tests.failed.{env}"));
+    let reason = test_result(&events[0])?.reason;
+    assert!(reason.starts_with("timed out after 1s"), "{reason}");
+    assert!(reason.contains("migrating"), "{reason}");
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_newer_head_announced_by_another_replica_cancels_the_build_running_here() -> Result<()> {
+    use builder_trigger::supersede::Supersede;
+    let fx = Fixture::start().await?;
+    let (here_client, there_client) = (fx.server.connect().await, fx.server.connect().await);
+    let (here, there) = (Supersede::new(), Supersede::new());
+    let key = ("acme/ping".to_owned(), 42);
+    let first = time::OffsetDateTime::now_utc();
+    let later = first + time::Duration::seconds(1);
+
+    let running = here
+        .begin(key.clone(), first, SHA)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    here.announce(&here_client, &key, first, SHA).await;
+    let _newer = there
+        .begin(key.clone(), later, SHA2)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Announcements are at-most-once and this replica's subscription reaches the server
+    // asynchronously: the other replica says it until it is heard.
+    let why = tokio::time::timeout(WITHIN, async {
+        loop {
+            there.announce(&there_client, &key, later, SHA2).await;
+            tokio::select! {
+                why = running.cancel.cancelled() => return why,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    })
+    .await?;
+    assert_eq!(why, format!("superseded by {}", &SHA2[..7]));
+    assert_eq!(
+        here.begin(key, first, SHA).err().as_deref(),
+        Some(SHA2),
+        "a late redelivery of the old head is refused here too"
+    );
+    Ok(())
 }

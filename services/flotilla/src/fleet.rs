@@ -30,7 +30,12 @@ fn builder_trigger_config() -> Result<builder_trigger::Config, String> {
     }
     let env =
         BuildEnv::try_parse_from(["builder-trigger"]).map_err(|e| first_line(&e.to_string()))?;
-    builder_trigger::Config::from_args(&env.args).map_err(|e| e.to_string())
+    let config = builder_trigger::Config::from_args(&env.args).map_err(|e| e.to_string())?;
+    // The http backend's callbacks and the job backend's cluster belong to a deployed fleet.
+    if !matches!(config.backend, builder_trigger::BackendConfig::Command(_)) {
+        return Err("flotilla up builds with the command backend only".to_owned());
+    }
+    Ok(config)
 }
 
 /// env-manager on FLOTILLA_GITOPS_URL, or on a local bare repository under the data dir
@@ -85,12 +90,19 @@ impl Fleet {
             tasks: JoinSet::new(),
             summary: vec!["source-listener  serving the webhooks".to_owned()],
         };
-        match builder_trigger_config() {
-            Ok(config) => {
+        let builder = match builder_trigger_config() {
+            Ok(config) => builder_trigger::runner(&config)
+                .await
+                .map(|(runner, _)| builder_trigger::BuilderTrigger::new(config, runner))
+                .map_err(|e| e.to_string()),
+            Err(why) => Err(why),
+        };
+        match builder {
+            Ok(handler) => {
                 let worker = Worker::new(
                     bus.clone(),
                     builder_trigger::worker_config(),
-                    builder_trigger::BuilderTrigger::new(config),
+                    handler,
                     health.clone(),
                 );
                 fleet

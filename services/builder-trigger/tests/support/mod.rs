@@ -9,12 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use builder_trigger::{BuilderTrigger, Config, worker_config};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker};
+use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker, WorkerConfig};
 use flotilla_proto::v1::{AppVersion, Build, Environment, PullRequest, Push, TestResult};
 use flotilla_testing::NatsServer;
 use tokio_util::sync::CancellationToken;
 
 pub const SHA: &str = "1a2b3c4d5e6f77889900aabbccddeeff00112233";
+/// A later head of the same pull request.
+pub const SHA2: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
 /// Long enough for a slow machine, short enough that a missing event fails the test quickly.
 pub const WITHIN: Duration = Duration::from_secs(15);
 
@@ -49,13 +51,23 @@ impl Fixture {
 
     /// Runs builder-trigger with `config` until the returned worker is shut down.
     pub async fn run(&self, config: Config) -> Result<Running> {
-        self.run_handler(BuilderTrigger::new(config)).await
+        self.run_handler(trigger(config).await?).await
     }
 
     /// Runs any handler as builder-trigger (same consumer and subjects), with fast retries.
     pub async fn run_handler(&self, handler: impl Handler) -> Result<Running> {
+        self.run_handler_with(handler, |_| {}).await
+    }
+
+    /// Runs `handler` as builder-trigger with runtime settings adjusted by `adjust`.
+    pub async fn run_handler_with(
+        &self,
+        handler: impl Handler,
+        adjust: impl FnOnce(&mut WorkerConfig),
+    ) -> Result<Running> {
         let mut config = worker_config();
         config.backoff = Duration::from_millis(50);
+        adjust(&mut config);
         config.grace = Duration::from_secs(5);
         let stop = CancellationToken::new();
         let health = Health::new();
@@ -163,7 +175,20 @@ pub fn env_ready(env: &str, version: &str) -> Environment {
 /// A config whose build command is `command` and whose timeouts suit a test.
 pub fn config(build_command: &str) -> Config {
     let mut config = Config::new(build_command);
-    config.build.timeout = Duration::from_secs(10);
+    config.build_timeout = Duration::from_secs(10);
+    config.test_timeout = Duration::from_secs(10);
+    config
+}
+
+/// The handler for `config`, its backend connected.
+pub async fn trigger(config: Config) -> Result<BuilderTrigger> {
+    let (runner, _) = builder_trigger::runner(&config).await?;
+    Ok(BuilderTrigger::new(config, runner))
+}
+
+/// The same config with a test command.
+pub fn with_test_command(mut config: Config, command: &str) -> Config {
+    config.command_mut().expect("a command backend config").test = Some(command.to_owned());
     config
 }
 

@@ -1,0 +1,296 @@
+//! What every backend is given and what it reports: a [`Run`] in, an [`Outcome`] out.
+//!
+//! The handler describes a build or test run once, the same way for every backend (the
+//! `FLOTILLA_*` variables of the change, a stable id, a timeout, a way to cancel it), and turns
+//! whatever the backend reports into `build.*` or `tests.*` events. A backend never fails the
+//! handler: a run that cannot even start is a failed outcome with the reason.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_proto::v1::Image;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::command;
+use crate::http;
+use crate::job;
+
+/// Lines of a run's output quoted in its event.
+pub const EXCERPT_LINES: usize = 20;
+/// Most output quoted in a failure reason.
+const EXCERPT_BYTES: usize = 4096;
+
+/// What a run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Build,
+    Test,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Build => "build",
+            Kind::Test => "test",
+        }
+    }
+}
+
+/// One build or test run of a change.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub kind: Kind,
+    /// Stable across redeliveries of the same event and unique per change and kind: names the
+    /// CI run, the Kubernetes Job and the log file. A DNS-1123 label.
+    pub id: String,
+    pub change_id: String,
+    pub env: Option<String>,
+    /// The change as `FLOTILLA_*` variables, as the command backend exports them.
+    pub vars: Vec<(&'static str, String)>,
+    pub timeout: Duration,
+}
+
+impl Run {
+    /// The value of one of the run's variables, empty when unset.
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Succeeded,
+    /// Failed, with a one-line summary (`exit status 3`, `the CI run reported: ...`).
+    Failed(String),
+    TimedOut(Duration),
+    /// Stopped on purpose, e.g. superseded by a newer push.
+    Cancelled(String),
+}
+
+/// What a backend reports about a finished run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    /// The last lines of output, oldest first.
+    pub excerpt: Vec<String>,
+    /// Where the full log is, when the backend keeps it (a file path, a CI run's page).
+    pub log_url: String,
+    /// Images the backend reports having built; empty means "the ones asked for".
+    pub images: Vec<Image>,
+}
+
+impl Outcome {
+    pub fn new(status: Status) -> Outcome {
+        Outcome {
+            status,
+            excerpt: Vec::new(),
+            log_url: String::new(),
+            images: Vec::new(),
+        }
+    }
+
+    pub fn failed(summary: impl Into<String>) -> Outcome {
+        Outcome::new(Status::Failed(summary.into()))
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.status == Status::Succeeded
+    }
+
+    /// One line: `exit status 3`, `timed out after 1s`, ...
+    pub fn summary(&self) -> String {
+        match &self.status {
+            Status::Succeeded => "succeeded".to_owned(),
+            Status::Failed(why) | Status::Cancelled(why) => why.clone(),
+            Status::TimedOut(after) => {
+                format!("timed out after {}", humantime::format_duration(*after))
+            }
+        }
+    }
+
+    /// The summary, the last lines of output and where the full log is: what a person needs
+    /// to see why it failed.
+    pub fn reason(&self) -> String {
+        let mut reason = self.summary();
+        let mut quoted = Vec::new();
+        let mut bytes = 0;
+        for line in self.excerpt.iter().rev() {
+            bytes += line.len() + 1;
+            if bytes > EXCERPT_BYTES && !quoted.is_empty() {
+                break;
+            }
+            quoted.push(line.as_str());
+        }
+        if !quoted.is_empty() {
+            quoted.reverse();
+            reason = format!("{reason}; last output:\n{}", quoted.join("\n"));
+        }
+        if !self.log_url.is_empty() {
+            reason = format!("{reason}\nfull log: {}", self.log_url);
+        }
+        reason
+    }
+}
+
+/// Cancels a run with a reason; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Stops the run; the first reason given wins.
+    pub fn cancel(&self, reason: impl Into<String>) {
+        let mut slot = self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(reason.into());
+        }
+        drop(slot);
+        self.token.cancel();
+    }
+
+    /// Resolves with the reason once cancelled.
+    pub async fn cancelled(&self) -> String {
+        self.token.cancelled().await;
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "cancelled".to_owned())
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+/// The backend builds and tests run on.
+// One per process, moved rather than copied around: the size of the kube client is no cost.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Runner {
+    Command(command::Backend),
+    Http(http::Backend),
+    Job(job::Backend),
+}
+
+impl Runner {
+    /// Runs `run` to its end, its timeout or its cancellation.
+    pub async fn run(&self, run: &Run, cancel: &Cancel) -> Outcome {
+        match self {
+            Runner::Command(backend) => backend.run(run, cancel).await,
+            Runner::Http(backend) => backend.run(run, cancel).await,
+            Runner::Job(backend) => backend.run(run, cancel).await,
+        }
+    }
+
+    /// Whether this backend has a test run configured; without one tests pass at once.
+    pub fn runs_tests(&self) -> bool {
+        match self {
+            Runner::Command(backend) => backend.runs_tests(),
+            Runner::Http(backend) => backend.runs_tests(),
+            Runner::Job(_) => true,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Runner::Command(_) => "command",
+            Runner::Http(_) => "http",
+            Runner::Job(_) => "job",
+        }
+    }
+}
+
+/// A DNS-1123 label of at most 63 characters: `<prefix>-<parts>`, lowercased, with characters
+/// outside `[a-z0-9-]` made '-', shortened with a hash of the whole when longer.
+pub fn dns_label(prefix: &str, parts: &[&str]) -> String {
+    let mut name = String::from(prefix);
+    for part in parts {
+        name.push('-');
+        name.push_str(part);
+    }
+    let clean: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    let clean = clean.trim_matches('-').to_owned();
+    if clean == name && clean.len() <= 63 {
+        return clean;
+    }
+    // Shortened (or changed) names keep a hash of the original, so two never collide.
+    let hash = hex::encode(&Sha256::digest(name.as_bytes())[..4]);
+    let keep = clean.len().min(63 - 9);
+    format!("{}-{hash}", clean[..keep].trim_end_matches('-'))
+}
+
+/// The last [`EXCERPT_LINES`] lines of `text`.
+pub fn last_lines(text: &str) -> Vec<String> {
+    let mut tail = VecDeque::with_capacity(EXCERPT_LINES);
+    for line in text.lines() {
+        if tail.len() == EXCERPT_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_owned());
+    }
+    tail.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_dns_labels_and_long_ones_keep_a_hash() {
+        assert_eq!(
+            dns_label("build", &["ping-v20240305070809-1a2b3c4"]),
+            "build-ping-v20240305070809-1a2b3c4"
+        );
+        let long = "a".repeat(80);
+        let a = dns_label("test", &[&long, "x"]);
+        let b = dns_label("test", &[&long, "y"]);
+        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+        assert_ne!(a, b);
+        let odd = dns_label("test", &["Acme_Ping"]);
+        assert!(odd.starts_with("test-acme-ping-"), "{odd}");
+    }
+
+    #[test]
+    fn the_first_cancel_reason_wins() {
+        let cancel = Cancel::new();
+        cancel.cancel("superseded by abc");
+        cancel.cancel("shutdown");
+        assert!(cancel.is_cancelled());
+        let reason = futures::executor::block_on(cancel.cancelled());
+        assert_eq!(reason, "superseded by abc");
+    }
+
+    #[test]
+    fn a_failure_reason_quotes_the_output_and_says_where_the_log_is() {
+        let mut outcome = Outcome::failed("exit status 2");
+        outcome.excerpt = vec!["one".into(), "two".into()];
+        outcome.log_url = "/var/log/b.log".into();
+        assert_eq!(
+            outcome.reason(),
+            "exit status 2; last output:\none\ntwo\nfull log: /var/log/b.log"
+        );
+    }
+}

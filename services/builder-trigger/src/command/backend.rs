@@ -1,0 +1,91 @@
+//! The command backend's face to the handler: which command a run is, where its log goes,
+//! and its end as an [`Outcome`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{CommandSpec, Job, Status, run_with};
+use crate::backend::{self, Cancel, Kind, Outcome, Run};
+
+/// The `command` backend's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The build, run with `sh -c`.
+    pub build: String,
+    /// The test run; `None`: tests pass at once.
+    pub test: Option<String>,
+    /// The shell given `-c <command>`: `sh` from `PATH`.
+    pub shell: PathBuf,
+    /// Each run's whole output goes to `<dir>/<run id>.log` as well as to the process log.
+    pub log_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn new(build: impl Into<String>) -> Settings {
+        Settings {
+            build: build.into(),
+            test: None,
+            shell: PathBuf::from("sh"),
+            log_dir: None,
+        }
+    }
+}
+
+/// Runs builds and tests as shell commands on this machine. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    settings: Arc<Settings>,
+}
+
+impl Backend {
+    pub fn new(settings: Settings) -> Backend {
+        Backend {
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn runs_tests(&self) -> bool {
+        self.settings.test.is_some()
+    }
+
+    pub async fn run(&self, run: &Run, cancel: &Cancel) -> Outcome {
+        let command = match run.kind {
+            Kind::Build => &self.settings.build,
+            Kind::Test => match &self.settings.test {
+                Some(command) => command,
+                None => return Outcome::new(backend::Status::Succeeded),
+            },
+        };
+        let spec = CommandSpec {
+            command: command.clone(),
+            timeout: run.timeout,
+            shell: self.settings.shell.clone(),
+        };
+        let job = Job {
+            kind: run.kind.as_str(),
+            change_id: run.change_id.clone(),
+            env: run.env.clone(),
+            vars: run.vars.clone(),
+        };
+        let log_file = self
+            .settings
+            .log_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}.log", run.id)));
+        let finished = run_with(&spec, &job, cancel, log_file.as_deref()).await;
+        let status = match &finished.status {
+            _ if finished.succeeded() => backend::Status::Succeeded,
+            Status::TimedOut(after) => backend::Status::TimedOut(*after),
+            Status::Cancelled(why) => backend::Status::Cancelled(why.clone()),
+            _ => backend::Status::Failed(finished.summary()),
+        };
+        Outcome {
+            status,
+            excerpt: finished.tail,
+            log_url: log_file
+                .map(|path| path.display().to_string())
+                .unwrap_or_default(),
+            images: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Request templates: the JSON a user writes, with `{{placeholders}}` filled in per run.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Poll, ResultMode};
+use crate::backend::Run;
+use crate::error::Error;
+
+/// Every placeholder a template may use.
+pub const PLACEHOLDERS: &[&str] = &[
+    "repo",
+    "sha",
+    "version",
+    "app",
+    "change_id",
+    "pr",
+    "ref",
+    "image",
+    "pipeline_image",
+    "env",
+    "env_kind",
+    "env_url",
+    "build_id",
+    "callback_url",
+    "callback_token",
+    "token",
+    "id",
+];
+
+/// The request that starts a run, as written in `FLOTILLA_HTTP_BUILD_REQUEST`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub url: String,
+    #[serde(default = "post")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Sent as JSON; no body when absent.
+    #[serde(default)]
+    pub body: Option<Value>,
+    #[serde(default)]
+    pub result: ResultMode,
+}
+
+fn post() -> String {
+    "POST".to_owned()
+}
+
+/// A template filled in for one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+impl Template {
+    /// Inline JSON (starting with `{`) or the path of a JSON file; `var` names the setting in
+    /// errors.
+    pub fn load(spec: &str, var: &str) -> Result<Template, Error> {
+        let spec = spec.trim();
+        let text = if spec.starts_with('{') {
+            spec.to_owned()
+        } else {
+            std::fs::read_to_string(spec)
+                .map_err(|e| Error::Config(format!("{var}: cannot read {spec}: {e}")))?
+        };
+        Template::parse(&text).map_err(|e| Error::Config(format!("{var}: {e}")))
+    }
+
+    /// Parses a template and checks that it uses only known placeholders.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let template: Template =
+            serde_json::from_str(text).map_err(|e| format!("not a request template: {e}"))?;
+        let every: BTreeMap<String, String> = PLACEHOLDERS
+            .iter()
+            .map(|p| ((*p).to_owned(), "x".to_owned()))
+            .collect();
+        template.render(&every)?;
+        if let ResultMode::Poll(poll) = &template.result {
+            template.status_request(poll, &every)?;
+        }
+        Ok(template)
+    }
+
+    /// The start request for `values`.
+    pub fn render(&self, values: &BTreeMap<String, String>) -> Result<Request, String> {
+        Ok(Request {
+            url: fill(&self.url, values)?,
+            method: self.method.to_ascii_uppercase(),
+            headers: self.headers(values)?,
+            body: self
+                .body
+                .as_ref()
+                .map(|b| fill_json(b, values))
+                .transpose()?,
+        })
+    }
+
+    /// `GET` of the poll URL, with the template's headers (the same API token).
+    pub fn status_request(
+        &self,
+        poll: &Poll,
+        values: &BTreeMap<String, String>,
+    ) -> Result<Request, String> {
+        Ok(Request {
+            url: fill(&poll.url, values)?,
+            method: "GET".to_owned(),
+            headers: self.headers(values)?,
+            body: None,
+        })
+    }
+
+    fn headers(&self, values: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
+        self.headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), fill(v, values)?)))
+            .collect()
+    }
+}
+
+/// The placeholder values of `run`: each variable without `FLOTILLA_`, lowercased, plus
+/// `build_id`; every known placeholder is present (empty when the run has no value for it).
+pub fn values(run: &Run) -> BTreeMap<String, String> {
+    let mut values: BTreeMap<String, String> = PLACEHOLDERS
+        .iter()
+        .map(|p| ((*p).to_owned(), String::new()))
+        .collect();
+    for (name, value) in &run.vars {
+        let key = name
+            .strip_prefix("FLOTILLA_")
+            .unwrap_or(name)
+            .to_lowercase();
+        values.insert(key, value.clone());
+    }
+    values.insert("build_id".into(), run.id.clone());
+    values
+}
+
+/// `text` with each `{{name}}` replaced; an unknown name is an error.
+fn fill(text: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .ok_or_else(|| format!("`{{{{` without `}}}}` in `{text}`"))?;
+        let name = after[..close].trim();
+        let value = values.get(name).ok_or_else(|| {
+            format!(
+                "unknown placeholder {{{{{name}}}}} (known: {})",
+                PLACEHOLDERS.join(", ")
+            )
+        })?;
+        out.push_str(value);
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `value` with placeholders filled in every string (keys included).
+fn fill_json(value: &Value, values: &BTreeMap<String, String>) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) => Value::String(fill(s, values)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| fill_json(v, values))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((fill(k, values)?, fill_json(v, values)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
