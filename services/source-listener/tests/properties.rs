@@ -11,7 +11,8 @@ use source_listener::{Endpoint, Filters, Intake, Secrets, Verdict};
 const SECRET: &str = "property-secret";
 
 fn intake() -> Intake {
-    let filters = "filters:\n- name: labels\n  events: [source.pull_request]\n  data:\n  - {path: pull_request.labels.#.name, type: string, value: [preview]}\n";
+    // Per-repository rules too, so that their path globs and label checks meet every payload.
+    let filters = "filters:\n- name: labels\n  events: [source.pull_request]\n  data:\n  - {path: pull_request.labels.#.name, type: string, value: [preview]}\nrepos:\n- {repo: '*/*', defaultBranch: main, previewLabel: preview, paths: ['src/**'], ignorePaths: ['**/*.md']}\n";
     Intake::new(
         Secrets {
             github: Keys::of([SECRET]),
