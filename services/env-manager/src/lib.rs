@@ -15,6 +15,7 @@
 pub mod config;
 pub mod envid;
 pub mod error;
+pub mod github;
 pub mod gitops;
 pub mod handler;
 pub mod manifest;

@@ -4,16 +4,12 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use git2::{
-    Cred, CredentialType, FetchOptions, PushOptions, RemoteCallbacks, Repository, ResetType,
-    Signature, build::CheckoutBuilder,
-};
+use git2::{FetchOptions, PushOptions, Repository, ResetType, Signature, build::CheckoutBuilder};
 
-use super::{Credentials, FileChange, GitError, Pushed, Settings, Snapshot, git};
+use super::auth::callbacks;
+use super::{Author, FileChange, GitError, Settings, Snapshot, git};
 
 const REMOTE: &str = "origin";
-const AUTHOR_NAME: &str = "flotilla env-manager";
-const AUTHOR_EMAIL: &str = "env-manager@flotilla.invalid";
 
 pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError> {
     if settings.dir.join(".git").exists() {
@@ -32,57 +28,6 @@ pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError>
     repo.remote(REMOTE, &settings.url)
         .map_err(git("add the remote"))?;
     Ok(repo)
-}
-
-pub(super) fn commit_and_push<T, E, F>(
-    repo: &Repository,
-    settings: &Settings,
-    message: &str,
-    mut change: F,
-) -> Result<(Pushed, T), E>
-where
-    E: From<GitError>,
-    F: FnMut(&Snapshot<'_>) -> Result<(Vec<FileChange>, T), E>,
-{
-    let attempts = settings.push_attempts.max(1);
-    let mut reason = String::new();
-    for attempt in 1..=attempts {
-        let head = sync(repo, settings)?;
-        let (files, value) = change(&snapshot(repo)?)?;
-        let Some(commit) = commit_files(repo, head, &files, message)? else {
-            let revision = head.map(|h| h.to_string());
-            return Ok((
-                Pushed {
-                    revision,
-                    committed: false,
-                },
-                value,
-            ));
-        };
-        match push(repo, settings)? {
-            None => {
-                tracing::info!(revision = %commit, branch = %settings.branch, "pushed to the GitOps repository");
-                let revision = Some(commit.to_string());
-                return Ok((
-                    Pushed {
-                        revision,
-                        committed: true,
-                    },
-                    value,
-                ));
-            }
-            Some(rejected) => {
-                tracing::info!(attempt, reason = %rejected, "push rejected: the remote moved; writing again on its new head");
-                reason = rejected;
-            }
-        }
-    }
-    Err(GitError::Contended {
-        branch: settings.branch.clone(),
-        attempts,
-        reason,
-    }
-    .into())
 }
 
 /// Fetches the branch and resets the working copy to it; returns its head (`None` when the
@@ -132,15 +77,13 @@ pub(super) fn snapshot(repo: &Repository) -> Result<Snapshot<'_>, GitError> {
     })
 }
 
-/// Writes `files` and commits them on `parent`; `None` when the tree did not change.
-fn commit_files(
+/// Writes `files` into the working copy and stages them in `index`.
+pub(super) fn apply_files(
     repo: &Repository,
-    parent: Option<git2::Oid>,
+    index: &mut git2::Index,
     files: &[FileChange],
-    message: &str,
-) -> Result<Option<git2::Oid>, GitError> {
+) -> Result<(), GitError> {
     let root = snapshot(repo)?.root.to_path_buf();
-    let mut index = repo.index().map_err(git("open the index"))?;
     for file in files {
         match file {
             FileChange::Write { path, contents } => {
@@ -177,29 +120,37 @@ fn commit_files(
             }
         }
     }
-    index.write().map_err(git("write the index"))?;
-    let tree_id = index.write_tree().map_err(git("write the tree"))?;
+    Ok(())
+}
+
+/// Commits `tree` on `parent` and moves the branch (HEAD) to the commit.
+pub(super) fn commit_tree(
+    repo: &Repository,
+    parent: Option<git2::Oid>,
+    tree: git2::Oid,
+    message: &str,
+    author: &Author,
+) -> Result<git2::Oid, GitError> {
+    let tree = repo.find_tree(tree).map_err(git("find the tree"))?;
     let parent = match parent {
         Some(oid) => Some(repo.find_commit(oid).map_err(git("find the head commit"))?),
         None => None,
     };
-    let unchanged = match &parent {
-        Some(parent) => parent.tree_id() == tree_id,
-        None => index.is_empty(),
-    };
-    if unchanged {
-        return Ok(None);
-    }
-    let tree = repo.find_tree(tree_id).map_err(git("find the tree"))?;
-    let author = Signature::now(AUTHOR_NAME, AUTHOR_EMAIL).map_err(git("sign the commit"))?;
+    let signature = Signature::now(&author.name, &author.email).map_err(git("sign the commit"))?;
     let parents: Vec<_> = parent.iter().collect();
-    repo.commit(Some("HEAD"), &author, &author, message, &tree, &parents)
-        .map(Some)
-        .map_err(git("commit"))
+    repo.commit(
+        Some("HEAD"),
+        &signature,
+        &signature,
+        message,
+        &tree,
+        &parents,
+    )
+    .map_err(git("commit"))
 }
 
 /// Pushes the branch; `Some(reason)` when the remote rejected it because it moved.
-fn push(repo: &Repository, settings: &Settings) -> Result<Option<String>, GitError> {
+pub(super) fn push(repo: &Repository, settings: &Settings) -> Result<Option<String>, GitError> {
     let branch = &settings.branch;
     let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
     let mut remote = repo.find_remote(REMOTE).map_err(git("find the remote"))?;
@@ -223,33 +174,6 @@ fn push(repo: &Repository, settings: &Settings) -> Result<Option<String>, GitErr
     }
     drop(options);
     Ok(rejected.into_inner())
-}
-
-/// Answers the remote's credential requests from `credentials`, once per kind: libgit2 asks
-/// again after a refusal, and a wrong key must fail rather than loop.
-fn callbacks(credentials: &Credentials) -> RemoteCallbacks<'_> {
-    let mut callbacks = RemoteCallbacks::new();
-    let mut tried = CredentialType::empty();
-    callbacks.credentials(move |_url, username, allowed| {
-        let user = username.unwrap_or("git");
-        if allowed.contains(CredentialType::SSH_KEY) && !tried.contains(CredentialType::SSH_KEY) {
-            tried |= CredentialType::SSH_KEY;
-            if let Some(key) = &credentials.ssh_key {
-                return Cred::ssh_key(user, None, key, None);
-            }
-            return Cred::ssh_key_from_agent(user);
-        }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
-            && !tried.contains(CredentialType::USER_PASS_PLAINTEXT)
-        {
-            tried |= CredentialType::USER_PASS_PLAINTEXT;
-            if let Some(token) = &credentials.token {
-                return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
-            }
-        }
-        Err(git2::Error::from_str("no credentials accepted by the GitOps remote (set FLOTILLA_GITOPS_SSH_KEY or FLOTILLA_GITOPS_TOKEN)"))
-    });
-    callbacks
 }
 
 pub(super) fn file_history(
