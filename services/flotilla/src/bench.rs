@@ -1,13 +1,14 @@
 //! `flotilla bench`: the bus's performance figures, measured against bare JetStream on the same
-//! server in the same run (DESIGN.md, "Targets").
+//! server in the same run, and env-manager's from a build to its env file pushed (DESIGN.md,
+//! "Targets").
 
-use flotilla_bench::{BenchError, HopArgs, HopReport, run_hop};
+use flotilla_bench::{BenchError, EnvArgs, EnvReport, HopArgs, HopReport, run_env, run_hop};
 use flotilla_bus::NatsArgs;
 
 use crate::error::CliError;
 use crate::render::Output;
 
-/// Measure the bus against bare JetStream.
+/// Measure the bus against bare JetStream, and env-manager.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Two hops through the bus and through bare async-nats: latency and throughput.
@@ -23,12 +24,68 @@ pub enum Command {
   flotilla bench hop
   flotilla bench hop --count 5000 --pipelined 50000 --payload 1024")]
     Hop(HopArgs),
+    /// env-manager from a build to its env file pushed: latency, and env writes/s with grouped
+    /// commits on and off.
+    ///
+    /// Runs env-manager in this process on streams of its own and on local bare GitOps
+    /// repositories in a temp dir. Latency is one build at a time, from publishing
+    /// build.succeeded to receiving the env.requested env-manager publishes once the env file
+    /// is pushed and registered (target: p50 < 200 ms). Throughput is bursts of builds
+    /// published at once, with grouping on and off taking turns. Deletes its streams and
+    /// repositories afterwards.
+    #[command(after_help = "Examples:
+  flotilla bench env
+  flotilla bench env --count 500 --burst 500 --concurrency 32")]
+    Env(EnvArgs),
 }
 
 pub async fn run(nats: &NatsArgs, command: Command) -> Result<(), CliError> {
     match command {
         Command::Hop(args) => hop(nats, args).await,
+        Command::Env(args) => env(nats, args).await,
     }
+}
+
+async fn env(nats: &NatsArgs, args: EnvArgs) -> Result<(), CliError> {
+    eprintln!(
+        "measuring env-manager on local bare repositories, against {} ...",
+        nats.url
+    );
+    let nats = nats.clone();
+    let report = on_worker_runtime(move || async move { measure_env(&nats, &args).await }).await?;
+    let mut out = Output::live();
+    out.line(report)?;
+    out.finish()
+}
+
+async fn measure_env(nats: &NatsArgs, args: &EnvArgs) -> Result<EnvReport, CliError> {
+    let client = nats.connect("flotilla-bench").await?;
+    run_env(client, args).await.map_err(|e| match e {
+        BenchError::Args(_) => CliError::Usage(e.to_string()),
+        e => CliError::nats("bench env", e),
+    })
+}
+
+/// Runs `measure` on a runtime with a thread per core, like the workers': the CLI runs on one
+/// thread, and a benchmark on it would measure a bus no worker runs.
+async fn on_worker_runtime<T, F, Fut>(measure: F) -> Result<T, CliError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, CliError>>,
+{
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| CliError::System {
+                what: "start the benchmark's runtime",
+                source,
+            })?
+            .block_on(measure())
+    })
+    .await
+    .map_err(|e| CliError::nats("bench", e))?
 }
 
 async fn hop(nats: &NatsArgs, args: HopArgs) -> Result<(), CliError> {
@@ -37,21 +94,8 @@ async fn hop(nats: &NatsArgs, args: HopArgs) -> Result<(), CliError> {
         nats.url
     );
     let nats = nats.clone();
-    // The CLI runs on one thread, but workers run on a runtime with a thread per core: the
-    // benchmark gets a runtime like theirs, its NATS connection included, or it would measure
-    // a bus no worker runs.
-    let report = tokio::task::spawn_blocking(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| CliError::System {
-                what: "start the benchmark's runtime",
-                source,
-            })?
-            .block_on(measure(&nats, &args))
-    })
-    .await
-    .map_err(|e| CliError::nats("bench hop", e))??;
+    // The benchmark's NATS connection lives on the workers' kind of runtime too.
+    let report = on_worker_runtime(move || async move { measure(&nats, &args).await }).await?;
     let mut out = Output::live();
     out.line(report)?;
     out.finish()
