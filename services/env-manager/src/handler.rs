@@ -52,11 +52,6 @@ impl EnvManager {
         }
     }
 
-    /// Commit statuses that could not be posted since start.
-    pub fn status_failures(&self) -> u64 {
-        self.reporter.failures()
-    }
-
     async fn on_event(&self, event: &Event) -> Result<Vec<Outgoing>, Error> {
         match event.event_type() {
             "build.succeeded" => self.request(event.decode()?, event).await,

@@ -478,3 +478,20 @@ async fn a_commit_that_was_never_pushed_is_redone_once_after_a_restart() -> Resu
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_file_url_names_the_remote_as_well_as_its_path() -> Result<()> {
+    let remote = Remote::new()?;
+    let mut settings = remote.settings("work");
+    settings.url = format!("file://{}", remote.url().display());
+    let gitops = GitOps::open(settings).await?;
+
+    let pushed = write_file(&gitops, "envs/by-url.json", b"{}\n").await?;
+
+    assert!(pushed.committed);
+    assert_eq!(
+        remote.file("envs/by-url.json")?.as_deref(),
+        Some(&b"{}\n"[..])
+    );
+    Ok(())
+}

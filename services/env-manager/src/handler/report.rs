@@ -1,11 +1,8 @@
 //! Commit statuses: what env-manager tells the change's commit on GitHub as it moves along
 //! (`flotilla/env` pending → success/failure, `flotilla/tests`, `flotilla/canary`).
 //!
-//! Reporting is best effort: a status that cannot be posted is logged and counted, and never
+//! Reporting is best effort: a status that cannot be posted is logged, and never
 //! holds up or fails the event it reports on (GitHub being down must not stop deployments).
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::github::{Github, GithubRepo, State, Status};
 
@@ -20,20 +17,11 @@ pub const CANARY: &str = "flotilla/canary";
 #[derive(Debug, Clone, Default)]
 pub struct Reporter {
     github: Option<Github>,
-    failed: Arc<AtomicU64>,
 }
 
 impl Reporter {
     pub fn new(github: Option<Github>) -> Reporter {
-        Reporter {
-            github,
-            failed: Arc::default(),
-        }
-    }
-
-    /// Statuses that could not be posted since start.
-    pub fn failures(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+        Reporter { github }
     }
 
     /// Sets `state` with `description` in `context` on commit `sha` of `repo` (`owner/name`).
@@ -71,7 +59,6 @@ impl Reporter {
                 );
             }
             Err(e) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(repo, sha, context, state = state.as_str(), error = %e, "commit status not set");
             }
         }
