@@ -214,6 +214,16 @@ impl GitOps {
         }
     }
 
+    /// Writes waiting for the writer (not counting the group being pushed).
+    pub fn queued(&self) -> usize {
+        let queue = self
+            .inner
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        queue.jobs.len()
+    }
+
     /// Queues `job`, starting a writer when none runs.
     fn enqueue(&self, job: Box<dyn Job>) {
         let start = {

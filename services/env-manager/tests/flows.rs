@@ -4,9 +4,10 @@
 mod support;
 
 use anyhow::{Context, Result};
+use env_manager::EnvManager;
 use env_manager::config::Promote;
 use env_manager::github::{Github, GithubRepo};
-use env_manager::gitops::Secret;
+use env_manager::gitops::{GitError, GitOps, Secret};
 use flotilla_proto::v1::{Canary, Environment, Release, Rollback, TeardownRequest, TestResult};
 use support::github::FakeGithub;
 use support::*;
@@ -378,5 +379,68 @@ async fn a_repository_holding_a_thousand_envs_takes_one_more_and_gives_one_up() 
     let envs = fx.remote_files("envs")?;
     assert_eq!(envs.len(), 1000, "999 of the thousand and the new one");
     assert!(envs.contains(&format!("{}.json", staging_env())));
+    worker.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_handled_together_are_pushed_in_one_commit_and_each_answers_after_it() -> Result<()>
+{
+    let fx = Fixture::start().await?;
+    let config = fx.config();
+    let gitops = GitOps::open(config.gitops.clone()).await?;
+    let handler = EnvManager::new(config, gitops.clone(), fx.registry().await?);
+    let worker = fx.run_handler(handler).await?;
+    let commits = fx.remote_commits()?;
+    // A write that holds the writer (and changes nothing), so the builds' writes queue up.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = running.clone();
+    let hold = {
+        let gitops = gitops.clone();
+        tokio::spawn(async move {
+            gitops
+                .commit::<_, GitError, _>("hold".into(), move |_| {
+                    started.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = held.recv_timeout(WITHIN);
+                    Ok((Vec::new(), ()))
+                })
+                .await
+        })
+    };
+    let holding =
+        flotilla_testing::eventually(WITHIN, || running.load(std::sync::atomic::Ordering::SeqCst))
+            .await;
+    anyhow::ensure!(holding, "the writer was never held");
+
+    for i in 0..10 {
+        let mut b = build(0);
+        b.version = format!("v2024010112{i:04}-bbbbbbb");
+        b.change_id = format!("ping-{}", b.version);
+        fx.publish("build.succeeded", &b.change_id, &b).await?;
+    }
+    let queued = flotilla_testing::eventually(WITHIN, || gitops.queued() == 10).await;
+    assert!(queued, "{} of 10 writes queued", gitops.queued());
+    fx.stored_exactly("flotilla.env.requested.>", 0).await?;
+    release.send(())?;
+    hold.await??;
+
+    let requested = fx.stored_exactly("flotilla.env.requested.>", 10).await?;
+    let mut revisions = Vec::new();
+    for event in &requested {
+        let env: Environment = event.decode()?;
+        revisions.push(env.revision);
+    }
+    revisions.dedup();
+    assert_eq!(
+        revisions,
+        [fx.remote_head()?],
+        "every env names the one pushed commit"
+    );
+    assert_eq!(
+        fx.remote_commits()?,
+        commits + 1,
+        "one commit for the ten builds"
+    );
+    assert_eq!(fx.remote_files("envs")?.len(), 10);
     worker.shutdown().await
 }

@@ -257,18 +257,6 @@ async fn the_history_of_a_file_lists_its_contents_newest_first() -> Result<()> {
     Ok(())
 }
 
-impl GitOps {
-    /// Writes waiting for the writer.
-    fn queued(&self) -> usize {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .jobs
-            .len()
-    }
-}
-
 type Held = (
     std::sync::mpsc::Sender<()>,
     tokio::task::JoinHandle<Result<(Pushed, ()), GitError>>,
