@@ -154,7 +154,7 @@ fn attempt_once(repo: &Repository, settings: &Settings, jobs: Vec<Box<dyn Job>>)
         Ok(commit) => commit,
         Err(e) => return fail_all(jobs_of(applied.jobs), e),
     };
-    match push(repo, settings) {
+    match push(repo, settings, head, commit) {
         Ok(None) => {
             tracing::info!(revision = %commit, branch = %settings.branch, writes = grouped, "pushed to the GitOps repository");
             for (job, changed) in applied.jobs {

@@ -2,9 +2,11 @@
 //! with the working copy locked.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, PushOptions, Repository, ResetType, Signature, build::CheckoutBuilder};
+use git2::{
+    FetchOptions, Oid, PushOptions, Repository, ResetType, Signature, build::CheckoutBuilder,
+};
 
 use super::auth::callbacks;
 use super::{Author, FileChange, GitError, Settings, Snapshot, git};
@@ -149,10 +151,31 @@ pub(super) fn commit_tree(
     .map_err(git("commit"))
 }
 
-/// Pushes the branch; `Some(reason)` when the remote rejected it because it moved.
-pub(super) fn push(repo: &Repository, settings: &Settings) -> Result<Option<String>, GitError> {
-    let branch = &settings.branch;
-    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+/// Pushes the branch, whose head is now `new` and was `expected` at the remote when the write
+/// started; `Some(reason)` when the remote rejected it because it moved.
+pub(super) fn push(
+    repo: &Repository,
+    settings: &Settings,
+    expected: Option<Oid>,
+    new: Oid,
+) -> Result<Option<String>, GitError> {
+    match local_path(&settings.url) {
+        Some(path) => push_local(repo, settings, &path, expected, new),
+        None => push_refspec(
+            repo,
+            settings,
+            &format!("refs/heads/{0}:refs/heads/{0}", settings.branch),
+        ),
+    }
+}
+
+/// A push over the network: the server checks, under its ref lock, that the branch still is
+/// what we saw, and rejects the update otherwise.
+fn push_refspec(
+    repo: &Repository,
+    settings: &Settings,
+    refspec: &str,
+) -> Result<Option<String>, GitError> {
     let mut remote = repo.find_remote(REMOTE).map_err(git("find the remote"))?;
     let rejected = RefCell::new(None);
     let mut callbacks = callbacks(&settings.credentials);
@@ -164,7 +187,7 @@ pub(super) fn push(repo: &Repository, settings: &Settings) -> Result<Option<Stri
     });
     let mut options = PushOptions::new();
     options.remote_callbacks(callbacks);
-    match remote.push(&[&refspec], Some(&mut options)) {
+    match remote.push(&[refspec], Some(&mut options)) {
         Ok(()) => {}
         // Local remotes report a moved branch as an error rather than through the callback.
         Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
@@ -174,6 +197,61 @@ pub(super) fn push(repo: &Repository, settings: &Settings) -> Result<Option<Stri
     }
     drop(options);
     Ok(rejected.into_inner())
+}
+
+/// A push to a repository on this machine. libgit2's local transport sets the remote branch
+/// without checking that it is still what the push saw, so two writers that fetched the same
+/// head could both "fast-forward" it and one commit would be lost. So the objects go over
+/// under a ref of this push's own, and the branch is then moved with compare-and-swap under
+/// the branch's lock, as a git server does.
+fn push_local(
+    repo: &Repository,
+    settings: &Settings,
+    path: &Path,
+    expected: Option<Oid>,
+    new: Oid,
+) -> Result<Option<String>, GitError> {
+    let incoming = format!("refs/flotilla/incoming/{new}");
+    let refspec = format!("+refs/heads/{}:{incoming}", settings.branch);
+    if let Some(rejected) = push_refspec(repo, settings, &refspec)? {
+        return Err(git("push")(git2::Error::from_str(&rejected)));
+    }
+    let target = Repository::open(path).map_err(git("open the remote"))?;
+    let branch = format!("refs/heads/{}", settings.branch);
+    let message = "env-manager: push";
+    let moved = match expected {
+        Some(old) => target.reference_matching(&branch, new, true, old, message),
+        None => target.reference(&branch, new, false, message),
+    };
+    if let Ok(mut staged) = target.find_reference(&incoming) {
+        // Only a leftover ref: the objects are reachable from the branch, or garbage.
+        let _ = staged.delete();
+    }
+    match moved {
+        Ok(_) => Ok(None),
+        Err(e) => match e.code() {
+            git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked => {
+                Ok(Some(format!("the branch moved: {}", e.message())))
+            }
+            _ => Err(git("update the remote branch")(e)),
+        },
+    }
+}
+
+/// Where a remote on this machine is: a path or a `file://` URL; `None` for network remotes
+/// (`ssh://`, `https://`, `user@host:path`).
+pub(super) fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(path));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // scp-like syntax: a colon before any slash.
+    let scp_like = url
+        .find(':')
+        .is_some_and(|colon| !url[..colon].contains('/'));
+    (!scp_like).then(|| PathBuf::from(url))
 }
 
 pub(super) fn file_history(
@@ -209,4 +287,24 @@ pub(super) fn file_history(
         versions.push(contents);
     }
     Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_file_urls_are_local_and_network_urls_are_not() {
+        for (url, local) in [
+            ("/srv/gitops.git", Some("/srv/gitops.git")),
+            ("gitops.git", Some("gitops.git")),
+            ("./a:b/gitops.git", Some("./a:b/gitops.git")),
+            ("file:///srv/gitops.git", Some("/srv/gitops.git")),
+            ("https://github.com/acme/gitops.git", None),
+            ("ssh://git@github.com/acme/gitops.git", None),
+            ("git@github.com:acme/gitops.git", None),
+        ] {
+            assert_eq!(local_path(url), local.map(PathBuf::from), "{url}");
+        }
+    }
 }

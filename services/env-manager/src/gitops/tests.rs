@@ -400,17 +400,21 @@ async fn a_change_that_fails_leaves_the_rest_of_its_group_to_be_pushed() -> Resu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_writers_on_their_own_working_copies_racing_on_one_remote_both_land() -> Result<()> {
+async fn writers_on_their_own_working_copies_racing_on_one_remote_all_land() -> Result<()> {
     let remote = Remote::new()?;
-    let mut settings = remote.settings("a");
-    settings.push_attempts = 20;
-    let a = GitOps::open(settings.clone()).await?;
-    settings.dir = remote.dir.path().join("b");
-    let b = GitOps::open(settings).await?;
+    let names = ["a", "b", "c"];
+    let mut writers = Vec::new();
+    for name in names {
+        let mut settings = remote.settings(name);
+        settings.push_attempts = 50;
+        // One commit per write: as many pushes as possible, to race as often as possible.
+        settings.group_max = 1;
+        writers.push(GitOps::open(settings).await?);
+    }
 
     let mut writes = Vec::new();
-    for i in 0..15 {
-        for (name, gitops) in [("a", &a), ("b", &b)] {
+    for i in 0..20 {
+        for (&name, gitops) in names.iter().zip(&writers) {
             let gitops = gitops.clone();
             writes.push(tokio::spawn(async move {
                 write_file(&gitops, &format!("envs/{name}-{i}.json"), b"{}\n").await
@@ -421,12 +425,21 @@ async fn two_writers_on_their_own_working_copies_racing_on_one_remote_both_land(
         assert!(write.await??.committed);
     }
 
-    for i in 0..15 {
-        for name in ["a", "b"] {
+    let mut lost = Vec::new();
+    for i in 0..20 {
+        for name in names {
             let path = format!("envs/{name}-{i}.json");
-            assert!(remote.file(&path)?.is_some(), "{path} landed");
+            if remote.file(&path)?.is_none() {
+                lost.push(path);
+            }
         }
     }
+    assert_eq!(
+        lost,
+        Vec::<String>::new(),
+        "every pushed write is on the remote"
+    );
+    assert_eq!(remote.commits()?, 61, "the seed and one commit per write");
     Ok(())
 }
 
