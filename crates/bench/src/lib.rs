@@ -18,10 +18,16 @@
 //! message for latency, round by round for throughput) so that drift (page cache, stream
 //! growth, a noisy neighbour) hits both alike. It works on streams of its own
 //! ([`flotilla_bus::Names::isolated`]), never on `FLOTILLA`, and deletes them before returning.
+//!
+//! [`run_env`] measures env-manager itself: `build.succeeded` in, env file pushed to a local
+//! bare repository and `env.requested` out, one at a time (latency) and in bursts with grouped
+//! commits on and off (env writes/s).
 
 mod args;
 mod bare;
 mod cpu;
+mod env;
+mod env_report;
 mod error;
 mod fixture;
 mod hop;
@@ -34,6 +40,8 @@ mod via_bus;
 mod webhook;
 
 pub use args::HopArgs;
+pub use env::{EnvArgs, run_env};
+pub use env_report::{ENV_LATENCY_TARGET, EnvReport, ModeReport};
 pub use error::BenchError;
 pub use hop::run_hop;
 pub use lane::{Phase, Pipeline};

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use flotilla_bus::{
-    Bus, BusError, Ctx, Event, HandlerError, Health, Outgoing, Publisher, Worker, WorkerConfig,
+    Bus, BusError, Ctx, Event, Handler, HandlerError, Health, Outgoing, Publisher, Worker,
+    WorkerConfig,
 };
 use flotilla_proto::v1::Build;
 use tokio::sync::oneshot;
@@ -92,7 +93,7 @@ pub(crate) async fn start(
     window: usize,
 ) -> Result<(Lane<BusEntry>, RunningWorker), BenchError> {
     let bus = &fixture.bus;
-    let worker = start_worker(bus, config).await?;
+    let worker = start_worker(bus, config, succeed, "start the bus worker").await?;
     let middle = stream
         .get_consumer(WORKER)
         .await
@@ -115,10 +116,16 @@ pub(crate) async fn start(
     ))
 }
 
-async fn start_worker(bus: &Bus, config: WorkerConfig) -> Result<RunningWorker, BenchError> {
+/// Runs `handler` as a worker on `bus` and waits until it has bound its consumer.
+pub(crate) async fn start_worker<H: Handler>(
+    bus: &Bus,
+    config: WorkerConfig,
+    handler: H,
+    what: &str,
+) -> Result<RunningWorker, BenchError> {
     let health = Health::new();
     let (stop, stopped) = oneshot::channel::<()>();
-    let worker = Worker::new(bus.clone(), config, succeed, health.clone());
+    let worker = Worker::new(bus.clone(), config, handler, health.clone());
     // Dropping the sender is the worker's shutdown signal: `stop` drops it and waits for the
     // drain; an early return drops it with the rest and aborts the task.
     let task = tokio::spawn(worker.run(async {
@@ -137,13 +144,13 @@ async fn start_worker(bus: &Bus, config: WorkerConfig) -> Result<RunningWorker, 
                 Err(e) => e.into(),
             };
             return Err(BenchError::Setup {
-                what: "start the bus worker".into(),
+                what: what.into(),
                 source: cause,
             });
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(BenchError::setup(
-                "start the bus worker",
+                what,
                 format!("not ready after {READY_TIMEOUT:?}: {why}"),
             ));
         }

@@ -121,8 +121,13 @@ pub const WORKERS: &[(&str, &[&str])] = &[
         &[
             "build.succeeded.>",
             "tests.passed.>",
+            "tests.failed.>",
             "source.pull_request.>",
             "env.teardown.requested.>",
+            "env.ready.>",
+            "env.failed.>",
+            "canary.promoted.>",
+            "canary.aborted.>",
         ],
     ),
     ("sync-watcher", &["env.requested.>"]),
@@ -500,4 +505,37 @@ fn consumer_drift(have: &consumer::Config, want: &consumer::Config) -> Vec<Strin
 
 fn human(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subscription_names_an_event_type_of_the_catalog() {
+        for (worker, subjects) in WORKERS {
+            for subject in *subjects {
+                let event_type = subject.strip_suffix(".>").unwrap_or(subject);
+                assert!(
+                    flotilla_proto::catalog::lookup(event_type).is_some(),
+                    "{worker} subscribes to {subject}, which is no event type"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn env_manager_hears_every_verdict_it_reports_on_commits() {
+        let subjects = worker_subjects("env-manager").expect("env-manager is a worker");
+        for verdict in [
+            "env.ready.>",
+            "env.failed.>",
+            "tests.passed.>",
+            "tests.failed.>",
+            "canary.promoted.>",
+            "canary.aborted.>",
+        ] {
+            assert!(subjects.contains(&verdict), "{verdict}");
+        }
+    }
 }

@@ -68,6 +68,12 @@ pub const EVENTS: &[EventSpec] = &[
         &["change_id", "app", "version"],
         "app",
     ),
+    spec!(
+        "release.rolled_back",
+        "flotilla.v1.Rollback",
+        &["app", "version", "restored_version"],
+        "app",
+    ),
     spec!("canary.step", "flotilla.v1.Canary", CANARY, "release"),
     spec!(
         "canary.measurement",

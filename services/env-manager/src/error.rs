@@ -2,6 +2,7 @@
 
 use flotilla_bus::{BusError, HandlerError};
 
+use crate::github::GithubError;
 use crate::gitops::GitError;
 use crate::manifest::ManifestError;
 
@@ -30,6 +31,9 @@ pub enum Error {
     /// Reading, committing or pushing the GitOps repository failed.
     #[error(transparent)]
     Git(#[from] GitError),
+    /// The GitHub API (a pull-request promotion) failed.
+    #[error(transparent)]
+    Github(#[from] GithubError),
     /// The environment registry (KV bucket) could not be read or written.
     #[error("environment registry: {0}")]
     Registry(String),
@@ -43,6 +47,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::BadEvent { .. } | Error::Manifest { .. } => false,
             Error::Git(_) | Error::Registry(_) => true,
+            Error::Github(e) => e.is_retryable(),
             Error::Bus(e) => e.is_retryable(),
         }
     }
@@ -54,6 +59,7 @@ impl Error {
             Error::BadEvent { .. } => "bad_event",
             Error::Manifest { .. } => "manifest",
             Error::Git(_) => "git",
+            Error::Github(_) => "github",
             Error::Registry(_) => "registry",
             Error::Bus(_) => "bus",
         }

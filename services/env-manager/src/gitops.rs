@@ -4,21 +4,35 @@
 //! env-manager is the repository's single writer, but people push too. Every write starts from
 //! the remote's current head: fetch, reset the working copy to it, compute the change from
 //! what is there, commit, push. A push rejected because the remote moved starts over from the
-//! new head; since the changes are computed afresh each time (they are whole files), that is a
-//! rebase without conflicts. A change that leaves the tree as it was makes no commit, so
+//! new head after a short, jittered backoff; since the changes are computed afresh each time
+//! (they are whole files), that is a rebase without conflicts, and the other writer's commit
+//! stays the parent of ours. A change that leaves the tree as it was makes no commit, so
 //! writing the same file twice is idempotent.
 //!
-//! git2 is blocking: each operation runs on tokio's blocking pool, one at a time (a mutex
-//! guards the working copy).
+//! Writes wait in a queue. One writer at a time takes everything that is waiting (up to
+//! [`Settings::group_max`]) and makes it one commit and one push: events that arrive together
+//! cost one round trip to the remote instead of one each. Each caller still gets its answer only
+//! once the commit that holds its change is pushed (or its own change failed, alone: the rest of
+//! the group goes on without it).
+//!
+//! git2 is blocking: the writer runs on tokio's blocking pool, and a mutex guards the working
+//! copy.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use git2::Repository;
+use tokio::sync::oneshot;
 
-use ops::{commit_and_push, file_history, open_or_clone, snapshot, sync};
+use batch::{Job, TypedJob, write_batch};
+use ops::{file_history, open_or_clone, snapshot, sync};
 
+mod auth;
+mod batch;
 mod ops;
+
+pub use auth::{Answer, Credentials, Secret};
 
 /// Why the repository could not be read or written. Always worth retrying: the remote may be
 /// back, or have stopped moving.
@@ -45,13 +59,16 @@ pub enum GitError {
     },
     #[error("the git task failed: {0}")]
     Task(String),
+    /// The failure of a grouped commit, shared by every change it held.
+    #[error(transparent)]
+    Shared(Arc<GitError>),
 }
 
 fn git(op: &'static str) -> impl FnOnce(git2::Error) -> GitError {
     move |source| GitError::Git { op, source }
 }
 
-/// Where the repository is and how to reach it.
+/// Where the repository is, how to reach it and how to write it.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// A path, `file://`, `ssh://`, `git@host:path` or `https://` URL.
@@ -60,26 +77,27 @@ pub struct Settings {
     /// The working copy: cloned here when absent, reused when present.
     pub dir: PathBuf,
     pub credentials: Credentials,
-    /// Pushes tried before giving up on a busy remote.
+    /// Pushes tried before giving up on a busy remote (the event is then retried later).
     pub push_attempts: u32,
+    /// The author and committer of env-manager's commits.
+    pub author: Author,
+    /// Writes grouped into one commit at most; 1 commits every write on its own.
+    pub group_max: usize,
 }
 
-/// How to authenticate to the remote.
-#[derive(Clone, Default)]
-pub struct Credentials {
-    /// A private key file, for SSH URLs.
-    pub ssh_key: Option<PathBuf>,
-    /// A token, for HTTPS URLs (sent as the password of `x-access-token` unless the URL names a
-    /// user).
-    pub token: Option<String>,
+/// Who env-manager's commits are by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
 }
 
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("ssh_key", &self.ssh_key)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
+impl Default for Author {
+    fn default() -> Self {
+        Author {
+            name: "flotilla env-manager".into(),
+            email: "env-manager@flotilla.invalid".into(),
+        }
     }
 }
 
@@ -93,13 +111,18 @@ pub enum FileChange {
 /// The branch head after a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pushed {
-    /// The head commit's id; `None` when the branch has no commit yet and nothing was written.
+    /// The head commit's id, which holds the change; `None` when the branch has no commit yet
+    /// and nothing was written.
     pub revision: Option<String>,
-    /// Whether this write made (and pushed) a commit.
+    /// Whether this write changed the tree (and a commit holding it was pushed).
     pub committed: bool,
+    /// How many writes the pushed commit holds (1 when the write was not grouped; 0 when
+    /// nothing was committed).
+    pub grouped: usize,
 }
 
-/// The working copy as of the remote's head, for a change to read what it builds on.
+/// The working copy as of the remote's head (plus the writes grouped before this one), for a
+/// change to read what it builds on.
 #[derive(Debug)]
 pub struct Snapshot<'a> {
     root: &'a Path,
@@ -121,17 +144,30 @@ impl Snapshot<'_> {
     }
 }
 
-/// The GitOps working copy. Cheap to clone; clones share the working copy and its lock.
+/// The GitOps working copy. Cheap to clone; clones share the working copy, its lock and the
+/// queue of writes.
 #[derive(Clone)]
 pub struct GitOps {
-    settings: Arc<Settings>,
-    repo: Arc<Mutex<Repository>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    repo: Mutex<Repository>,
+    queue: Mutex<Queue>,
+}
+
+/// Writes waiting for the writer, and whether a writer is running.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Box<dyn Job>>,
+    writing: bool,
 }
 
 impl std::fmt::Debug for GitOps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GitOps")
-            .field("settings", &self.settings)
+            .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
     }
 }
@@ -139,52 +175,78 @@ impl std::fmt::Debug for GitOps {
 impl GitOps {
     /// Opens the working copy in `settings.dir`, cloning the remote there first if needed.
     pub async fn open(settings: Settings) -> Result<GitOps, GitError> {
-        let settings = Arc::new(settings);
         let opening = settings.clone();
         let repo = blocking(move || open_or_clone(&opening)).await?;
         Ok(GitOps {
-            settings,
-            repo: Arc::new(Mutex::new(repo)),
+            inner: Arc::new(Inner {
+                settings,
+                repo: Mutex::new(repo),
+                queue: Mutex::new(Queue::default()),
+            }),
         })
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.inner.settings
     }
 
-    /// Commits what `change` computes from the remote's head, and pushes it.
+    /// Commits what `change` computes from the remote's head, and pushes it; returns once the
+    /// commit holding the change is on the remote.
     ///
     /// `change` may run more than once (once per push attempt), each time on the then current
-    /// head; it returns the files to change and a value passed back with the result. Its error
-    /// type carries git errors too, so it can fail for its own reasons (a manifest that does
-    /// not parse) without a push being tried.
+    /// head, after the changes grouped before it in the same commit; it returns the files to
+    /// change and a value passed back with the result. Its error type carries git errors too,
+    /// so it can fail for its own reasons (a manifest that does not parse): then nothing of it
+    /// is written and the error comes back, while the rest of its group is committed.
+    /// `message` is the commit message, or one line of a grouped commit's.
     pub async fn commit<T, E, F>(&self, message: String, change: F) -> Result<(Pushed, T), E>
     where
         T: Send + 'static,
         E: From<GitError> + Send + 'static,
         F: FnMut(&Snapshot<'_>) -> Result<(Vec<FileChange>, T), E> + Send + 'static,
     {
-        let settings = self.settings.clone();
-        let repo = self.repo.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            // A panic mid-write leaves the working copy behind, but each write starts with a
-            // hard reset to the remote's head, so the next one is unaffected.
-            let repo = repo.lock().unwrap_or_else(PoisonError::into_inner);
-            commit_and_push(&repo, &settings, &message, change)
-        });
-        match task.await {
+        let (done, answer) = oneshot::channel();
+        self.enqueue(Box::new(TypedJob::new(message, change, done)));
+        match answer.await {
             Ok(result) => result,
-            Err(e) => Err(GitError::Task(e.to_string()).into()),
+            // The writer dropped the job without answering: it panicked.
+            Err(_) => Err(GitError::Task("the git writer stopped before pushing".into()).into()),
+        }
+    }
+
+    /// Writes waiting for the writer (not counting the group being pushed).
+    pub fn queued(&self) -> usize {
+        let queue = self
+            .inner
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        queue.jobs.len()
+    }
+
+    /// Queues `job`, starting a writer when none runs.
+    fn enqueue(&self, job: Box<dyn Job>) {
+        let start = {
+            let mut queue = self
+                .inner
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            queue.jobs.push_back(job);
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start {
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || inner.write_all());
         }
     }
 
     /// Reads `path` at the remote's head.
     pub async fn read(&self, path: String) -> Result<Option<Vec<u8>>, GitError> {
-        let settings = self.settings.clone();
-        let repo = self.repo.clone();
+        let inner = self.inner.clone();
         blocking(move || {
-            let repo = repo.lock().unwrap_or_else(PoisonError::into_inner);
-            sync(&repo, &settings)?;
+            let repo = inner.repo.lock().unwrap_or_else(PoisonError::into_inner);
+            sync(&repo, &inner.settings)?;
             snapshot(&repo)?.read(&path)
         })
         .await
@@ -197,13 +259,39 @@ impl GitOps {
         path: String,
         limit: usize,
     ) -> Result<Vec<Option<Vec<u8>>>, GitError> {
-        let settings = self.settings.clone();
-        let repo = self.repo.clone();
+        let inner = self.inner.clone();
         blocking(move || {
-            let repo = repo.lock().unwrap_or_else(PoisonError::into_inner);
-            file_history(&repo, &settings.branch, Path::new(&path), limit)
+            let repo = inner.repo.lock().unwrap_or_else(PoisonError::into_inner);
+            file_history(&repo, &inner.settings.branch, Path::new(&path), limit)
         })
         .await
+    }
+}
+
+impl Inner {
+    /// The writer: commits what waits, group by group, until the queue is empty.
+    fn write_all(&self) {
+        loop {
+            let group: Vec<Box<dyn Job>> = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let take = queue.jobs.len().min(self.settings.group_max.max(1));
+                if take == 0 {
+                    queue.writing = false;
+                    return;
+                }
+                queue.jobs.drain(..take).collect()
+            };
+            // A change that panics drops its group's jobs, whose callers then get an error;
+            // the writer itself goes on. Each group starts with a hard reset to the remote's
+            // head, so what a panic left in the working copy does not matter.
+            let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let repo = self.repo.lock().unwrap_or_else(PoisonError::into_inner);
+                write_batch(&repo, &self.settings, group);
+            }));
+            if written.is_err() {
+                tracing::error!("a GitOps write panicked; its group was not pushed");
+            }
+        }
     }
 }
 

@@ -1,17 +1,26 @@
 //! The handler: builds in, environments requested; passed staging tests in, a release and a
-//! teardown requested; closed pull requests and teardown requests in, environments removed.
+//! teardown requested; failed tests, closed pull requests and teardown requests in, the
+//! environment marked or removed; an aborted canary in, production rolled back. Along the way,
+//! the change's commit gets statuses on GitHub when a token is configured.
 
 use std::sync::Arc;
 
 use flotilla_bus::{Ctx, Event, Handler, HandlerError, Outgoing};
-use flotilla_proto::v1::{Build, Environment, PullRequest, Release, TeardownRequest, TestResult};
+use flotilla_proto::v1::{Build, Environment, PullRequest, TeardownRequest};
 
 use crate::config::Config;
 use crate::envid::{self, Kind};
 use crate::error::Error;
+use crate::github::State;
 use crate::gitops::{FileChange, GitOps, Snapshot};
-use crate::manifest::{self, EnvSpec, ManifestError, Promotion};
+use crate::manifest::{self, EnvSpec, ManifestError};
 use crate::registry::{self, EnvRecord, Registry};
+
+use report::Reporter;
+
+mod promote;
+pub mod report;
+mod verdict;
 
 /// Commits searched for the version a promotion replaced, when it was already promoted.
 const HISTORY_DEPTH: usize = 200;
@@ -22,6 +31,7 @@ pub struct EnvManager {
     config: Arc<Config>,
     gitops: GitOps,
     registry: Registry,
+    reporter: Reporter,
 }
 
 impl Handler for EnvManager {
@@ -33,19 +43,25 @@ impl Handler for EnvManager {
 impl EnvManager {
     /// `gitops` must be opened on `config.gitops`.
     pub fn new(config: Config, gitops: GitOps, registry: Registry) -> EnvManager {
+        let reporter = Reporter::new(config.github.clone());
         EnvManager {
             config: Arc::new(config),
             gitops,
             registry,
+            reporter,
         }
     }
 
     async fn on_event(&self, event: &Event) -> Result<Vec<Outgoing>, Error> {
         match event.event_type() {
             "build.succeeded" => self.request(event.decode()?, event).await,
-            "tests.passed" => self.promote(event.decode()?, event).await,
+            "tests.passed" => self.tests_passed(event.decode()?, event).await,
+            "tests.failed" => self.tests_failed(event.decode()?, event).await,
             "source.pull_request" => pr_closed(&event.decode()?, event),
             "env.teardown.requested" => self.teardown(event.decode()?, event).await,
+            "env.ready" | "env.failed" => self.env_verdict(event.decode()?, event).await,
+            "canary.promoted" => self.canary_promoted(event.decode()?).await,
+            "canary.aborted" => self.canary_aborted(event.decode()?, event).await,
             other => {
                 tracing::debug!(event_type = other, "not an event env-manager acts on");
                 Ok(Vec::new())
@@ -91,11 +107,13 @@ impl EnvManager {
             change_id: spec.change_id.clone(),
             repo: spec.repo.clone(),
             pr: spec.pr,
+            sha: build.sha.clone(),
             apps: apps.iter().map(Into::into).collect(),
             revision: revision.clone(),
             created_at: spec.created_at.clone(),
             expires_at: spec.expires_at.clone(),
             owner: String::new(),
+            reason: String::new(),
             other: Default::default(),
         };
         self.registry
@@ -123,6 +141,17 @@ impl EnvManager {
             ..Default::default()
         };
         let out = Outgoing::new("env.requested", &env, &requested)?.with_change_id(&spec.change_id);
+        let short = requested.revision.get(..7).unwrap_or(&requested.revision);
+        self.reporter
+            .status(
+                &build.repo,
+                &build.sha,
+                report::ENV,
+                State::Pending,
+                format!("environment {env} requested (GitOps {short})"),
+                None,
+            )
+            .await;
         Ok(vec![out])
     }
 
@@ -167,102 +196,6 @@ impl EnvManager {
             created_at,
             expires_at,
         })
-    }
-
-    /// A staging env passed its tests: production gets its version, and the env can go.
-    async fn promote(&self, result: TestResult, event: &Event) -> Result<Vec<Outgoing>, Error> {
-        let env = result.env.clone();
-        if Kind::of(&env) != Some(Kind::Staging) {
-            tracing::debug!(env = %env, "tests passed outside staging: nothing to promote");
-            return Ok(Vec::new());
-        }
-        if result.app.is_empty() || result.version.is_empty() {
-            return Err(bad_event(
-                event,
-                "the test result carries no app or version",
-            ));
-        }
-        let (app, version) = (result.app.clone(), result.version.clone());
-        let production = self.config.production_manifest.clone();
-        let message = format!(
-            "env-manager: promote {app} to {version} ({})",
-            result.change_id
-        );
-        let (target, previous) = (version.clone(), app.clone());
-        let (pushed, promotion) = self
-            .gitops
-            .commit(message, move |tree: &Snapshot<'_>| {
-                let current = read_manifest(tree, &production)?;
-                let promotion = manifest::promote(&current, &previous, &target)
-                    .map_err(|source| manifest_error(&production, source))?;
-                let writes = match &promotion {
-                    Promotion::Updated { contents, .. } => vec![FileChange::Write {
-                        path: production.clone(),
-                        contents: contents.clone(),
-                    }],
-                    Promotion::Superseded { .. } => Vec::new(),
-                };
-                Ok::<_, Error>((writes, promotion))
-            })
-            .await?;
-        let previous_version = match promotion {
-            Promotion::Updated { previous, .. } if previous != version => previous,
-            // Promoted already (a redelivery, or a person was faster): production's version
-            // before this one is in the history.
-            Promotion::Updated { .. } => self.version_before(&app, &version).await?,
-            Promotion::Superseded { current } => {
-                tracing::warn!(env = %env, change_id = %result.change_id, app = %app, version = %version, production = %current, "a newer build is already in production; not promoting");
-                let teardown = TeardownRequest {
-                    env: env.clone(),
-                    reason: "superseded".into(),
-                    change_id: result.change_id.clone(),
-                    message: format!(
-                        "{} passed its tests after {current} reached production; not promoted",
-                        result.change_id
-                    ),
-                };
-                return Ok(vec![
-                    Outgoing::new("env.teardown.requested", &env, &teardown)?
-                        .with_change_id(&result.change_id),
-                ]);
-            }
-        };
-        tracing::info!(env = %env, change_id = %result.change_id, app = %app, version = %version, previous_version = %previous_version, committed = pushed.committed, "production manifest updated");
-
-        let release = Release {
-            change_id: result.change_id.clone(),
-            app: app.clone(),
-            version,
-            previous_version,
-            ..Default::default()
-        };
-        let teardown = TeardownRequest {
-            env: env.clone(),
-            reason: "promoted".into(),
-            change_id: result.change_id.clone(),
-            message: format!("{} promoted to production", result.change_id),
-        };
-        Ok(vec![
-            Outgoing::new("release.requested", &app, &release)?.with_change_id(&result.change_id),
-            Outgoing::new("env.teardown.requested", &env, &teardown)?
-                .with_change_id(&result.change_id),
-        ])
-    }
-
-    /// The version `app` had in production before `version`, from the production manifest's
-    /// recent history; empty when it is not there.
-    async fn version_before(&self, app: &str, version: &str) -> Result<String, Error> {
-        let path = self.config.production_manifest.clone();
-        let history = self.gitops.file_history(path, HISTORY_DEPTH).await?;
-        let earlier = history
-            .iter()
-            .flatten()
-            .filter_map(|bytes| manifest::parse(bytes).ok())
-            .filter_map(|m| manifest::apps_of(&m).ok())
-            .filter_map(|apps| apps.into_iter().find(|a| a.name == app))
-            .map(|a| a.version)
-            .find(|v| v != version);
-        Ok(earlier.unwrap_or_default())
     }
 
     /// Removes the env's manifest from the GitOps repository and marks it deleting; the reaper
@@ -328,19 +261,19 @@ fn pr_closed(pr: &PullRequest, event: &Event) -> Result<Vec<Outgoing>, Error> {
     )?])
 }
 
-fn read_manifest(tree: &Snapshot<'_>, path: &str) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_manifest(tree: &Snapshot<'_>, path: &str) -> Result<Vec<u8>, Error> {
     tree.read(path)?
         .ok_or_else(|| manifest_error(path, ManifestError::Malformed("no such file".into())))
 }
 
-fn manifest_error(path: &str, source: ManifestError) -> Error {
+pub(crate) fn manifest_error(path: &str, source: ManifestError) -> Error {
     Error::Manifest {
         path: path.to_owned(),
         source,
     }
 }
 
-fn bad_event(event: &Event, reason: &str) -> Error {
+pub(crate) fn bad_event(event: &Event, reason: &str) -> Error {
     Error::BadEvent {
         event_type: event.event_type().to_owned(),
         event_id: event.id.clone(),

@@ -1,20 +1,25 @@
 //! env-manager: turns builds into environments in the GitOps repository, promotes staging
-//! changes whose tests passed, and removes environments when asked.
+//! changes whose tests passed, rolls production back when a canary aborts, and removes
+//! environments when asked; reports each change's progress as GitHub commit statuses.
 //!
 //! | consumes | writes | emits |
 //! |---|---|---|
 //! | `build.succeeded.<change>` | `envs/<env>.json`: production with the change's version; registry record `requested` | `env.requested.<env>` |
-//! | `tests.passed.<env>` of a staging env | `apps/production.json` at the tested version | `release.requested.<app>`, `env.teardown.requested.<env>` (`promoted`) |
+//! | `tests.passed.<env>` of a staging env | `apps/production.json` at the tested version (or a pull request) | `release.requested.<app>`, `env.teardown.requested.<env>` (`promoted`) |
+//! | `tests.failed.<env>` | registry record `failed` with the reason | `env.failed.<env>` |
+//! | `canary.aborted.<release>` | `apps/production.json` back at the version the release replaced | `release.rolled_back.<app>` |
 //! | `source.pull_request.<repo>` `closed` | | `env.teardown.requested.pr-<repo>-<n>` (`pr_closed`) |
 //! | `env.teardown.requested.<env>` | `envs/<env>.json` removed; registry record `deleting` | |
+//! | `env.ready`, `env.failed`, `canary.promoted` | | (commit statuses) |
 //!
 //! The layers are testable alone: [`envid`] and [`manifest`] are pure, [`gitops`] is the git
-//! working copy (fetch, commit, push, redo on a moved remote), [`registry`] the KV records
-//! (compare-and-set), and [`handler`] ties them to the bus.
+//! working copy (fetch, grouped commits, push, redo on a moved remote), [`registry`] the KV
+//! records (compare-and-set), [`github`] the REST API, and [`handler`] ties them to the bus.
 
 pub mod config;
 pub mod envid;
 pub mod error;
+pub mod github;
 pub mod gitops;
 pub mod handler;
 pub mod manifest;

@@ -63,6 +63,9 @@ async fn start(config: Config, service: &ServiceArgs) -> Result<EnvManager, Stri
         gitops = %config.gitops.url,
         branch = %config.gitops.branch,
         ttl = %humantime::format_duration(config.env_ttl),
+        group_max = config.gitops.group_max,
+        promote = ?config.promote,
+        github = config.github.is_some(),
         "env-manager configured"
     );
     Ok(EnvManager::new(config, gitops, Registry::new(envs)))

@@ -108,6 +108,43 @@ pub enum Promotion {
     Superseded { current: String },
 }
 
+/// The production manifest with `app` set back from `from` (a release whose canary aborted)
+/// to `to`, the version it replaced.
+pub fn roll_back(
+    production: &[u8],
+    app: &str,
+    from: &str,
+    to: &str,
+) -> Result<Reverting, ManifestError> {
+    let mut manifest = parse(production)?;
+    let current = manifest
+        .get("apps")
+        .and_then(|apps| apps.get(app))
+        .map(|entry| text(entry, "version"))
+        .ok_or_else(|| ManifestError::MissingApp(app.to_owned()))?;
+    if current == to {
+        return Ok(Reverting::AlreadyThere);
+    }
+    if current != from {
+        return Ok(Reverting::Moved { current });
+    }
+    set_version(&mut manifest, app, to, None)?;
+    Ok(Reverting::Reverted {
+        contents: to_bytes(&manifest),
+    })
+}
+
+/// What rolling a release back does to production.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reverting {
+    /// The new manifest, with the earlier version.
+    Reverted { contents: Vec<u8> },
+    /// Production runs the earlier version already (a redelivery, or a person was faster).
+    AlreadyThere,
+    /// Production runs neither: someone changed it since; it is left alone.
+    Moved { current: String },
+}
+
 /// Whether `candidate` was built before `current`. Versions are `v<UTC yyyyMMddHHmmss>-<sha7>`,
 /// so their timestamps order them; a version of another shape is never called older.
 pub fn is_older(candidate: &str, current: &str) -> bool {

@@ -16,6 +16,8 @@ const CAS_ATTEMPTS: u32 = 10;
 pub const REQUESTED: &str = "requested";
 /// `deleting`: removed from git; the reaper verifies it is gone.
 pub const DELETING: &str = "deleting";
+/// `failed`: its tests failed; it stays (for people to look at) until it is reaped.
+pub const FAILED: &str = "failed";
 
 /// One environment as recorded in the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -30,6 +32,9 @@ pub struct EnvRecord {
     pub repo: String,
     #[serde(default)]
     pub pr: u64,
+    /// The source commit the env runs, for reporting on it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha: String,
     #[serde(default)]
     pub apps: Vec<App>,
     /// The GitOps commit the env was written at.
@@ -41,6 +46,9 @@ pub struct EnvRecord {
     pub expires_at: String,
     #[serde(default)]
     pub owner: String,
+    /// Why the env failed, when it did.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// Fields other workers added: kept as they are.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -53,6 +61,17 @@ pub struct App {
     pub version: String,
     #[serde(default)]
     pub image: String,
+}
+
+impl App {
+    /// The app as events carry it.
+    pub fn to_proto(&self) -> AppVersion {
+        AppVersion {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            image: self.image.clone(),
+        }
+    }
 }
 
 impl From<&AppVersion> for App {

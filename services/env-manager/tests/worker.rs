@@ -351,3 +351,36 @@ async fn a_teardown_of_an_id_that_is_not_a_dns_label_is_dead_lettered() -> Resul
     assert_eq!(fx.remote_commits()?, commits_before);
     worker.shutdown().await
 }
+
+#[tokio::test]
+async fn a_later_push_to_a_pull_request_updates_its_preview_env_in_place() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(42))
+        .await?;
+    fx.stored_exactly("flotilla.env.requested.>", 1).await?;
+    let first_revision = fx.remote_head()?;
+
+    let mut later = build(42);
+    later.version = "v20240101130000-ddddddd".into();
+    later.change_id = format!("ping-{}", later.version);
+    later.sha = "ddddddd000000000000000000000000000000000".into();
+    fx.publish("build.succeeded", &later.change_id, &later)
+        .await?;
+
+    let requested = fx.stored_exactly("flotilla.env.requested.>", 2).await?;
+    let second: Environment = requested
+        .last()
+        .context("a second env.requested")?
+        .decode()?;
+    assert_eq!(second.env, "pr-ping-42", "the same env");
+    assert_ne!(second.revision, first_revision);
+    assert_eq!(second.revision, fx.remote_head()?);
+    let manifest = fx.remote_json("envs/pr-ping-42.json")?;
+    assert_eq!(manifest["apps"]["ping"]["version"], later.version.as_str());
+    assert_eq!(manifest["change_id"], later.change_id.as_str());
+    assert_eq!(fx.remote_files("envs")?, ["pr-ping-42.json"]);
+    let record = fx.record("pr-ping-42").await?.context("registered")?;
+    assert_eq!((record.change_id, record.sha), (later.change_id, later.sha));
+    worker.shutdown().await
+}

@@ -1,13 +1,16 @@
-//! `flotilla bench`: the bus's performance figures, measured against bare JetStream on the same
-//! server in the same run (DESIGN.md, "Targets").
+//! `flotilla bench`: the bus's and the webhook intake's performance figures, measured against
+//! bare JetStream on the same server in the same run, and env-manager's from a build to its env
+//! file pushed (DESIGN.md, "Targets").
 
-use flotilla_bench::{BenchError, HopArgs, HopReport, WebhookArgs, run_hop, run_webhook};
+use flotilla_bench::{
+    BenchError, EnvArgs, HopArgs, HopReport, WebhookArgs, run_env, run_hop, run_webhook,
+};
 use flotilla_bus::NatsArgs;
 
 use crate::error::CliError;
 use crate::render::Output;
 
-/// Measure the bus and the webhook intake against bare JetStream.
+/// Measure the bus and the webhook intake against bare JetStream, and env-manager.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Two hops through the bus and through bare async-nats: latency and throughput.
@@ -37,12 +40,26 @@ pub enum Command {
   flotilla bench webhook
   flotilla bench webhook --clients 32 --requests 20000 --rate 1000")]
     Webhook(WebhookArgs),
+    /// env-manager from a build to its env file pushed: latency, and env writes/s with grouped
+    /// commits on and off.
+    ///
+    /// Runs env-manager in this process on streams of its own and on local bare GitOps
+    /// repositories in a temp dir. Latency is one build at a time, from publishing
+    /// build.succeeded to receiving the env.requested env-manager publishes once the env file
+    /// is pushed and registered (target: p50 < 200 ms). Throughput is bursts of builds
+    /// published at once, with grouping on and off taking turns. Deletes its streams and
+    /// repositories afterwards.
+    #[command(after_help = "Examples:
+  flotilla bench env
+  flotilla bench env --count 500 --burst 500 --concurrency 32")]
+    Env(EnvArgs),
 }
 
 pub async fn run(nats: &NatsArgs, command: Command) -> Result<(), CliError> {
     match command {
         Command::Hop(args) => hop(nats, args).await,
         Command::Webhook(args) => webhook(nats, args).await,
+        Command::Env(args) => env(nats, args).await,
     }
 }
 
@@ -59,9 +76,23 @@ async fn webhook(nats: &NatsArgs, args: WebhookArgs) -> Result<(), CliError> {
             .map_err(bench_error("bench webhook"))
     })
     .await?;
-    let mut out = Output::live();
-    out.line(report)?;
-    out.finish()
+    print(report)
+}
+
+async fn env(nats: &NatsArgs, args: EnvArgs) -> Result<(), CliError> {
+    eprintln!(
+        "measuring env-manager on local bare repositories, against {} ...",
+        nats.url
+    );
+    let nats = nats.clone();
+    let report = on_worker_runtime(move || async move {
+        let client = nats.connect("flotilla-bench").await?;
+        run_env(client, &args)
+            .await
+            .map_err(bench_error("bench env"))
+    })
+    .await?;
+    print(report)
 }
 
 /// Runs `measure` on a runtime with a thread per core, as workers have: the CLI itself runs on
@@ -100,9 +131,7 @@ async fn hop(nats: &NatsArgs, args: HopArgs) -> Result<(), CliError> {
     );
     let nats = nats.clone();
     let report = on_worker_runtime(move || async move { measure(&nats, &args).await }).await?;
-    let mut out = Output::live();
-    out.line(report)?;
-    out.finish()
+    print(report)
 }
 
 async fn measure(nats: &NatsArgs, args: &HopArgs) -> Result<HopReport, CliError> {
@@ -110,4 +139,11 @@ async fn measure(nats: &NatsArgs, args: &HopArgs) -> Result<HopReport, CliError>
     run_hop(client, args)
         .await
         .map_err(bench_error("bench hop"))
+}
+
+/// Prints a finished report on stdout.
+fn print(report: impl std::fmt::Display) -> Result<(), CliError> {
+    let mut out = Output::live();
+    out.line(report)?;
+    out.finish()
 }

@@ -2,18 +2,16 @@
 //! with the working copy locked.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use git2::{
-    Cred, CredentialType, FetchOptions, PushOptions, RemoteCallbacks, Repository, ResetType,
-    Signature, build::CheckoutBuilder,
+    FetchOptions, Oid, PushOptions, Repository, ResetType, Signature, build::CheckoutBuilder,
 };
 
-use super::{Credentials, FileChange, GitError, Pushed, Settings, Snapshot, git};
+use super::auth::callbacks;
+use super::{Author, FileChange, GitError, Settings, Snapshot, git};
 
 const REMOTE: &str = "origin";
-const AUTHOR_NAME: &str = "flotilla env-manager";
-const AUTHOR_EMAIL: &str = "env-manager@flotilla.invalid";
 
 pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError> {
     if settings.dir.join(".git").exists() {
@@ -32,57 +30,6 @@ pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError>
     repo.remote(REMOTE, &settings.url)
         .map_err(git("add the remote"))?;
     Ok(repo)
-}
-
-pub(super) fn commit_and_push<T, E, F>(
-    repo: &Repository,
-    settings: &Settings,
-    message: &str,
-    mut change: F,
-) -> Result<(Pushed, T), E>
-where
-    E: From<GitError>,
-    F: FnMut(&Snapshot<'_>) -> Result<(Vec<FileChange>, T), E>,
-{
-    let attempts = settings.push_attempts.max(1);
-    let mut reason = String::new();
-    for attempt in 1..=attempts {
-        let head = sync(repo, settings)?;
-        let (files, value) = change(&snapshot(repo)?)?;
-        let Some(commit) = commit_files(repo, head, &files, message)? else {
-            let revision = head.map(|h| h.to_string());
-            return Ok((
-                Pushed {
-                    revision,
-                    committed: false,
-                },
-                value,
-            ));
-        };
-        match push(repo, settings)? {
-            None => {
-                tracing::info!(revision = %commit, branch = %settings.branch, "pushed to the GitOps repository");
-                let revision = Some(commit.to_string());
-                return Ok((
-                    Pushed {
-                        revision,
-                        committed: true,
-                    },
-                    value,
-                ));
-            }
-            Some(rejected) => {
-                tracing::info!(attempt, reason = %rejected, "push rejected: the remote moved; writing again on its new head");
-                reason = rejected;
-            }
-        }
-    }
-    Err(GitError::Contended {
-        branch: settings.branch.clone(),
-        attempts,
-        reason,
-    }
-    .into())
 }
 
 /// Fetches the branch and resets the working copy to it; returns its head (`None` when the
@@ -132,15 +79,13 @@ pub(super) fn snapshot(repo: &Repository) -> Result<Snapshot<'_>, GitError> {
     })
 }
 
-/// Writes `files` and commits them on `parent`; `None` when the tree did not change.
-fn commit_files(
+/// Writes `files` into the working copy and stages them in `index`.
+pub(super) fn apply_files(
     repo: &Repository,
-    parent: Option<git2::Oid>,
+    index: &mut git2::Index,
     files: &[FileChange],
-    message: &str,
-) -> Result<Option<git2::Oid>, GitError> {
+) -> Result<(), GitError> {
     let root = snapshot(repo)?.root.to_path_buf();
-    let mut index = repo.index().map_err(git("open the index"))?;
     for file in files {
         match file {
             FileChange::Write { path, contents } => {
@@ -177,31 +122,60 @@ fn commit_files(
             }
         }
     }
-    index.write().map_err(git("write the index"))?;
-    let tree_id = index.write_tree().map_err(git("write the tree"))?;
+    Ok(())
+}
+
+/// Commits `tree` on `parent` and moves the branch (HEAD) to the commit.
+pub(super) fn commit_tree(
+    repo: &Repository,
+    parent: Option<git2::Oid>,
+    tree: git2::Oid,
+    message: &str,
+    author: &Author,
+) -> Result<git2::Oid, GitError> {
+    let tree = repo.find_tree(tree).map_err(git("find the tree"))?;
     let parent = match parent {
         Some(oid) => Some(repo.find_commit(oid).map_err(git("find the head commit"))?),
         None => None,
     };
-    let unchanged = match &parent {
-        Some(parent) => parent.tree_id() == tree_id,
-        None => index.is_empty(),
-    };
-    if unchanged {
-        return Ok(None);
-    }
-    let tree = repo.find_tree(tree_id).map_err(git("find the tree"))?;
-    let author = Signature::now(AUTHOR_NAME, AUTHOR_EMAIL).map_err(git("sign the commit"))?;
+    let signature = Signature::now(&author.name, &author.email).map_err(git("sign the commit"))?;
     let parents: Vec<_> = parent.iter().collect();
-    repo.commit(Some("HEAD"), &author, &author, message, &tree, &parents)
-        .map(Some)
-        .map_err(git("commit"))
+    repo.commit(
+        Some("HEAD"),
+        &signature,
+        &signature,
+        message,
+        &tree,
+        &parents,
+    )
+    .map_err(git("commit"))
 }
 
-/// Pushes the branch; `Some(reason)` when the remote rejected it because it moved.
-fn push(repo: &Repository, settings: &Settings) -> Result<Option<String>, GitError> {
-    let branch = &settings.branch;
-    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+/// Pushes the branch, whose head is now `new` and was `expected` at the remote when the write
+/// started; `Some(reason)` when the remote rejected it because it moved.
+pub(super) fn push(
+    repo: &Repository,
+    settings: &Settings,
+    expected: Option<Oid>,
+    new: Oid,
+) -> Result<Option<String>, GitError> {
+    match local_path(&settings.url) {
+        Some(path) => push_local(repo, settings, &path, expected, new),
+        None => push_refspec(
+            repo,
+            settings,
+            &format!("refs/heads/{0}:refs/heads/{0}", settings.branch),
+        ),
+    }
+}
+
+/// A push over the network: the server checks, under its ref lock, that the branch still is
+/// what we saw, and rejects the update otherwise.
+fn push_refspec(
+    repo: &Repository,
+    settings: &Settings,
+    refspec: &str,
+) -> Result<Option<String>, GitError> {
     let mut remote = repo.find_remote(REMOTE).map_err(git("find the remote"))?;
     let rejected = RefCell::new(None);
     let mut callbacks = callbacks(&settings.credentials);
@@ -213,7 +187,7 @@ fn push(repo: &Repository, settings: &Settings) -> Result<Option<String>, GitErr
     });
     let mut options = PushOptions::new();
     options.remote_callbacks(callbacks);
-    match remote.push(&[&refspec], Some(&mut options)) {
+    match remote.push(&[refspec], Some(&mut options)) {
         Ok(()) => {}
         // Local remotes report a moved branch as an error rather than through the callback.
         Err(e) if e.code() == git2::ErrorCode::NotFastForward => {
@@ -225,31 +199,59 @@ fn push(repo: &Repository, settings: &Settings) -> Result<Option<String>, GitErr
     Ok(rejected.into_inner())
 }
 
-/// Answers the remote's credential requests from `credentials`, once per kind: libgit2 asks
-/// again after a refusal, and a wrong key must fail rather than loop.
-fn callbacks(credentials: &Credentials) -> RemoteCallbacks<'_> {
-    let mut callbacks = RemoteCallbacks::new();
-    let mut tried = CredentialType::empty();
-    callbacks.credentials(move |_url, username, allowed| {
-        let user = username.unwrap_or("git");
-        if allowed.contains(CredentialType::SSH_KEY) && !tried.contains(CredentialType::SSH_KEY) {
-            tried |= CredentialType::SSH_KEY;
-            if let Some(key) = &credentials.ssh_key {
-                return Cred::ssh_key(user, None, key, None);
+/// A push to a repository on this machine. libgit2's local transport sets the remote branch
+/// without checking that it is still what the push saw, so two writers that fetched the same
+/// head could both "fast-forward" it and one commit would be lost. So the objects go over
+/// under a ref of this push's own, and the branch is then moved with compare-and-swap under
+/// the branch's lock, as a git server does.
+fn push_local(
+    repo: &Repository,
+    settings: &Settings,
+    path: &Path,
+    expected: Option<Oid>,
+    new: Oid,
+) -> Result<Option<String>, GitError> {
+    let incoming = format!("refs/flotilla/incoming/{new}");
+    let refspec = format!("+refs/heads/{}:{incoming}", settings.branch);
+    if let Some(rejected) = push_refspec(repo, settings, &refspec)? {
+        return Err(git("push")(git2::Error::from_str(&rejected)));
+    }
+    let target = Repository::open(path).map_err(git("open the remote"))?;
+    let branch = format!("refs/heads/{}", settings.branch);
+    let message = "env-manager: push";
+    let moved = match expected {
+        Some(old) => target.reference_matching(&branch, new, true, old, message),
+        None => target.reference(&branch, new, false, message),
+    };
+    if let Ok(mut staged) = target.find_reference(&incoming) {
+        // Only a leftover ref: the objects are reachable from the branch, or garbage.
+        let _ = staged.delete();
+    }
+    match moved {
+        Ok(_) => Ok(None),
+        Err(e) => match e.code() {
+            git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked => {
+                Ok(Some(format!("the branch moved: {}", e.message())))
             }
-            return Cred::ssh_key_from_agent(user);
-        }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
-            && !tried.contains(CredentialType::USER_PASS_PLAINTEXT)
-        {
-            tried |= CredentialType::USER_PASS_PLAINTEXT;
-            if let Some(token) = &credentials.token {
-                return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
-            }
-        }
-        Err(git2::Error::from_str("no credentials accepted by the GitOps remote (set FLOTILLA_GITOPS_SSH_KEY or FLOTILLA_GITOPS_TOKEN)"))
-    });
-    callbacks
+            _ => Err(git("update the remote branch")(e)),
+        },
+    }
+}
+
+/// Where a remote on this machine is: a path or a `file://` URL; `None` for network remotes
+/// (`ssh://`, `https://`, `user@host:path`).
+pub(super) fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(path));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // scp-like syntax: a colon before any slash.
+    let scp_like = url
+        .find(':')
+        .is_some_and(|colon| !url[..colon].contains('/'));
+    (!scp_like).then(|| PathBuf::from(url))
 }
 
 pub(super) fn file_history(
@@ -285,4 +287,24 @@ pub(super) fn file_history(
         versions.push(contents);
     }
     Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_file_urls_are_local_and_network_urls_are_not() {
+        for (url, local) in [
+            ("/srv/gitops.git", Some("/srv/gitops.git")),
+            ("gitops.git", Some("gitops.git")),
+            ("./a:b/gitops.git", Some("./a:b/gitops.git")),
+            ("file:///srv/gitops.git", Some("/srv/gitops.git")),
+            ("https://github.com/acme/gitops.git", None),
+            ("ssh://git@github.com/acme/gitops.git", None),
+            ("git@github.com:acme/gitops.git", None),
+        ] {
+            assert_eq!(local_path(url), local.map(PathBuf::from), "{url}");
+        }
+    }
 }

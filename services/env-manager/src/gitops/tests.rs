@@ -1,6 +1,7 @@
 //! The working copy against real repositories in temp dirs: a bare "remote" and clones of it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use git2::{Repository, ResetType, Signature};
@@ -35,6 +36,8 @@ impl Remote {
             dir: self.dir.path().join(name),
             credentials: Credentials::default(),
             push_attempts: 3,
+            author: Author::default(),
+            group_max: 32,
         }
     }
 
@@ -251,5 +254,245 @@ async fn the_history_of_a_file_lists_its_contents_newest_first() -> Result<()> {
         [Some(b"2\n".to_vec()), Some(b"1\n".to_vec()), None]
     );
     assert_eq!(gitops.file_history("f.txt".into(), 1).await?.len(), 1);
+    Ok(())
+}
+
+type Held = (
+    std::sync::mpsc::Sender<()>,
+    tokio::task::JoinHandle<Result<(Pushed, ()), GitError>>,
+);
+
+/// Starts a write that holds the writer until `release` is sent, so that the writes started
+/// after it wait in the queue together; returns once the writer is held.
+async fn hold_the_writer(gitops: &GitOps) -> Result<Held> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gitops = gitops.clone();
+    let started = running.clone();
+    let task = tokio::spawn(async move {
+        gitops
+            .commit::<_, GitError, _>("first".into(), move |_| {
+                started.store(true, Ordering::SeqCst);
+                // Runs on the blocking pool: waiting here keeps the writer busy.
+                let _ = held.lock().map(|h| h.recv_timeout(Duration::from_secs(10)));
+                Ok((write("envs/first.json", b"1\n"), ()))
+            })
+            .await
+    });
+    let held =
+        flotilla_testing::eventually(Duration::from_secs(10), || running.load(Ordering::SeqCst))
+            .await;
+    anyhow::ensure!(held, "the first write never ran");
+    Ok((release, task))
+}
+
+/// Waits until `n` writes are queued.
+async fn until_queued(gitops: &GitOps, n: usize) -> Result<()> {
+    let queued =
+        flotilla_testing::eventually(Duration::from_secs(10), || gitops.queued() >= n).await;
+    anyhow::ensure!(queued, "{} of {n} writes queued", gitops.queued());
+    Ok(())
+}
+
+/// `n` writes of `envs/<i>.json`, started at once.
+fn start_writes(
+    gitops: &GitOps,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Pushed, anyhow::Error>>> {
+    (0..n)
+        .map(|i| {
+            let gitops = gitops.clone();
+            tokio::spawn(async move {
+                write_file(
+                    &gitops,
+                    &format!("envs/{i}.json"),
+                    format!("{i}\n").as_bytes(),
+                )
+                .await
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn writes_that_arrive_together_are_pushed_as_one_commit() -> Result<()> {
+    let remote = Remote::new()?;
+    let gitops = GitOps::open(remote.settings("work")).await?;
+    let (release, first) = hold_the_writer(&gitops).await?;
+    let writes = start_writes(&gitops, 5);
+    until_queued(&gitops, 5).await?;
+
+    release.send(())?;
+    first.await??;
+    let mut revisions = Vec::new();
+    for write in writes {
+        let pushed = write.await??;
+        assert!(pushed.committed);
+        assert_eq!(pushed.grouped, 5);
+        revisions.push(pushed.revision);
+    }
+
+    revisions.dedup();
+    assert_eq!(revisions.len(), 1, "one commit holds the five writes");
+    assert_eq!(remote.commits()?, 3, "the seed, the first write, the group");
+    for i in 0..5 {
+        assert!(
+            remote.file(&format!("envs/{i}.json"))?.is_some(),
+            "envs/{i}.json"
+        );
+    }
+    let repo = remote.repo()?;
+    let head = repo.find_reference("refs/heads/main")?.peel_to_commit()?;
+    let message = head.message().unwrap_or_default().to_owned();
+    assert!(message.starts_with("env-manager: 5 changes"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_grouping_off_every_write_is_its_own_commit() -> Result<()> {
+    let remote = Remote::new()?;
+    let mut settings = remote.settings("work");
+    settings.group_max = 1;
+    let gitops = GitOps::open(settings).await?;
+    let (release, first) = hold_the_writer(&gitops).await?;
+    let writes = start_writes(&gitops, 4);
+    until_queued(&gitops, 4).await?;
+
+    release.send(())?;
+    first.await??;
+    for write in writes {
+        assert_eq!(write.await??.grouped, 1);
+    }
+
+    assert_eq!(remote.commits()?, 6, "the seed, the first write, four more");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_change_that_fails_leaves_the_rest_of_its_group_to_be_pushed() -> Result<()> {
+    let remote = Remote::new()?;
+    let gitops = GitOps::open(remote.settings("work")).await?;
+    let (release, first) = hold_the_writer(&gitops).await?;
+    let writes = start_writes(&gitops, 2);
+    let failing = {
+        let gitops = gitops.clone();
+        tokio::spawn(async move {
+            gitops
+                .commit::<(), GitError, _>("broken".into(), |_| {
+                    Err(GitError::Task("the manifest does not parse".into()))
+                })
+                .await
+        })
+    };
+    until_queued(&gitops, 3).await?;
+
+    release.send(())?;
+    first.await??;
+
+    let err = failing.await?.expect_err("its own error comes back");
+    assert!(err.to_string().contains("does not parse"), "{err}");
+    for write in writes {
+        assert_eq!(write.await??.grouped, 2);
+    }
+    assert!(remote.file("envs/0.json")?.is_some() && remote.file("envs/1.json")?.is_some());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_on_their_own_working_copies_racing_on_one_remote_all_land() -> Result<()> {
+    let remote = Remote::new()?;
+    let names = ["a", "b", "c"];
+    let mut writers = Vec::new();
+    for name in names {
+        let mut settings = remote.settings(name);
+        settings.push_attempts = 50;
+        // One commit per write: as many pushes as possible, to race as often as possible.
+        settings.group_max = 1;
+        writers.push(GitOps::open(settings).await?);
+    }
+
+    let mut writes = Vec::new();
+    for i in 0..20 {
+        for (&name, gitops) in names.iter().zip(&writers) {
+            let gitops = gitops.clone();
+            writes.push(tokio::spawn(async move {
+                write_file(&gitops, &format!("envs/{name}-{i}.json"), b"{}\n").await
+            }));
+        }
+    }
+    for write in writes {
+        assert!(write.await??.committed);
+    }
+
+    let mut lost = Vec::new();
+    for i in 0..20 {
+        for name in names {
+            let path = format!("envs/{name}-{i}.json");
+            if remote.file(&path)?.is_none() {
+                lost.push(path);
+            }
+        }
+    }
+    assert_eq!(
+        lost,
+        Vec::<String>::new(),
+        "every pushed write is on the remote"
+    );
+    assert_eq!(remote.commits()?, 61, "the seed and one commit per write");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_that_was_never_pushed_is_redone_once_after_a_restart() -> Result<()> {
+    let remote = Remote::new()?;
+    let settings = remote.settings("work");
+    let before = GitOps::open(settings.clone()).await?;
+    before.read("apps/production.json".into()).await?;
+    drop(before);
+    // The process died between its commit and its push: the commit is in the working copy
+    // only.
+    {
+        let work = Repository::open(&settings.dir)?;
+        let file = settings.dir.join("envs/crash.json");
+        std::fs::create_dir_all(file.parent().context("in a dir")?)?;
+        std::fs::write(&file, b"{}\n")?;
+        let mut index = work.index()?;
+        index.add_path(Path::new("envs/crash.json"))?;
+        index.write()?;
+        let tree = work.find_tree(index.write_tree()?)?;
+        let parent = work.head()?.peel_to_commit()?;
+        let me = Signature::now("flotilla env-manager", "env-manager@flotilla.invalid")?;
+        work.commit(Some("HEAD"), &me, &me, "unpushed", &tree, &[&parent])?;
+    }
+    assert_eq!(remote.commits()?, 1, "nothing reached the remote");
+
+    let after = GitOps::open(settings).await?;
+    let pushed = write_file(&after, "envs/crash.json", b"{}\n").await?;
+    let again = write_file(&after, "envs/crash.json", b"{}\n").await?;
+
+    assert!(pushed.committed && !again.committed);
+    assert_eq!(remote.commits()?, 2, "one commit, no duplicate");
+    assert_eq!(
+        remote.file("envs/crash.json")?.as_deref(),
+        Some(&b"{}\n"[..])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_url_names_the_remote_as_well_as_its_path() -> Result<()> {
+    let remote = Remote::new()?;
+    let mut settings = remote.settings("work");
+    settings.url = format!("file://{}", remote.url().display());
+    let gitops = GitOps::open(settings).await?;
+
+    let pushed = write_file(&gitops, "envs/by-url.json", b"{}\n").await?;
+
+    assert!(pushed.committed);
+    assert_eq!(
+        remote.file("envs/by-url.json")?.as_deref(),
+        Some(&b"{}\n"[..])
+    );
     Ok(())
 }

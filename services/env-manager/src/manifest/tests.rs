@@ -208,3 +208,39 @@ fn versions_are_ordered_by_their_build_time_only_when_both_have_the_shape() {
     assert!(!is_older("1.2.3", "v20240101120000-bbbbbbb"));
     assert!(!is_older("v20240101120000-bbbbbbb", ""));
 }
+
+#[test]
+fn an_aborted_release_is_rolled_back_to_the_version_it_replaced() {
+    let aborted =
+        promote(PRODUCTION.as_bytes(), "ping", "v20240101120000-bbbbbbb").expect("promotes");
+    let Promotion::Updated { contents, previous } = aborted else {
+        panic!("expected a promotion, got {aborted:?}");
+    };
+
+    let reverting =
+        roll_back(&contents, "ping", "v20240101120000-bbbbbbb", &previous).expect("rolls back");
+
+    let Reverting::Reverted { contents } = reverting else {
+        panic!("expected a rollback, got {reverting:?}");
+    };
+    assert_eq!(json(&contents), json(PRODUCTION.as_bytes()));
+}
+
+#[test]
+fn a_rollback_leaves_production_alone_when_it_is_done_or_someone_moved_it() {
+    let current = "v20230121117084-1a2b3c4";
+    assert_eq!(
+        roll_back(PRODUCTION.as_bytes(), "ping", "v2", current).expect("decides"),
+        Reverting::AlreadyThere
+    );
+    assert_eq!(
+        roll_back(PRODUCTION.as_bytes(), "ping", "v2", "v1").expect("decides"),
+        Reverting::Moved {
+            current: current.into()
+        }
+    );
+    assert_eq!(
+        roll_back(PRODUCTION.as_bytes(), "pong", "v2", "v1"),
+        Err(ManifestError::MissingApp("pong".into()))
+    );
+}

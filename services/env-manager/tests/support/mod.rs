@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod github;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -74,9 +76,17 @@ impl Fixture {
     }
 
     pub async fn env_manager(&self) -> Result<EnvManager> {
-        let config = self.config();
+        self.env_manager_with(self.config()).await
+    }
+
+    pub async fn env_manager_with(&self, config: Config) -> Result<EnvManager> {
         let gitops = GitOps::open(config.gitops.clone()).await?;
         Ok(EnvManager::new(config, gitops, self.registry().await?))
+    }
+
+    /// Runs env-manager with `config` until the returned worker is shut down.
+    pub async fn run_with(&self, config: Config) -> Result<Running> {
+        self.run_handler(self.env_manager_with(config).await?).await
     }
 
     pub async fn registry(&self) -> Result<Registry> {
@@ -182,24 +192,115 @@ impl Fixture {
 
     /// The first commit of the remote: the production manifest, as a person would push it.
     fn seed_production(&self) -> Result<()> {
+        self.commit_as_someone(
+            &[("apps/production.json", PRODUCTION.as_bytes())],
+            "production",
+        )
+    }
+
+    /// A commit of `files` (path, contents) on the remote's `main`, by someone else than
+    /// env-manager (written into the bare repository, as a push would).
+    pub fn commit_as_someone(&self, files: &[(&str, &[u8])], message: &str) -> Result<()> {
         let repo = Repository::open_bare(self.remote())?;
-        let blob = repo.blob(PRODUCTION.as_bytes())?;
-        let mut apps = repo.treebuilder(None)?;
-        apps.insert("production.json", blob, 0o100644)?;
-        let apps = apps.write()?;
-        let mut root = repo.treebuilder(None)?;
-        root.insert("apps", apps, 0o040000)?;
-        let tree = repo.find_tree(root.write()?)?;
+        let parent = repo
+            .find_reference("refs/heads/main")
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok());
+        let base = parent.as_ref().map(|p| p.tree()).transpose()?;
+        let mut index = git2::Index::new()?;
+        if let Some(base) = &base {
+            index.read_tree(base)?;
+        }
+        for (path, contents) in files {
+            let blob = repo.blob(contents)?;
+            let entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: 0,
+                id: blob,
+                flags: 0,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            index.add(&entry)?;
+        }
+        let tree = repo.find_tree(index.write_tree_to(&repo)?)?;
         let someone = Signature::now("someone", "someone@example.com")?;
+        let parents: Vec<_> = parent.iter().collect();
         repo.commit(
             Some("refs/heads/main"),
             &someone,
             &someone,
-            "production",
+            message,
             &tree,
-            &[],
+            &parents,
         )?;
         Ok(())
+    }
+
+    /// The files under `dir` at the remote's head.
+    pub fn remote_files(&self, dir: &str) -> Result<Vec<String>> {
+        let repo = Repository::open_bare(self.remote())?;
+        let tree = repo.find_reference("refs/heads/main")?.peel_to_tree()?;
+        let Ok(entry) = tree.get_path(Path::new(dir)) else {
+            return Ok(Vec::new());
+        };
+        let dir = repo.find_tree(entry.id())?;
+        Ok(dir
+            .iter()
+            .filter_map(|e| e.name().map(str::to_owned))
+            .collect())
+    }
+
+    /// Waits until env-manager acknowledged every event up to stream sequence `seq` (handled,
+    /// skipped or dead-lettered).
+    pub async fn handled(&self, seq: u64) -> Result<()> {
+        let stream = self.bus.stream().await?;
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        loop {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+                .get_consumer("env-manager")
+                .await
+                .map_err(|e| anyhow!(e))?;
+            let info = consumer.info().await?;
+            if info.ack_floor.stream_sequence >= seq {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "env-manager acknowledged up to {} of {seq}",
+                info.ack_floor.stream_sequence
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The dead letters of env-manager, waiting for `want` of them.
+    pub async fn dead_letters(&self, want: usize) -> Result<Vec<String>> {
+        let dead = flotilla_testing::stored_messages(
+            self.bus.jetstream(),
+            "FLOTILLA_DLQ",
+            "flotilla-dlq.env-manager",
+            want,
+            WITHIN,
+        )
+        .await
+        .map_err(|e| anyhow!(e))?;
+        Ok(dead
+            .iter()
+            .map(|m| {
+                m.headers
+                    .as_ref()
+                    .and_then(|h| h.get("flotilla-dlq-reason"))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 }
 

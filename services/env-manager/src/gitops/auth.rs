@@ -1,0 +1,287 @@
+//! Credentials for the GitOps remote: an SSH key (or the agent) for SSH URLs, a token for
+//! HTTPS ones, each from a setting or a file that is read again at every authentication (so a
+//! rotated Kubernetes secret is picked up without a restart).
+//!
+//! What to answer is a pure function ([`answer`]) so it can be tested without a server; the
+//! libgit2 callback only turns its answer into a [`git2::Cred`].
+
+use std::path::PathBuf;
+
+use git2::{Cred, CredentialType, RemoteCallbacks};
+
+/// The user name sent with a token when the URL names none (what GitHub, Gitea and GitLab
+/// accept for tokens).
+pub const TOKEN_USER: &str = "x-access-token";
+
+/// A secret given as a value or as a file holding it.
+#[derive(Clone)]
+pub enum Secret {
+    Value(String),
+    /// Read at each use; surrounding whitespace (a trailing newline) is dropped.
+    File(PathBuf),
+}
+
+impl Secret {
+    /// The secret's value, or why it cannot be read.
+    pub fn reveal(&self) -> Result<String, String> {
+        match self {
+            Secret::Value(value) => Ok(value.clone()),
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| format!("read {}: {e}", path.display())),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("<redacted>"),
+            Secret::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+/// How to authenticate to the remote.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// A private key file, for SSH URLs (else the SSH agent is asked).
+    pub ssh_key: Option<PathBuf>,
+    /// The key's passphrase, when it has one.
+    pub ssh_passphrase: Option<Secret>,
+    /// The user for HTTPS tokens when the URL names none (default [`TOKEN_USER`]).
+    pub username: Option<String>,
+    /// A token (or password), for HTTPS URLs.
+    pub token: Option<Secret>,
+}
+
+/// What to give the remote when it asks for credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Only a user name (SSH asks for it first when the URL has none).
+    Username(String),
+    SshKey {
+        user: String,
+        key: PathBuf,
+        passphrase: Option<String>,
+    },
+    SshAgent(String),
+    UserPass {
+        user: String,
+        password: String,
+    },
+    /// Nothing (more) to offer: the operation fails with this reason.
+    Refuse(String),
+}
+
+/// The answer to the remote's request for `allowed` credential types. `tried` records what
+/// was given already: libgit2 asks again after a refusal, and a wrong key must fail rather
+/// than loop.
+pub fn answer(
+    credentials: &Credentials,
+    url_user: Option<&str>,
+    allowed: CredentialType,
+    tried: &mut CredentialType,
+) -> Answer {
+    let mut first = |kind: CredentialType| {
+        let fresh = allowed.contains(kind) && !tried.contains(kind);
+        if fresh {
+            *tried |= kind;
+        }
+        fresh
+    };
+    if first(CredentialType::USERNAME) {
+        return Answer::Username(url_user.unwrap_or("git").to_owned());
+    }
+    if first(CredentialType::SSH_KEY) {
+        let user = url_user.unwrap_or("git").to_owned();
+        let Some(key) = &credentials.ssh_key else {
+            return Answer::SshAgent(user);
+        };
+        let passphrase = match credentials.ssh_passphrase.as_ref().map(Secret::reveal) {
+            None => None,
+            Some(Ok(passphrase)) => Some(passphrase),
+            Some(Err(e)) => return Answer::Refuse(format!("SSH key passphrase: {e}")),
+        };
+        return Answer::SshKey {
+            user,
+            key: key.clone(),
+            passphrase,
+        };
+    }
+    if let Some(token) = &credentials.token
+        && first(CredentialType::USER_PASS_PLAINTEXT)
+    {
+        let user = url_user
+            .or(credentials.username.as_deref())
+            .unwrap_or(TOKEN_USER)
+            .to_owned();
+        return match token.reveal() {
+            Ok(password) => Answer::UserPass { user, password },
+            Err(e) => Answer::Refuse(format!("GitOps token: {e}")),
+        };
+    }
+    let why = if tried.is_empty() {
+        "the GitOps remote asks for credentials that are not configured"
+    } else {
+        "the GitOps remote refused the credentials"
+    };
+    Answer::Refuse(format!(
+        "{why} (set FLOTILLA_GITOPS_SSH_KEY for SSH, FLOTILLA_GITOPS_TOKEN or \
+         FLOTILLA_GITOPS_TOKEN_FILE for HTTPS)"
+    ))
+}
+
+/// libgit2 callbacks that answer credential requests from `credentials`.
+pub(super) fn callbacks(credentials: &Credentials) -> RemoteCallbacks<'_> {
+    let mut callbacks = RemoteCallbacks::new();
+    let mut tried = CredentialType::empty();
+    callbacks.credentials(move |_url, username, allowed| {
+        match answer(credentials, username, allowed, &mut tried) {
+            Answer::Username(user) => Cred::username(&user),
+            Answer::SshKey {
+                user,
+                key,
+                passphrase,
+            } => Cred::ssh_key(&user, None, &key, passphrase.as_deref()),
+            Answer::SshAgent(user) => Cred::ssh_key_from_agent(&user),
+            Answer::UserPass { user, password } => Cred::userpass_plaintext(&user, &password),
+            Answer::Refuse(why) => Err(git2::Error::from_str(&why)),
+        }
+    });
+    callbacks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(value: &str) -> Credentials {
+        Credentials {
+            token: Some(Secret::Value(value.into())),
+            ..Credentials::default()
+        }
+    }
+
+    #[test]
+    fn an_https_remote_gets_the_token_as_the_password_of_the_token_user() {
+        let mut tried = CredentialType::empty();
+        let answer = answer(
+            &token("s3cret"),
+            None,
+            CredentialType::USER_PASS_PLAINTEXT,
+            &mut tried,
+        );
+        assert_eq!(
+            answer,
+            Answer::UserPass {
+                user: TOKEN_USER.into(),
+                password: "s3cret".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_user_named_in_the_url_wins_over_the_configured_one() {
+        let mut credentials = token("t");
+        credentials.username = Some("configured".into());
+        let plain = CredentialType::USER_PASS_PLAINTEXT;
+        let from_url = answer(
+            &credentials,
+            Some("alice"),
+            plain,
+            &mut CredentialType::empty(),
+        );
+        let configured = answer(&credentials, None, plain, &mut CredentialType::empty());
+        assert!(matches!(from_url, Answer::UserPass { user, .. } if user == "alice"));
+        assert!(matches!(configured, Answer::UserPass { user, .. } if user == "configured"));
+    }
+
+    #[test]
+    fn a_token_file_is_read_again_at_each_authentication() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n")?;
+        let credentials = Credentials {
+            token: Some(Secret::File(path.clone())),
+            ..Credentials::default()
+        };
+        let plain = CredentialType::USER_PASS_PLAINTEXT;
+        let password = |a: Answer| match a {
+            Answer::UserPass { password, .. } => password,
+            other => panic!("expected a password, got {other:?}"),
+        };
+        let first = answer(&credentials, None, plain, &mut CredentialType::empty());
+        std::fs::write(&path, "rotated\n")?;
+        let second = answer(&credentials, None, plain, &mut CredentialType::empty());
+        assert_eq!(
+            (password(first), password(second)),
+            ("first".into(), "rotated".into())
+        );
+        std::fs::remove_file(&path)?;
+        let missing = answer(&credentials, None, plain, &mut CredentialType::empty());
+        assert!(matches!(missing, Answer::Refuse(why) if why.contains("token")));
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_token_is_not_offered_again() {
+        let mut tried = CredentialType::empty();
+        let plain = CredentialType::USER_PASS_PLAINTEXT;
+        assert!(matches!(
+            answer(&token("t"), None, plain, &mut tried),
+            Answer::UserPass { .. }
+        ));
+        let again = answer(&token("t"), None, plain, &mut tried);
+        assert!(matches!(again, Answer::Refuse(why) if why.contains("refused")));
+    }
+
+    #[test]
+    fn ssh_asks_for_the_user_then_gets_the_key_file_or_the_agent() {
+        let with_key = Credentials {
+            ssh_key: Some("/keys/id_ed25519".into()),
+            ..Credentials::default()
+        };
+        let allowed = CredentialType::USERNAME | CredentialType::SSH_KEY;
+        let mut tried = CredentialType::empty();
+        assert_eq!(
+            answer(&with_key, None, allowed, &mut tried),
+            Answer::Username("git".into())
+        );
+        assert_eq!(
+            answer(&with_key, None, allowed, &mut tried),
+            Answer::SshKey {
+                user: "git".into(),
+                key: "/keys/id_ed25519".into(),
+                passphrase: None
+            }
+        );
+        let agent = answer(
+            &Credentials::default(),
+            Some("deploy"),
+            CredentialType::SSH_KEY,
+            &mut CredentialType::empty(),
+        );
+        assert_eq!(agent, Answer::SshAgent("deploy".into()));
+    }
+
+    #[test]
+    fn without_credentials_the_refusal_says_what_to_set() {
+        let refused = answer(
+            &Credentials::default(),
+            None,
+            CredentialType::USER_PASS_PLAINTEXT,
+            &mut CredentialType::empty(),
+        );
+        assert!(
+            matches!(&refused, Answer::Refuse(why) if why.contains("FLOTILLA_GITOPS_TOKEN")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let credentials = token("s3cret");
+        assert!(!format!("{credentials:?}").contains("s3cret"));
+    }
+}

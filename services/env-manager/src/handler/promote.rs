@@ -1,0 +1,245 @@
+//! Passed tests: a staging env's version goes to production (a commit on the GitOps branch, or
+//! a pull request through the GitHub API), a release is requested and the env torn down.
+
+use flotilla_bus::{Event, Outgoing};
+use flotilla_proto::v1::{Release, TeardownRequest, TestResult};
+
+use super::{EnvManager, HISTORY_DEPTH, bad_event, manifest_error, read_manifest, report};
+use crate::config::Promote;
+use crate::envid::{self, Kind};
+use crate::error::Error;
+use crate::github::{FileUpdate, GithubRepo, State};
+use crate::gitops::{FileChange, Snapshot};
+use crate::manifest::{self, Promotion};
+use crate::registry::EnvRecord;
+
+/// How production took the tested version.
+struct Promoted {
+    previous_version: String,
+    /// The GitOps commit holding it (a direct promotion).
+    revision: String,
+    /// The pull request carrying it (a pull-request promotion).
+    pull_request_url: String,
+}
+
+impl EnvManager {
+    /// Tests passed: the commit hears of it; a staging env's version is promoted.
+    pub(super) async fn tests_passed(
+        &self,
+        result: TestResult,
+        event: &Event,
+    ) -> Result<Vec<Outgoing>, Error> {
+        let record = self.registry.get(&result.env).await?.unwrap_or_default();
+        let staging = Kind::of(&result.env) == Some(Kind::Staging);
+        self.reporter
+            .status(
+                &record.repo,
+                &record.sha,
+                report::TESTS,
+                State::Success,
+                format!("tests passed in {}", result.env),
+                None,
+            )
+            .await;
+        if !staging {
+            tracing::debug!(env = %result.env, "tests passed outside staging: nothing to promote");
+            return Ok(Vec::new());
+        }
+        self.promote(result, &record, event).await
+    }
+
+    /// A staging env passed its tests: production gets its version, and the env can go.
+    async fn promote(
+        &self,
+        result: TestResult,
+        record: &EnvRecord,
+        event: &Event,
+    ) -> Result<Vec<Outgoing>, Error> {
+        let env = result.env.clone();
+        if result.app.is_empty() || result.version.is_empty() {
+            return Err(bad_event(
+                event,
+                "the test result carries no app or version",
+            ));
+        }
+        let (app, version) = (result.app.clone(), result.version.clone());
+        let promoted = match &self.config.promote {
+            Promote::Commit => self.promote_by_commit(&result).await?,
+            Promote::PullRequest(repo) => self.promote_by_pull_request(repo, &result).await?,
+        };
+        let promoted = match promoted {
+            Ok(promoted) => promoted,
+            Err(current) => {
+                tracing::warn!(env = %env, change_id = %result.change_id, app = %app, version = %version, production = %current, "a newer build is already in production; not promoting");
+                let teardown = TeardownRequest {
+                    env: env.clone(),
+                    reason: "superseded".into(),
+                    change_id: result.change_id.clone(),
+                    message: format!(
+                        "{} passed its tests after {current} reached production; not promoted",
+                        result.change_id
+                    ),
+                };
+                return Ok(vec![
+                    Outgoing::new("env.teardown.requested", &env, &teardown)?
+                        .with_change_id(&result.change_id),
+                ]);
+            }
+        };
+        tracing::info!(env = %env, change_id = %result.change_id, app = %app, version = %version, previous_version = %promoted.previous_version, revision = %promoted.revision, pull_request = %promoted.pull_request_url, "production manifest updated");
+
+        let release = Release {
+            change_id: result.change_id.clone(),
+            app: app.clone(),
+            version,
+            previous_version: promoted.previous_version,
+            analysis: self.config.analysis.for_app(&app),
+            repo: record.repo.clone(),
+            sha: record.sha.clone(),
+            revision: promoted.revision,
+            pull_request_url: promoted.pull_request_url,
+            ..Default::default()
+        };
+        let teardown = TeardownRequest {
+            env: env.clone(),
+            reason: "promoted".into(),
+            change_id: result.change_id.clone(),
+            message: format!("{} promoted to production", result.change_id),
+        };
+        self.reporter
+            .status(
+                &record.repo,
+                &record.sha,
+                report::CANARY,
+                State::Pending,
+                format!("{app} {} released; canary starting", release.version),
+                None,
+            )
+            .await;
+        Ok(vec![
+            Outgoing::new("release.requested", &app, &release)?.with_change_id(&result.change_id),
+            Outgoing::new("env.teardown.requested", &env, &teardown)?
+                .with_change_id(&result.change_id),
+        ])
+    }
+
+    /// Commits the promotion to the GitOps branch. `Err(current)` when production runs a
+    /// newer build already.
+    async fn promote_by_commit(
+        &self,
+        result: &TestResult,
+    ) -> Result<Result<Promoted, String>, Error> {
+        let (app, version) = (result.app.clone(), result.version.clone());
+        let production = self.config.production_manifest.clone();
+        let message = format!(
+            "env-manager: promote {app} to {version} ({})",
+            result.change_id
+        );
+        let (target, name) = (version.clone(), app.clone());
+        let (pushed, promotion) = self
+            .gitops
+            .commit(message, move |tree: &Snapshot<'_>| {
+                let current = read_manifest(tree, &production)?;
+                let promotion = manifest::promote(&current, &name, &target)
+                    .map_err(|source| manifest_error(&production, source))?;
+                let writes = match &promotion {
+                    Promotion::Updated { contents, .. } => vec![FileChange::Write {
+                        path: production.clone(),
+                        contents: contents.clone(),
+                    }],
+                    Promotion::Superseded { .. } => Vec::new(),
+                };
+                Ok::<_, Error>((writes, promotion))
+            })
+            .await?;
+        let previous_version = match promotion {
+            Promotion::Updated { previous, .. } if previous != version => previous,
+            // Promoted already (a redelivery, or a person was faster): production's version
+            // before this one is in the history.
+            Promotion::Updated { .. } => self.version_before(&app, &version).await?,
+            Promotion::Superseded { current } => return Ok(Err(current)),
+        };
+        Ok(Ok(Promoted {
+            previous_version,
+            revision: pushed.revision.unwrap_or_default(),
+            pull_request_url: String::new(),
+        }))
+    }
+
+    /// Proposes the promotion as a pull request on GitHub: a branch from the GitOps branch,
+    /// the manifest updated on it, a pull request into the GitOps branch. Each step finds what
+    /// an earlier delivery of the same event made.
+    async fn promote_by_pull_request(
+        &self,
+        repo: &GithubRepo,
+        result: &TestResult,
+    ) -> Result<Result<Promoted, String>, Error> {
+        let github =
+            self.config.github.as_ref().ok_or_else(|| {
+                Error::Config("pull-request promotions need a GitHub token".into())
+            })?;
+        let (app, version) = (result.app.as_str(), result.version.as_str());
+        let base = self.config.gitops.branch.as_str();
+        let path = self.config.production_manifest.as_str();
+        let (production, _) = github.file(repo, path, base).await?;
+        let previous = match manifest::promote(&production, app, version)
+            .map_err(|source| manifest_error(path, source))?
+        {
+            // Merged already: the version it replaced is in the history.
+            Promotion::Updated { previous, .. } if previous == version => {
+                self.version_before(app, version).await?
+            }
+            Promotion::Updated { previous, .. } => previous,
+            Promotion::Superseded { current } => return Ok(Err(current)),
+        };
+        let branch = format!("flotilla/promote-{}", envid::staging(app, version));
+        let head = github.branch_head(repo, base).await?;
+        github.create_branch(repo, &branch, &head).await?;
+        let (on_branch, blob) = github.file(repo, path, &branch).await?;
+        let message = format!(
+            "env-manager: promote {app} to {version} ({})",
+            result.change_id
+        );
+        if let Promotion::Updated { contents, .. } = manifest::promote(&on_branch, app, version)
+            .map_err(|source| manifest_error(path, source))?
+            && contents != on_branch
+        {
+            let update = FileUpdate {
+                message: &message,
+                contents: &contents,
+                sha: &blob,
+            };
+            github.update_file(repo, path, &branch, update).await?;
+        }
+        let body = format!(
+            "{} passed its tests in {}.\n\nMerging sets {app} to {version} in `{path}` \
+             (from {previous}).",
+            result.change_id, result.env
+        );
+        let pull = github
+            .open_pull_request(repo, &branch, base, &message, &body)
+            .await?;
+        tracing::info!(app, version, pull_request = %pull.url, "promotion proposed");
+        Ok(Ok(Promoted {
+            previous_version: previous,
+            revision: String::new(),
+            pull_request_url: pull.url,
+        }))
+    }
+
+    /// The version `app` had in production before `version`, from the production manifest's
+    /// recent history; empty when it is not there.
+    pub(super) async fn version_before(&self, app: &str, version: &str) -> Result<String, Error> {
+        let path = self.config.production_manifest.clone();
+        let history = self.gitops.file_history(path, HISTORY_DEPTH).await?;
+        let earlier = history
+            .iter()
+            .flatten()
+            .filter_map(|bytes| manifest::parse(bytes).ok())
+            .filter_map(|m| manifest::apps_of(&m).ok())
+            .filter_map(|apps| apps.into_iter().find(|a| a.name == app))
+            .map(|a| a.version)
+            .find(|v| v != version);
+        Ok(earlier.unwrap_or_default())
+    }
+}
