@@ -21,6 +21,7 @@ pub mod env {
     pub const GITOPS_TOKEN_FILE: &str = "FLOTILLA_GITOPS_TOKEN_FILE";
     pub const GITOPS_USERNAME: &str = "FLOTILLA_GITOPS_USERNAME";
     pub const GITOPS_SSH_PASSPHRASE_FILE: &str = "FLOTILLA_GITOPS_SSH_PASSPHRASE_FILE";
+    pub const GITOPS_KNOWN_HOSTS: &str = "FLOTILLA_GITOPS_KNOWN_HOSTS";
     pub const GITOPS_AUTHOR_NAME: &str = "FLOTILLA_GITOPS_AUTHOR_NAME";
     pub const GITOPS_AUTHOR_EMAIL: &str = "FLOTILLA_GITOPS_AUTHOR_EMAIL";
     pub const GITOPS_GROUP_MAX: &str = "FLOTILLA_GITOPS_GROUP_MAX";
@@ -68,6 +69,10 @@ pub struct Args {
     /// A file holding the SSH key's passphrase.
     #[arg(long, env = env::GITOPS_SSH_PASSPHRASE_FILE)]
     pub gitops_ssh_passphrase_file: Option<PathBuf>,
+    /// An OpenSSH known_hosts file the SSH remote's host key must be in (e.g. from
+    /// `ssh-keyscan`), read at each connection [default: ~/.ssh/known_hosts, as libgit2 reads it].
+    #[arg(long, env = env::GITOPS_KNOWN_HOSTS, value_name = "FILE")]
+    pub gitops_known_hosts: Option<PathBuf>,
     /// The author (and committer) name of env-manager's commits.
     #[arg(long, env = env::GITOPS_AUTHOR_NAME, default_value = "flotilla env-manager")]
     pub gitops_author_name: String,
@@ -194,6 +199,7 @@ impl Config {
             ssh_passphrase: args.gitops_ssh_passphrase_file.clone().map(Secret::File),
             username: args.gitops_username.clone().filter(|u| !u.is_empty()),
             token: secret(&args.gitops_token, &args.gitops_token_file),
+            known_hosts: args.gitops_known_hosts.clone(),
         };
         config.gitops.author = Author {
             name: args.gitops_author_name.clone(),

@@ -7,7 +7,8 @@
 
 use std::path::PathBuf;
 
-use git2::{Cred, CredentialType, RemoteCallbacks};
+use base64::Engine;
+use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 
 /// The user name sent with a token when the URL names none (what GitHub, Gitea and GitLab
 /// accept for tokens).
@@ -53,6 +54,9 @@ pub struct Credentials {
     pub username: Option<String>,
     /// A token (or password), for HTTPS URLs.
     pub token: Option<Secret>,
+    /// An OpenSSH `known_hosts` file that SSH host keys are checked against; without it
+    /// libgit2 reads `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
 }
 
 /// What to give the remote when it asks for credentials.
@@ -149,7 +153,88 @@ pub(super) fn callbacks(credentials: &Credentials) -> RemoteCallbacks<'_> {
             Answer::Refuse(why) => Err(git2::Error::from_str(&why)),
         }
     });
+    if let Some(path) = &credentials.known_hosts {
+        callbacks.certificate_check(move |cert, host| {
+            // TLS certificates are libgit2's to check, against the system's roots.
+            let Some(key) = cert.as_hostkey().and_then(|k| k.hostkey()) else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                git2::Error::from_str(&format!(
+                    "read FLOTILLA_GITOPS_KNOWN_HOSTS {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let why = match known_host(&text, host, key) {
+                HostKey::Known => return Ok(CertificateCheckStatus::CertificateOk),
+                HostKey::Changed => format!(
+                    "the SSH host key of {host} does not match FLOTILLA_GITOPS_KNOWN_HOSTS ({}): \
+                     refusing to connect, the server may be an impostor",
+                    path.display()
+                ),
+                HostKey::Unknown => format!(
+                    "{host} is not in FLOTILLA_GITOPS_KNOWN_HOSTS ({}); add its key, e.g. with \
+                     `ssh-keyscan -p PORT {host} >> {}`",
+                    path.display(),
+                    path.display()
+                ),
+            };
+            // libgit2 replaces this error with its own "invalid or unknown remote ssh
+            // hostkey", so the reason is logged here where it is known.
+            tracing::error!(host, reason = %why, "SSH host key refused");
+            Err(git2::Error::from_str(&why))
+        });
+    }
     callbacks
+}
+
+/// What a `known_hosts` file says of a host's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKey {
+    /// A line for the host lists this key.
+    Known,
+    /// Lines for the host list other keys only.
+    Changed,
+    /// No line names the host.
+    Unknown,
+}
+
+/// Looks `host` and its raw SSH key blob up in OpenSSH `known_hosts` text. Host patterns are
+/// plain names or `[name]:port` (any port matches: libgit2 names the host only); hashed
+/// entries, wildcards and `@` markers are not read, so write entries as `ssh-keyscan` without
+/// `-H` prints them.
+pub fn known_host(text: &str, host: &str, key: &[u8]) -> HostKey {
+    let names_host = |pattern: &str| {
+        let name = match pattern.strip_prefix('[') {
+            Some(rest) => rest.split_once("]:").map_or(rest, |(name, _port)| name),
+            None => pattern,
+        };
+        name.eq_ignore_ascii_case(host)
+    };
+    let mut seen = false;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(hosts), Some(_kind), Some(blob)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if !hosts.split(',').any(names_host) {
+            continue;
+        }
+        seen = true;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(blob);
+        if decoded.is_ok_and(|listed| listed == key) {
+            return HostKey::Known;
+        }
+    }
+    if seen {
+        HostKey::Changed
+    } else {
+        HostKey::Unknown
+    }
 }
 
 #[cfg(test)]
@@ -283,5 +368,30 @@ mod tests {
     fn secrets_are_not_printed() {
         let credentials = token("s3cret");
         assert!(!format!("{credentials:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn host_keys_are_looked_up_by_host_and_compared_whole() {
+        let key = b"\x00\x00\x00\x0bssh-ed25519 one";
+        let other = b"\x00\x00\x00\x0bssh-ed25519 two";
+        let encode = |blob: &[u8]| base64::engine::general_purpose::STANDARD.encode(blob);
+        let text = format!(
+            "# comment\n\
+             [127.0.0.1]:2222 ssh-ed25519 {}\n\
+             git.example,10.0.0.1 ssh-ed25519 {} deploy key\n\
+             |1|hashed= ssh-ed25519 {}\n\
+             @revoked * ssh-ed25519 {}\n",
+            encode(key),
+            encode(other),
+            encode(key),
+            encode(key)
+        );
+        assert_eq!(known_host(&text, "127.0.0.1", key), HostKey::Known);
+        assert_eq!(known_host(&text, "GIT.example", other), HostKey::Known);
+        assert_eq!(known_host(&text, "10.0.0.1", other), HostKey::Known);
+        assert_eq!(known_host(&text, "127.0.0.1", other), HostKey::Changed);
+        assert_eq!(known_host(&text, "git.example", key), HostKey::Changed);
+        assert_eq!(known_host(&text, "elsewhere", key), HostKey::Unknown);
+        assert_eq!(known_host("", "127.0.0.1", key), HostKey::Unknown);
     }
 }
