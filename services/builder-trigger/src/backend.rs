@@ -199,6 +199,14 @@ impl Runner {
         }
     }
 
+    /// Lets the backend use the NATS connection: the http backend hands callbacks that reach
+    /// this replica for runs waiting in another to that one, over core NATS.
+    pub async fn attach(&self, client: &async_nats::Client) {
+        if let Runner::Http(backend) = self {
+            backend.attach(client).await;
+        }
+    }
+
     /// Whether this backend has a test run configured; without one tests pass at once.
     pub fn runs_tests(&self) -> bool {
         match self {

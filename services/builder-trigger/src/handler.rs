@@ -25,6 +25,13 @@ impl Handler for BuilderTrigger {
     async fn handle(&self, event: Event, ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
         Ok(self.on_event(&event, &ctx).await?)
     }
+
+    /// Hears other replicas from the start, not only from this one's first build: a replica
+    /// may pick up an older head of a pull request before it builds anything.
+    async fn start(&self, bus: &flotilla_bus::Bus) {
+        self.supersede.listen(bus.client()).await;
+        self.runner.attach(bus.client()).await;
+    }
 }
 
 impl BuilderTrigger {

@@ -18,9 +18,9 @@
 //!   every `interval`; `{{id}}` in it is the value at the `id` JSON pointer of the start
 //!   request's answer (e.g. `/metadata/name` of an Argo Workflow).
 //!
-//! A run that does not report within its timeout fails. Callbacks are taken by the replica
-//! that started the run, so `FLOTILLA_CALLBACK_URL` must reach that replica (e.g. its pod IP);
-//! a callback for a run that replica no longer waits on gets 404.
+//! A run that does not report within its timeout fails. A run waits for its callback in the
+//! replica that started it; `FLOTILLA_CALLBACK_URL` may reach any replica, which hands the
+//! callback to that one over core NATS. A callback for a run no replica waits on gets 404.
 
 mod callback;
 mod poll;
@@ -138,6 +138,11 @@ impl Backend {
             client,
             callbacks,
         })
+    }
+
+    /// Forwards callbacks for runs waiting in other replicas over `client`, and takes theirs.
+    pub async fn attach(&self, client: &async_nats::Client) {
+        self.callbacks.attach(client).await;
     }
 
     /// `POST /callbacks/builds/{id}`, to serve on the worker's HTTP address.

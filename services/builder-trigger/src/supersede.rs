@@ -162,7 +162,7 @@ impl Supersede {
     }
 
     /// Subscribes to other replicas' announcements, once.
-    async fn listen(&self, client: &async_nats::Client) {
+    pub async fn listen(&self, client: &async_nats::Client) {
         self.listening
             .get_or_init(|| async {
                 match client.subscribe(SUBJECT).await {

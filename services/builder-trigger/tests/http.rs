@@ -339,3 +339,61 @@ async fn a_ci_system_that_is_busy_at_first_is_asked_again() -> Result<()> {
     assert_eq!(ci.started().len(), 2, "asked again after the 503");
     worker.shutdown().await
 }
+
+#[tokio::test]
+async fn a_callback_that_reaches_another_replica_is_handed_to_the_one_whose_run_waits() -> Result<()>
+{
+    let fx = Fixture::start().await?;
+    let report = json!({"status": "succeeded", "message": "built elsewhere"});
+    let (ci, url) = Ci::serve(Behaviour::CallBack(report)).await?;
+
+    // Replica B serves callbacks but handles no event; the Service sends every callback to it.
+    let port_b = flotilla_testing::free_port();
+    let settings = |callback_port: u16| -> Result<Settings> {
+        Ok(Settings {
+            build: Template::parse(&dispatch(&url).to_string()).map_err(anyhow::Error::msg)?,
+            test: None,
+            token: Some("ci-token".into()),
+            callback_url: Some(format!("http://127.0.0.1:{callback_port}")),
+            callback_secret: None,
+        })
+    };
+    let config_b = Config::with_backend(BackendConfig::Http(settings(port_b)?));
+    let (runner_b, routes_b) = builder_trigger::runner(&config_b).await?;
+    runner_b.attach(fx.bus.client()).await;
+    let addr_b = format!("127.0.0.1:{port_b}").parse()?;
+    flotilla_bus::health::serve(addr_b, routes_b, std::future::pending()).await?;
+
+    // Replica A runs the build, and tells the CI system to call back through the Service (B).
+    let mut config_a = Config::with_backend(BackendConfig::Http(settings(port_b)?));
+    config_a.build_timeout = WITHIN;
+    let (runner_a, _routes_a) = builder_trigger::runner(&config_a).await?;
+    let worker = fx
+        .run_handler(BuilderTrigger::new(config_a, runner_a))
+        .await?;
+
+    fx.publish("source.push", "acme/ping", &push_to_main())
+        .await?;
+
+    let events = fx.stored_exactly("flotilla.build.>", 2).await?;
+    assert!(
+        events[1].subject.starts_with("flotilla.build.succeeded."),
+        "{}",
+        events[1].subject
+    );
+    assert_eq!(
+        *ci.callbacks.lock().expect("not poisoned"),
+        vec![401, 202],
+        "the waiting replica checked the token of each callback B handed it"
+    );
+    let unknown = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port_b}/callbacks/builds/no-such-run"
+        ))
+        .bearer_auth("whatever")
+        .json(&json!({"status": "succeeded"}))
+        .send()
+        .await?;
+    assert_eq!(unknown.status().as_u16(), 404, "no replica has that run");
+    worker.shutdown().await
+}

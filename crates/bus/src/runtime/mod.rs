@@ -38,6 +38,13 @@ pub trait Handler: Send + Sync + 'static {
         event: Event,
         ctx: Ctx,
     ) -> impl Future<Output = Result<Vec<Outgoing>, HandlerError>> + Send;
+
+    /// Called once with the bus before the first event, for what a handler must do while no
+    /// event has come yet (say, listen on a control subject). Does nothing by default.
+    fn start(&self, bus: &Bus) -> impl Future<Output = ()> + Send {
+        let _ = bus;
+        async {}
+    }
 }
 
 impl<F, Fut> Handler for F
@@ -102,6 +109,7 @@ impl<H: Handler> Worker<H> {
             health,
             ready,
         } = self;
+        handler.start(&bus).await;
         let job = Arc::new(process::Job::new(&bus, &config, handler, &health));
         let mut pool = Pool {
             permits: Arc::new(Semaphore::new(config.concurrency)),

@@ -1,7 +1,13 @@
 //! `POST /callbacks/builds/{id}`: where CI runs report their result.
+//!
+//! A run waits for its callback in the replica that started it, but a CI system calls back
+//! whichever replica the Service sends it to. A replica that has no such run hands the callback
+//! to the others over core NATS (`flotilla-control.builder-trigger.callback.<id>`); the one
+//! waiting checks the token and answers, the others stay silent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -9,9 +15,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use flotilla_proto::v1::Image;
+use futures::StreamExt;
 use serde::Deserialize;
+use serde::Serialize;
 use subtle::ConstantTimeEq;
-use tokio::sync::oneshot;
+use tokio::sync::{OnceCell, oneshot};
 
 use crate::backend::{self, Outcome, Status};
 
@@ -67,11 +75,33 @@ impl CallbackBody {
     }
 }
 
+/// Where replicas hand each other callbacks; the run id follows.
+pub const FORWARD_PREFIX: &str = "flotilla-control.builder-trigger.callback";
+
+/// How long a forwarded callback waits for the replica that has the run.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Runs waiting for their callback. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Callbacks {
     waiting: Arc<Mutex<HashMap<String, Entry>>>,
     secret: Option<Arc<str>>,
+    /// The NATS connection callbacks are forwarded over, once attached.
+    bus: Arc<OnceCell<async_nats::Client>>,
+}
+
+/// What the replica holding a run answered a forwarded callback.
+#[derive(Debug, Serialize, Deserialize)]
+struct Forwarded {
+    status: u16,
+    text: String,
+}
+
+/// A callback's fate in one replica.
+enum Local {
+    /// No run of this replica waits under the id.
+    NotHere,
+    Answer(StatusCode, String),
 }
 
 #[derive(Debug)]
@@ -92,7 +122,92 @@ impl Callbacks {
         Callbacks {
             waiting: Arc::default(),
             secret: secret.map(Arc::from),
+            bus: Arc::default(),
         }
+    }
+
+    /// Starts taking callbacks forwarded by other replicas, and forwarding theirs. Once per
+    /// process; later calls do nothing. Without it callbacks reach local runs only.
+    pub async fn attach(&self, client: &async_nats::Client) {
+        let attached = self
+            .bus
+            .get_or_try_init(|| async {
+                let subject = format!("{FORWARD_PREFIX}.>");
+                let requests = client.subscribe(subject).await?;
+                tokio::spawn(self.clone().answer_forwarded(client.clone(), requests));
+                Ok::<_, async_nats::SubscribeError>(client.clone())
+            })
+            .await;
+        if let Err(e) = attached {
+            tracing::warn!(error = %e, "callbacks reach this replica's own runs only");
+        }
+    }
+
+    async fn answer_forwarded(
+        self,
+        client: async_nats::Client,
+        mut requests: async_nats::Subscriber,
+    ) {
+        while let Some(request) = requests.next().await {
+            let Some(reply) = request.reply.clone() else {
+                continue;
+            };
+            let id = request
+                .subject
+                .as_str()
+                .strip_prefix(FORWARD_PREFIX)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .unwrap_or_default();
+            let bearer = request
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(header::AUTHORIZATION.as_str()))
+                .map(|v| v.as_str().to_owned());
+            // Only the replica holding the run answers; the first answer is the one taken.
+            let Local::Answer(status, text) = self.deliver(id, bearer.as_deref(), &request.payload)
+            else {
+                continue;
+            };
+            let answer = Forwarded {
+                status: status.as_u16(),
+                text,
+            };
+            let Ok(payload) = serde_json::to_vec(&answer) else {
+                continue;
+            };
+            if let Err(e) = client.publish(reply, payload.into()).await {
+                tracing::warn!(run = %id, error = %e, "cannot answer a forwarded callback");
+            }
+        }
+    }
+
+    /// Hands a callback this replica has no run for to the one that has; `None` when none
+    /// answers (or callbacks are not forwarded).
+    async fn forward(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        body: Bytes,
+    ) -> Option<(StatusCode, String)> {
+        let client = self.bus.get()?;
+        // Run ids are DNS labels; anything else cannot name a subject token, nor a run.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return None;
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(bearer) = bearer {
+            headers.insert(header::AUTHORIZATION.as_str(), bearer);
+        }
+        let request = async_nats::Request::new()
+            .payload(body)
+            .headers(headers)
+            .timeout(Some(FORWARD_TIMEOUT));
+        let reply = client
+            .send_request(format!("{FORWARD_PREFIX}.{id}"), request)
+            .await
+            .ok()?;
+        let answer: Forwarded = serde_json::from_slice(&reply.payload).ok()?;
+        Some((StatusCode::from_u16(answer.status).ok()?, answer.text))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -126,12 +241,8 @@ impl Callbacks {
             .with_state(self.clone())
     }
 
-    fn authorized(&self, entry: &Entry, headers: &HeaderMap) -> bool {
-        let Some(given) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
+    fn authorized(&self, entry: &Entry, authorization: Option<&str>) -> bool {
+        let Some(given) = authorization.and_then(|v| v.strip_prefix("Bearer ")) else {
             return false;
         };
         let given = given.trim().as_bytes();
@@ -150,47 +261,62 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let mut waiting = callbacks.lock();
-    let Some(entry) = waiting.get(&id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no run is waiting for a callback as {id}\n"),
-        );
-    };
-    if !callbacks.authorized(entry, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong Authorization: Bearer token\n".to_owned(),
-        );
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match callbacks.deliver(&id, bearer, &body) {
+        Local::Answer(status, text) => (status, text),
+        Local::NotHere => callbacks
+            .forward(&id, bearer, body)
+            .await
+            .unwrap_or_else(|| {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("no run is waiting for a callback as {id}\n"),
+                )
+            }),
     }
-    let report: CallbackBody = match serde_json::from_slice(&body) {
-        Ok(report) => report,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("malformed callback: {e}\n"),
+}
+
+impl Callbacks {
+    /// Delivers a callback to run `id` if it waits in this replica.
+    fn deliver(&self, id: &str, authorization: Option<&str>, body: &[u8]) -> Local {
+        let mut waiting = self.lock();
+        let Some(entry) = waiting.get(id) else {
+            return Local::NotHere;
+        };
+        if !self.authorized(entry, authorization) {
+            return Local::Answer(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong Authorization: Bearer token\n".to_owned(),
             );
         }
-    };
-    if report.status != "succeeded" && report.status != "failed" {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!(
-                "status must be \"succeeded\" or \"failed\", not {:?}\n",
-                report.status
-            ),
-        );
+        let report: CallbackBody = match serde_json::from_slice(body) {
+            Ok(report) => report,
+            Err(e) => {
+                return Local::Answer(
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed callback: {e}\n"),
+                );
+            }
+        };
+        if report.status != "succeeded" && report.status != "failed" {
+            return Local::Answer(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "status must be \"succeeded\" or \"failed\", not {:?}\n",
+                    report.status
+                ),
+            );
+        }
+        let Some(entry) = waiting.remove(id) else {
+            return Local::NotHere;
+        };
+        drop(waiting);
+        tracing::info!(run = %id, status = %report.status, "CI run called back");
+        if entry.result.send(report).is_err() {
+            return Local::Answer(StatusCode::NOT_FOUND, format!("run {id} stopped waiting\n"));
+        }
+        Local::Answer(StatusCode::ACCEPTED, "accepted\n".to_owned())
     }
-    let Some(entry) = waiting.remove(&id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no run is waiting as {id}\n"),
-        );
-    };
-    drop(waiting);
-    tracing::info!(run = %id, status = %report.status, "CI run called back");
-    if entry.result.send(report).is_err() {
-        return (StatusCode::NOT_FOUND, format!("run {id} stopped waiting\n"));
-    }
-    (StatusCode::ACCEPTED, "accepted\n".to_owned())
 }
