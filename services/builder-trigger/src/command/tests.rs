@@ -92,6 +92,11 @@ async fn a_command_past_its_timeout_is_killed_with_everything_it_started() {
     );
     assert!(done.reason().contains("waiting"));
     let pid = std::fs::read_to_string(&pid_file).expect("the command wrote its child's pid");
+    // A killed process takes a moment to be gone; it must be, long before its `sleep 30` ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_running(pid.trim()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         !is_running(pid.trim()),
         "background child {pid} outlived the timeout"
