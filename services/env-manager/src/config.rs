@@ -34,6 +34,7 @@ pub mod env {
     pub const PRODUCTION_MANIFEST: &str = "FLOTILLA_PRODUCTION_MANIFEST";
     pub const ENVS_DIR: &str = "FLOTILLA_ENVS_DIR";
     pub const ENV_TTL: &str = "FLOTILLA_ENV_TTL";
+    pub const PR_LABEL: &str = "FLOTILLA_PR_LABEL";
 }
 
 /// Pushes tried before a write gives up on a busy remote (and the event is retried later).
@@ -113,6 +114,10 @@ pub struct Args {
     /// How long an environment lives after its build, unless torn down sooner.
     #[arg(long, env = env::ENV_TTL, default_value = "72h", value_parser = humantime::parse_duration)]
     pub env_ttl: Duration,
+    /// The label that gives a pull request its preview (builder-trigger reads the same
+    /// variable); removing it from the pull request tears the preview down.
+    #[arg(long, env = env::PR_LABEL)]
+    pub pr_label: Option<String>,
 }
 
 /// Everything env-manager needs besides its NATS connection.
@@ -122,6 +127,8 @@ pub struct Config {
     pub production_manifest: String,
     pub envs_dir: String,
     pub env_ttl: Duration,
+    /// The label whose removal from a pull request tears its preview down.
+    pub preview_label: Option<String>,
     /// How tested changes reach production.
     pub promote: Promote,
     /// The analyses of each app's releases.
@@ -155,6 +162,7 @@ impl Config {
             production_manifest: "apps/production.json".into(),
             envs_dir: "envs".into(),
             env_ttl: Duration::from_secs(72 * 3600),
+            preview_label: None,
             promote: Promote::Commit,
             analysis: AnalysisMap::default(),
             github: None,
@@ -209,6 +217,12 @@ impl Config {
         config.production_manifest = args.production_manifest.clone();
         config.envs_dir = args.envs_dir.trim_end_matches('/').to_owned();
         config.env_ttl = args.env_ttl;
+        config.preview_label = args
+            .pr_label
+            .as_deref()
+            .map(str::trim)
+            .filter(|label| !label.is_empty())
+            .map(str::to_owned);
         config.analysis = AnalysisMap::parse(&args.analysis)?;
         config.github = secret(&args.github_token, &args.github_token_file)
             .map(|token| Github::new(&args.github_api_url, token))

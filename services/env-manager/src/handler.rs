@@ -57,7 +57,11 @@ impl EnvManager {
             "build.succeeded" => self.request(event.decode()?, event).await,
             "tests.passed" => self.tests_passed(event.decode()?, event).await,
             "tests.failed" => self.tests_failed(event.decode()?, event).await,
-            "source.pull_request" => pr_closed(&event.decode()?, event),
+            "source.pull_request" => pull_request(
+                &event.decode()?,
+                event,
+                self.config.preview_label.as_deref(),
+            ),
             "env.teardown.requested" => self.teardown(event.decode()?, event).await,
             "env.ready" | "env.failed" => self.env_verdict(event.decode()?, event).await,
             "canary.promoted" => self.canary_promoted(event.decode()?).await,
@@ -234,9 +238,16 @@ impl EnvManager {
     }
 }
 
-/// A closed pull request's preview env is torn down.
-fn pr_closed(pr: &PullRequest, event: &Event) -> Result<Vec<Outgoing>, Error> {
-    if pr.action != "closed" {
+/// A pull request's preview env is torn down when the pull request is closed, or when the
+/// label that gave it its preview (`preview_label`) is removed.
+fn pull_request(
+    pr: &PullRequest,
+    event: &Event,
+    preview_label: Option<&str>,
+) -> Result<Vec<Outgoing>, Error> {
+    let unlabeled = pr.action == "unlabeled"
+        && preview_label.is_some_and(|label| pr.label.eq_ignore_ascii_case(label));
+    if pr.action != "closed" && !unlabeled {
         return Ok(Vec::new());
     }
     if pr.repo.is_empty() || pr.number == 0 {
@@ -246,14 +257,22 @@ fn pr_closed(pr: &PullRequest, event: &Event) -> Result<Vec<Outgoing>, Error> {
         ));
     }
     let env = envid::preview(&pr.repo, pr.number);
-    let how = if pr.merged { "merged" } else { "closed" };
+    let (reason, message) = if unlabeled {
+        (
+            "pr_unlabeled",
+            format!("{}#{} lost the label {}", pr.repo, pr.number, pr.label),
+        )
+    } else {
+        let how = if pr.merged { "merged" } else { "closed" };
+        ("pr_closed", format!("{}#{} was {how}", pr.repo, pr.number))
+    };
     let teardown = TeardownRequest {
         env: env.clone(),
-        reason: "pr_closed".into(),
+        reason: reason.into(),
         change_id: String::new(),
-        message: format!("{}#{} was {how}", pr.repo, pr.number),
+        message,
     };
-    tracing::info!(env = %env, "pull request closed: tearing its preview down");
+    tracing::info!(env = %env, reason, "tearing a pull request's preview down");
     Ok(vec![Outgoing::new(
         "env.teardown.requested",
         &env,

@@ -9,6 +9,7 @@
 //! | `tests.failed.<env>` | registry record `failed` with the reason | `env.failed.<env>` |
 //! | `canary.aborted.<release>` | `apps/production.json` back at the version the release replaced | `release.rolled_back.<app>` |
 //! | `source.pull_request.<repo>` `closed` | | `env.teardown.requested.pr-<repo>-<n>` (`pr_closed`) |
+//! | `source.pull_request.<repo>` `unlabeled` (the preview label) | | `env.teardown.requested.pr-<repo>-<n>` (`pr_unlabeled`) |
 //! | `env.teardown.requested.<env>` | `envs/<env>.json` removed; registry record `deleting` | |
 //! | `env.ready`, `env.failed`, `canary.promoted` | | (commit statuses) |
 //!

@@ -216,6 +216,43 @@ async fn passed_preview_tests_change_nothing() -> Result<()> {
 }
 
 #[tokio::test]
+async fn removing_the_preview_label_tears_the_preview_down_and_other_labels_do_not() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let mut config = fx.config();
+    config.preview_label = Some("preview".into());
+    let worker = fx.run_handler(fx.env_manager_with(config).await?).await?;
+    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(42))
+        .await?;
+    fx.stored_exactly("flotilla.env.requested.>", 1).await?;
+
+    let unlabeled = |label: &str| PullRequest {
+        repo: "acme/ping".into(),
+        number: 42,
+        action: "unlabeled".into(),
+        label: label.into(),
+        ..Default::default()
+    };
+    fx.publish("source.pull_request", "acme/ping", &unlabeled("backend"))
+        .await?;
+    fx.publish("source.pull_request", "acme/ping", &unlabeled("Preview"))
+        .await?;
+
+    let teardowns = fx
+        .stored_exactly("flotilla.env.teardown.requested.>", 1)
+        .await?;
+    let teardown: TeardownRequest = teardowns.first().context("one teardown")?.decode()?;
+    assert_eq!(
+        (teardown.env.as_str(), teardown.reason.as_str()),
+        ("pr-ping-42", "pr_unlabeled")
+    );
+    let removed = fx
+        .remote_eventually(|fx| matches!(fx.remote_file("envs/pr-ping-42.json"), Ok(None)))
+        .await;
+    assert!(removed, "the preview's manifest is removed from main");
+    worker.shutdown().await
+}
+
+#[tokio::test]
 async fn a_closed_pull_request_tears_its_preview_env_down() -> Result<()> {
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
