@@ -20,7 +20,7 @@ use futures::future::try_join_all;
 
 use crate::env_report::{EnvReport, ModeReport};
 use crate::error::BenchError;
-use crate::fixture::Fixture;
+use crate::fixture::{Fixture, after_cleanup};
 use crate::stats::{Latency, Throughput};
 use crate::via_bus::{RunningWorker, start_worker};
 
@@ -95,10 +95,7 @@ pub async fn run_env(client: async_nats::Client, args: &EnvArgs) -> Result<EnvRe
             cleaned = Err(e);
         }
     }
-    match (measured, cleaned) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-    }
+    after_cleanup(measured, cleaned)
 }
 
 async fn measure(

@@ -102,6 +102,22 @@ impl Fixture {
     }
 }
 
+/// The result of a run whose streams were then deleted: the measurement's failure is the one
+/// worth reporting; leftovers are still logged, since they are named nowhere else.
+pub(crate) fn after_cleanup<T>(
+    measured: Result<T, BenchError>,
+    cleaned: Result<(), BenchError>,
+) -> Result<T, BenchError> {
+    match (measured, cleaned) {
+        (Ok(report), Ok(())) => Ok(report),
+        (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
+        (Err(e), Err(cleanup)) => {
+            tracing::warn!(error = %cleanup, "benchmark streams left behind");
+            Err(e)
+        }
+    }
+}
+
 fn is_not_found(err: &jetstream::context::DeleteStreamError) -> bool {
     matches!(
         err.kind(),

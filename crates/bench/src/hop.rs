@@ -3,7 +3,7 @@
 use crate::args::{HopArgs, split};
 use crate::bare::{self, BareEntry};
 use crate::error::BenchError;
-use crate::fixture::Fixture;
+use crate::fixture::{Fixture, after_cleanup};
 use crate::lane::{Lane, Phase};
 use crate::payload;
 use crate::report::{HopReport, SideReport};
@@ -18,17 +18,7 @@ pub async fn run_hop(client: async_nats::Client, args: &HopArgs) -> Result<HopRe
     args.validate(server.max_payload)?;
     let fixture = Fixture::new(client);
     let measured = measure(&fixture, args, server.version).await;
-    let cleaned = fixture.delete().await;
-    match (measured, cleaned) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
-        (Err(e), Err(cleanup)) => {
-            // The measurement's failure is the one worth reporting; the leftovers still need
-            // saying, since they are named nowhere else.
-            tracing::warn!(error = %cleanup, "benchmark streams left behind");
-            Err(e)
-        }
-    }
+    after_cleanup(measured, fixture.delete().await)
 }
 
 async fn measure(

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::args::split;
 use crate::cpu;
 use crate::error::BenchError;
-use crate::fixture::Fixture;
+use crate::fixture::{Fixture, after_cleanup};
 use crate::report::{micros, verdict};
 use crate::stats::{Latency, Throughput};
 
@@ -200,15 +200,7 @@ pub async fn run_webhook(
     args.validate(server.max_payload)?;
     let fixture = Fixture::new(client);
     let measured = measure(&fixture, args, server.version).await;
-    let cleaned = fixture.delete().await;
-    match (measured, cleaned) {
-        (Ok(report), Ok(())) => Ok(report),
-        (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
-        (Err(e), Err(cleanup)) => {
-            tracing::warn!(error = %cleanup, "benchmark streams left behind");
-            Err(e)
-        }
-    }
+    after_cleanup(measured, fixture.delete().await)
 }
 
 /// Everything one side needs to send one delivery.
