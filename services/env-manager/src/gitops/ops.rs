@@ -201,9 +201,11 @@ fn push_refspec(
 
 /// A push to a repository on this machine. libgit2's local transport sets the remote branch
 /// without checking that it is still what the push saw, so two writers that fetched the same
-/// head could both "fast-forward" it and one commit would be lost. So the objects go over
-/// under a ref of this push's own, and the branch is then moved with compare-and-swap under
-/// the branch's lock, as a git server does.
+/// head could both "fast-forward" it and one commit would be lost. So the new objects are
+/// copied into the remote's object database as a pack, and the branch is then moved with
+/// compare-and-swap under the branch's lock, as a git server does. No ref is created on the way:
+/// the local transport lists every ref and then reads each, and a short-lived one would fail
+/// other writers' fetches when it vanished in between.
 fn push_local(
     repo: &Repository,
     settings: &Settings,
@@ -211,22 +213,14 @@ fn push_local(
     expected: Option<Oid>,
     new: Oid,
 ) -> Result<Option<String>, GitError> {
-    let incoming = format!("refs/flotilla/incoming/{new}");
-    let refspec = format!("+refs/heads/{}:{incoming}", settings.branch);
-    if let Some(rejected) = push_refspec(repo, settings, &refspec)? {
-        return Err(git("push")(git2::Error::from_str(&rejected)));
-    }
     let target = Repository::open(path).map_err(git("open the remote"))?;
+    copy_objects(repo, &target, expected, new).map_err(git("copy objects to the remote"))?;
     let branch = format!("refs/heads/{}", settings.branch);
     let message = "env-manager: push";
     let moved = match expected {
         Some(old) => target.reference_matching(&branch, new, true, old, message),
         None => target.reference(&branch, new, false, message),
     };
-    if let Ok(mut staged) = target.find_reference(&incoming) {
-        // Only a leftover ref: the objects are reachable from the branch, or garbage.
-        let _ = staged.delete();
-    }
     match moved {
         Ok(_) => Ok(None),
         Err(e) => match e.code() {
@@ -236,6 +230,40 @@ fn push_local(
             _ => Err(git("update the remote branch")(e)),
         },
     }
+}
+
+/// Writes the commits from `expected` (exclusive) to `new`, with their trees and blobs, into
+/// `target` as one pack. Objects `target` has already are harmless to send again.
+fn copy_objects(
+    repo: &Repository,
+    target: &Repository,
+    expected: Option<Oid>,
+    new: Oid,
+) -> Result<(), git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(new)?;
+    if let Some(old) = expected {
+        walk.hide(old)?;
+    }
+    let mut pack = repo.packbuilder()?;
+    pack.insert_walk(&mut walk)?;
+    let odb = target.odb()?;
+    let mut writer = odb.packwriter()?;
+    let mut failed = None;
+    pack.foreach(
+        |chunk| match std::io::Write::write_all(&mut writer, chunk) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(git2::Error::from_str(&format!("write the pack: {e}")));
+    }
+    writer.commit()?;
+    Ok(())
 }
 
 /// Where a remote on this machine is: a path or a `file://` URL; `None` for network remotes
