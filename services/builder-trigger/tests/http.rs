@@ -232,8 +232,7 @@ async fn a_failure_reported_on_the_callback_fails_the_build_with_its_message() -
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     assert!(
         failed
             .reason
@@ -258,8 +257,7 @@ async fn a_ci_run_that_never_calls_back_fails_the_build_at_its_timeout() -> Resu
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     assert!(
         failed.reason.starts_with("timed out after 1s"),
         "{}",
@@ -278,8 +276,7 @@ async fn a_ci_system_refusing_the_run_fails_the_build_with_its_answer() -> Resul
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     assert!(failed.reason.contains("422"), "{}", failed.reason);
     assert!(
         failed.reason.contains("workflow_dispatch"),
@@ -306,8 +303,7 @@ async fn a_polled_ci_run_is_read_until_it_ends() -> Result<()> {
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     assert!(
         failed.reason.starts_with("the CI run ended Failed"),
         "{}",

@@ -144,8 +144,7 @@ async fn a_failing_build_job_fails_the_build_with_its_reason_and_its_pod_log() -
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     assert!(
         failed
             .reason
@@ -184,8 +183,7 @@ async fn a_build_job_past_its_timeout_is_deleted_and_fails() -> Result<()> {
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     assert!(
         failed.reason.starts_with("timed out after 1s"),
         "{}",
@@ -234,8 +232,7 @@ async fn a_newer_push_to_a_pull_request_deletes_the_superseded_build_job() -> Re
     fx.publish("source.pull_request", "acme/ping", &newer)
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     assert_eq!(failed.sha, SHA);
     assert!(
         failed

@@ -185,8 +185,7 @@ async fn a_build_command_that_cannot_start_fails_the_build_instead_of_the_worker
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     assert!(
         failed.reason.contains("could not start"),
         "{}",
@@ -450,8 +449,7 @@ async fn the_whole_output_is_kept_in_a_log_file_and_the_event_says_where() -> Re
     fx.publish("source.push", "acme/ping", &push_to_main())
         .await?;
 
-    let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
-    let failed = build(failed.first().context("build.failed")?)?;
+    let failed = fx.build_failed().await?;
     let path = std::path::PathBuf::from(&failed.log_url);
     assert!(path.starts_with(&logs), "{}", failed.log_url);
     let log = lines(&path);

@@ -4,6 +4,8 @@
 //!
 //! This runs plain HTTP: TLS is libgit2's own and is not exercised here.
 
+mod bare;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -14,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine;
-use env_manager::gitops::{FileChange, GitError, GitOps, Secret, Settings};
+use env_manager::gitops::{GitOps, Secret, Settings};
 use git2::Repository;
 use tokio::io::AsyncWriteExt;
 
@@ -147,24 +149,8 @@ impl Remote {
     }
 
     fn head_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let repo = Repository::open_bare(self.dir.path().join("srv/gitops.git"))?;
-        let tree = repo.find_reference("refs/heads/main")?.peel_to_tree()?;
-        let Ok(entry) = tree.get_path(std::path::Path::new(path)) else {
-            return Ok(None);
-        };
-        Ok(Some(repo.find_blob(entry.id())?.content().to_vec()))
+        bare::head_file(&self.dir.path().join("srv/gitops.git"), path)
     }
-}
-
-async fn write(gitops: &GitOps, path: &str) -> Result<(), GitError> {
-    let files = vec![FileChange::Write {
-        path: path.into(),
-        contents: b"{}\n".to_vec(),
-    }];
-    gitops
-        .commit::<_, GitError, _>("over http".into(), move |_| Ok((files.clone(), ())))
-        .await
-        .map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,8 +158,8 @@ async fn a_token_authenticates_fetches_and_pushes_over_http() -> Result<()> {
     let remote = Remote::start().await?;
     let gitops = GitOps::open(remote.settings(Some(TOKEN))).await?;
 
-    write(&gitops, "envs/pr-ping-1.json").await?;
-    write(&gitops, "envs/pr-ping-2.json").await?;
+    bare::write(&gitops, "envs/pr-ping-1.json", "over http").await?;
+    bare::write(&gitops, "envs/pr-ping-2.json", "over http").await?;
 
     assert!(remote.head_file("envs/pr-ping-1.json")?.is_some());
     assert!(remote.head_file("envs/pr-ping-2.json")?.is_some());
@@ -185,13 +171,17 @@ async fn a_wrong_or_missing_token_fails_with_a_reason_instead_of_looping() -> Re
     let remote = Remote::start().await?;
 
     let wrong = GitOps::open(remote.settings(Some("not-the-token"))).await?;
-    let err = write(&wrong, "envs/x.json").await.expect_err("refused");
+    let err = bare::write(&wrong, "envs/x.json", "over http")
+        .await
+        .expect_err("refused");
     assert!(err.to_string().contains("refused the credentials"), "{err}");
 
     let mut settings = remote.settings(None);
     settings.dir = remote.dir.path().join("work-2");
     let none = GitOps::open(settings).await?;
-    let err = write(&none, "envs/x.json").await.expect_err("refused");
+    let err = bare::write(&none, "envs/x.json", "over http")
+        .await
+        .expect_err("refused");
     assert!(err.to_string().contains("FLOTILLA_GITOPS_TOKEN"), "{err}");
     Ok(())
 }

@@ -5,13 +5,15 @@
 //! Needs `sshd` (Debian's openssh-server, which CI installs); where it is missing the tests say
 //! they are skipped. sshd authenticates the user running the tests, so they log in as that user.
 
+mod bare;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use env_manager::gitops::{FileChange, GitError, GitOps, Settings};
+use env_manager::gitops::{GitOps, Settings};
 use git2::Repository;
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -145,32 +147,13 @@ impl SshRemote {
     }
 
     fn head_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let repo = Repository::open_bare(self.path("srv/gitops.git"))?;
-        let Ok(head) = repo.find_reference("refs/heads/main") else {
-            return Ok(None);
-        };
-        let tree = head.peel_to_tree()?;
-        let Ok(entry) = tree.get_path(Path::new(path)) else {
-            return Ok(None);
-        };
-        Ok(Some(repo.find_blob(entry.id())?.content().to_vec()))
+        bare::head_file(&self.path("srv/gitops.git"), path)
     }
 }
 
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
-}
-
-async fn write(gitops: &GitOps, path: &str) -> Result<(), GitError> {
-    let files = vec![FileChange::Write {
-        path: path.into(),
-        contents: b"{}\n".to_vec(),
-    }];
-    gitops
-        .commit::<_, GitError, _>("over ssh".into(), move |_| Ok((files.clone(), ())))
-        .await
-        .map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,8 +165,8 @@ async fn a_private_key_and_a_known_host_key_fetch_and_push_over_ssh() -> Result<
     let settings = remote.settings("work", &remote.path("client_key"), &known_hosts);
     let gitops = GitOps::open(settings).await.with_context(|| remote.log())?;
 
-    write(&gitops, "envs/pr-ping-1.json").await?;
-    write(&gitops, "envs/pr-ping-2.json").await?;
+    bare::write(&gitops, "envs/pr-ping-1.json", "over ssh").await?;
+    bare::write(&gitops, "envs/pr-ping-2.json", "over ssh").await?;
 
     assert!(remote.head_file("envs/pr-ping-1.json")?.is_some());
     assert!(remote.head_file("envs/pr-ping-2.json")?.is_some());
@@ -201,7 +184,9 @@ async fn an_impostor_host_key_or_an_unknown_client_key_is_refused_with_the_reaso
     let result =
         GitOps::open(remote.settings("work-1", &remote.path("client_key"), &impostor)).await;
     let err = match result {
-        Ok(gitops) => write(&gitops, "envs/x.json").await.expect_err("impostor"),
+        Ok(gitops) => bare::write(&gitops, "envs/x.json", "over ssh")
+            .await
+            .expect_err("impostor"),
         Err(err) => err,
     };
     // libgit2 reports its own words; the reason (key does not match) is in the log.
@@ -213,7 +198,9 @@ async fn an_impostor_host_key_or_an_unknown_client_key_is_refused_with_the_reaso
     let result =
         GitOps::open(remote.settings("work-2", &remote.path("stranger_key"), &known_hosts)).await;
     let err = match result {
-        Ok(gitops) => write(&gitops, "envs/x.json").await.expect_err("stranger"),
+        Ok(gitops) => bare::write(&gitops, "envs/x.json", "over ssh")
+            .await
+            .expect_err("stranger"),
         Err(err) => err,
     };
     assert!(

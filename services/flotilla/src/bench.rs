@@ -2,9 +2,7 @@
 //! bare JetStream on the same server in the same run, and env-manager's from a build to its env
 //! file pushed (DESIGN.md, "Targets").
 
-use flotilla_bench::{
-    BenchError, EnvArgs, HopArgs, HopReport, WebhookArgs, run_env, run_hop, run_webhook,
-};
+use flotilla_bench::{BenchError, EnvArgs, HopArgs, WebhookArgs, run_env, run_hop, run_webhook};
 use flotilla_bus::NatsArgs;
 
 use crate::error::CliError;
@@ -130,15 +128,14 @@ async fn hop(nats: &NatsArgs, args: HopArgs) -> Result<(), CliError> {
         nats.url
     );
     let nats = nats.clone();
-    let report = on_worker_runtime(move || async move { measure(&nats, &args).await }).await?;
+    let report = on_worker_runtime(move || async move {
+        let client = nats.connect("flotilla-bench").await?;
+        run_hop(client, &args)
+            .await
+            .map_err(bench_error("bench hop"))
+    })
+    .await?;
     print(report)
-}
-
-async fn measure(nats: &NatsArgs, args: &HopArgs) -> Result<HopReport, CliError> {
-    let client = nats.connect("flotilla-bench").await?;
-    run_hop(client, args)
-        .await
-        .map_err(bench_error("bench hop"))
 }
 
 /// Prints a finished report on stdout.

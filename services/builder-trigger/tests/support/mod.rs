@@ -98,6 +98,12 @@ impl Fixture {
             .map_err(|e| anyhow!(e))
     }
 
+    /// The first `build.failed` stored, decoded.
+    pub async fn build_failed(&self) -> Result<Build> {
+        let failed = self.stored("flotilla.build.failed.>", 1, WITHIN).await?;
+        build(failed.first().context("no build.failed was stored")?)
+    }
+
     /// Exactly `want` events under `filter` (see [`flotilla_testing::stored_exactly`]).
     pub async fn stored_exactly(&self, filter: &str, want: usize) -> Result<Vec<Event>> {
         flotilla_testing::stored_exactly(&self.bus, filter, want, WITHIN)
