@@ -29,6 +29,8 @@ pub enum BusError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("a worker task ended abnormally: {0}")]
+    Task(String),
     #[error("health server on {addr}: {source}")]
     Http {
         addr: String,

@@ -118,6 +118,8 @@ struct Inner {
     registry: Mutex<Registry>,
     metrics: Metrics,
     latches: Mutex<Vec<(String, Ready)>>,
+    /// Components that failed for good (a background task that returned an error), with why.
+    failures: Mutex<Vec<(String, String)>>,
     client: OnceLock<async_nats::Client>,
 }
 
@@ -149,6 +151,7 @@ impl Health {
                 registry: Mutex::new(registry),
                 metrics,
                 latches: Mutex::new(Vec::new()),
+                failures: Mutex::new(Vec::new()),
                 client: OnceLock::new(),
             }),
         }
@@ -181,6 +184,16 @@ impl Health {
         ready
     }
 
+    /// Marks `component` failed: `/readyz` answers 503 naming it from now on, so an orchestrator
+    /// restarts a process that lost a part of itself instead of leaving it half alive.
+    pub fn fail(&self, component: &str, why: &str) {
+        self.inner
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((component.to_owned(), why.to_owned()));
+    }
+
     /// `None` when ready, else why not.
     pub fn not_ready(&self) -> Option<String> {
         let mut waiting: Vec<String> = self
@@ -189,6 +202,14 @@ impl Health {
             .filter(|(_, ready)| !ready.get())
             .map(|(name, _)| format!("{name} not ready"))
             .collect();
+        waiting.extend(
+            self.inner
+                .failures
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .iter()
+                .map(|(name, why)| format!("{name} failed: {why}")),
+        );
         if let Some(client) = self.inner.client.get()
             && client.connection_state() != async_nats::connection::State::Connected
         {

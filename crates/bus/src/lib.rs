@@ -10,6 +10,8 @@
 //! - [`runtime`]: the worker loop: bounded concurrency, ack after outputs are stored, nak with
 //!   backoff, dead letters after `max_deliver`, progress for long handlers, drain on shutdown;
 //! - [`topology`]: stream, consumer and KV definitions, created idempotently;
+//! - [`process`]: the process runtime a worker's `main` hands its parts to: one connection,
+//!   health and metrics, background tasks, HTTP routes, shutdown in order;
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`, served the same way by every worker;
 //! - [`connect`]: NATS connection options from the environment with errors that say what to do.
 //!
@@ -20,6 +22,7 @@ pub mod connect;
 pub mod envelope;
 pub mod error;
 pub mod health;
+pub mod process;
 pub mod publish;
 pub mod runtime;
 pub mod service;
@@ -31,6 +34,7 @@ pub use connect::NatsArgs;
 pub use envelope::{Encoding, Event, Outgoing};
 pub use error::{BusError, HandlerError};
 pub use health::Health;
+pub use process::{Process, Running, Tasks};
 pub use publish::{Published, Publisher};
-pub use runtime::{Ctx, Handler, Worker, WorkerArgs, WorkerConfig};
+pub use runtime::{Ctx, Handler, Start, Worker, WorkerArgs, WorkerConfig};
 pub use topology::{Bus, Names};

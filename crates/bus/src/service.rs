@@ -1,5 +1,5 @@
-//! The shared `main` of a worker binary: parse the command line, set up logging, connect,
-//! serve probes and metrics, run the worker, drain on SIGTERM or Ctrl-C, exit 0.
+//! The shared start of a worker binary: the settings every process takes, parsing the command
+//! line, logging, and exit codes. The process itself is [`crate::Process`].
 //!
 //! Exit codes (sysexits): 0 after a clean stop, 64 for invalid settings, 69 when NATS never
 //! answered, 1 for anything else.
@@ -8,31 +8,39 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::connect::NatsArgs;
 use crate::error::BusError;
-use crate::health::{self, Health};
-use crate::runtime::{Handler, Worker, WorkerArgs, WorkerConfig};
-use crate::topology::{Bus, Names};
+use crate::process::Process;
 
-/// Settings every worker binary takes, as flags or environment variables.
+/// Where a consuming worker serves its probes unless `FLOTILLA_HTTP_ADDR` says otherwise.
+pub const WORKER_HTTP_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9090);
+/// Where source-listener and `flotilla up` serve webhooks and probes by default.
+pub const WEBHOOK_HTTP_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// Settings every Flotilla process takes, as flags or environment variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
-    #[command(flatten)]
-    pub worker: WorkerArgs,
-    /// Address serving GET /healthz, /readyz and /metrics.
-    #[arg(
-        long = "http-addr",
-        env = "FLOTILLA_HTTP_ADDR",
-        default_value = "127.0.0.1:9090"
-    )]
-    pub http_addr: SocketAddr,
+    /// Address of the HTTP server: GET /healthz, /readyz, /metrics and the process's own
+    /// routes [default: 127.0.0.1:9090; 127.0.0.1:8080 for source-listener and `flotilla up`].
+    #[arg(long = "http-addr", env = "FLOTILLA_HTTP_ADDR", value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
     /// How long to keep retrying the first NATS connection at start-up.
     #[arg(long, env = "FLOTILLA_CONNECT_DEADLINE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub connect_deadline: Duration,
+    /// Time allowed on SIGTERM to finish in-flight events and requests.
+    #[arg(long, env = "FLOTILLA_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServiceArgs {
+    /// The HTTP address, or this binary's default.
+    pub fn http_addr_or(&self, default: SocketAddr) -> SocketAddr {
+        self.http_addr.unwrap_or(default)
+    }
 }
 
 pub const EX_USAGE: u8 = 64;
@@ -56,91 +64,50 @@ pub fn usage(error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EX_USAGE)
 }
 
-/// The exit code of a worker that stopped with `result`.
+/// Exit code 69 after printing `error`: for a dependency (NATS, a repository) that never
+/// answered.
+pub fn unavailable(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(EX_UNAVAILABLE)
+}
+
+/// The exit code of a process that stopped with `result`.
 pub fn exit_code(result: Result<(), BusError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_retryable() => unavailable(&e),
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(if e.is_retryable() { EX_UNAVAILABLE } else { 1 })
+            ExitCode::FAILURE
         }
     }
 }
 
-/// Cancelled on SIGTERM or Ctrl-C.
-pub fn shutdown_token() -> CancellationToken {
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested");
-        trigger.cancel();
-    });
-    token
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Runs one worker until SIGTERM: the whole life of a worker binary after argument parsing.
-pub async fn run_worker<H: Handler>(
-    config: WorkerConfig,
+/// The life of a worker binary once its settings are read: connect as `name`, let `assemble` add
+/// the worker's parts (workers, routes, tasks, metrics) to the process, serve on
+/// `FLOTILLA_HTTP_ADDR` (or `default_addr`), and stop in order on SIGTERM. `assemble` returns
+/// the exit code of a set-up that cannot work, after saying why.
+pub async fn run(
+    name: &str,
     args: &ServiceArgs,
-    handler: H,
-) -> Result<(), BusError> {
-    run_worker_with_routes(config, args, handler, axum::Router::new()).await
-}
-
-/// [`run_worker`], serving `routes` (e.g. a CI system's callbacks) beside the probes on
-/// `FLOTILLA_HTTP_ADDR`.
-pub async fn run_worker_with_routes<H: Handler>(
-    config: WorkerConfig,
-    args: &ServiceArgs,
-    handler: H,
-    routes: axum::Router,
-) -> Result<(), BusError> {
-    let config = config.with_args(&args.worker);
-    let shutdown = shutdown_token();
-    let client = tokio::select! {
-        client = args.nats.connect_with_retry(&config.name, args.connect_deadline) => client?,
-        () = shutdown.cancelled() => return Ok(()),
+    default_addr: SocketAddr,
+    assemble: impl AsyncFnOnce(&mut Process) -> Result<(), ExitCode>,
+) -> ExitCode {
+    let mut process = match Process::connect(name, args).await {
+        Ok(Some(process)) => process,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => return exit_code(Err(e)),
     };
-    let bus = Bus::new(client.clone(), Names::default());
-    let health = Health::new();
-    let (addr, http) = health::serve(
-        args.http_addr,
-        health.router().merge(routes),
-        shutdown.clone().cancelled_owned(),
-    )
-    .await?;
-    tracing::info!(worker = %config.name, %addr, nats = %args.nats.url, "worker started");
-    let result = Worker::new(bus, config, handler, health)
-        .run(shutdown.clone().cancelled_owned())
-        .await;
-    shutdown.cancel();
-    let _ = http.await;
-    // Push out acks still buffered in the client before the process exits; bounded, because
-    // with the server gone a flush waits for a reconnect.
-    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
-    result
+    if let Err(code) = assemble(&mut process).await {
+        process.abandon().await;
+        return code;
+    }
+    let running = match process.serve(args.http_addr_or(default_addr)).await {
+        Ok(running) => running,
+        Err(e) => return exit_code(Err(e)),
+    };
+    tracing::info!(process = name, addr = %running.addr(), nats = %args.nats.url, "started");
+    let stopped = running.stopped().await;
+    tracing::info!(process = name, "stopped");
+    exit_code(stopped)
 }

@@ -109,7 +109,7 @@ async fn retryable_failures_are_dead_lettered_after_max_deliver_with_the_reason(
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     assert_eq!(consumer.info().await?.num_ack_pending, 0, "input acked");
-    let metrics = worker.health.encode_metrics();
+    let metrics = worker.health().encode_metrics();
     assert!(
         metrics.contains(r#"flotilla_events_dead_lettered_total{worker="flaky"} 1"#),
         "{metrics}"
@@ -268,7 +268,7 @@ async fn a_retry_addressed_to_another_worker_is_skipped() -> Result<()> {
     publisher.publish(for_me).await?;
 
     assert_eq!(calls.settle_at(1, SOON).await, 1);
-    let metrics = worker.health.encode_metrics();
+    let metrics = worker.health().encode_metrics();
     assert!(
         metrics.contains(r#"flotilla_events_skipped_total{worker="me"} 1"#),
         "{metrics}"

@@ -201,9 +201,9 @@ impl Runner {
 
     /// Lets the backend use the NATS connection: the http backend hands callbacks that reach
     /// this replica for runs waiting in another to that one, over core NATS.
-    pub async fn attach(&self, client: &async_nats::Client) {
+    pub async fn attach(&self, client: &async_nats::Client, tasks: &flotilla_bus::Tasks) {
         if let Runner::Http(backend) = self {
-            backend.attach(client).await;
+            backend.attach(client, tasks).await;
         }
     }
 

@@ -28,9 +28,10 @@ impl Handler for BuilderTrigger {
 
     /// Hears other replicas from the start, not only from this one's first build: a replica
     /// may pick up an older head of a pull request before it builds anything.
-    async fn start(&self, bus: &flotilla_bus::Bus) {
-        self.supersede.listen(bus.client()).await;
-        self.runner.attach(bus.client()).await;
+    async fn start(&self, start: flotilla_bus::Start<'_>) {
+        let client = start.bus.client();
+        self.supersede.listen(client, start.tasks).await;
+        self.runner.attach(client, start.tasks).await;
     }
 }
 

@@ -141,8 +141,8 @@ impl Backend {
     }
 
     /// Forwards callbacks for runs waiting in other replicas over `client`, and takes theirs.
-    pub async fn attach(&self, client: &async_nats::Client) {
-        self.callbacks.attach(client).await;
+    pub async fn attach(&self, client: &async_nats::Client, tasks: &flotilla_bus::Tasks) {
+        self.callbacks.attach(client, tasks).await;
     }
 
     /// `POST /callbacks/builds/{id}`, to serve on the worker's HTTP address.

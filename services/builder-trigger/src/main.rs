@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use builder_trigger::{Args, BuilderTrigger, Config, WORKER, worker_config};
 use clap::Parser;
-use flotilla_bus::service::{self, ServiceArgs, run_worker_with_routes};
+use flotilla_bus::WorkerArgs;
+use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
 
 /// Build every change pushed to a default branch or proposed in a pull request, and test it in
 /// its environment once that is ready. Builds and tests run as a shell command here
@@ -19,6 +20,8 @@ struct Cli {
     #[command(flatten)]
     builds: Args,
     #[command(flatten, next_help_heading = "Worker")]
+    worker: WorkerArgs,
+    #[command(flatten, next_help_heading = "Process")]
     service: ServiceArgs,
 }
 
@@ -42,6 +45,12 @@ async fn main() -> ExitCode {
         build_timeout = %humantime::format_duration(config.build_timeout),
         "builder-trigger configured"
     );
-    let handler = BuilderTrigger::new(config, runner);
-    service::exit_code(run_worker_with_routes(worker_config(), &cli.service, handler, routes).await)
+    service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {
+        process
+            .worker_args(&cli.worker)
+            .worker(worker_config(), BuilderTrigger::new(config, runner))
+            .route(routes);
+        Ok(())
+    })
+    .await
 }

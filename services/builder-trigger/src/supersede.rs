@@ -12,13 +12,14 @@
 //! one carries the newer version, which is what the preview ends up with).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use flotilla_bus::Tasks;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::OnceCell;
 
 use crate::backend::Cancel;
 
@@ -36,8 +37,8 @@ pub type PrKey = (String, u64);
 #[derive(Debug, Clone, Default)]
 pub struct Supersede {
     inner: Arc<Mutex<HashMap<PrKey, Entry>>>,
-    /// Set once the first build has subscribed this replica to [`SUBJECT`].
-    listening: Arc<OnceCell<Option<async_nats::Client>>>,
+    /// Set once this replica listens on [`SUBJECT`].
+    listening: Arc<AtomicBool>,
     replica: Arc<str>,
 }
 
@@ -136,8 +137,7 @@ impl Supersede {
         observe_locked(&mut self.lock(), key, at, sha);
     }
 
-    /// Tells the other replicas (best effort; see the module's notes), after making sure this
-    /// replica hears them too.
+    /// Tells the other replicas (best effort; see the module's notes).
     pub async fn announce(
         &self,
         client: &async_nats::Client,
@@ -145,7 +145,6 @@ impl Supersede {
         at: OffsetDateTime,
         sha: &str,
     ) {
-        self.listen(client).await;
         let announcement = Announcement {
             repo: key.0.clone(),
             pr: key.1,
@@ -161,27 +160,34 @@ impl Supersede {
         }
     }
 
-    /// Subscribes to other replicas' announcements, once.
-    pub async fn listen(&self, client: &async_nats::Client) {
-        self.listening
-            .get_or_init(|| async {
-                match client.subscribe(SUBJECT).await {
-                    Ok(mut subscription) => {
-                        let registry = self.clone();
-                        tokio::spawn(async move {
-                            while let Some(message) = subscription.next().await {
-                                registry.heard(&message.payload);
-                            }
-                        });
-                        Some(client.clone())
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot hear other replicas' pull request heads");
-                        None
-                    }
+    /// Hears other replicas' announcements in a background task of the process, from now until
+    /// it stops. Once; later calls do nothing.
+    pub async fn listen(&self, client: &async_nats::Client, tasks: &Tasks) {
+        if self.listening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut subscription = match client.subscribe(SUBJECT).await {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                self.listening.store(false, Ordering::Release);
+                tracing::warn!(error = %e, "cannot hear other replicas' pull request heads");
+                return;
+            }
+        };
+        let registry = self.clone();
+        tasks.spawn("supersede-listener", |stop| async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    message = subscription.next() => match message {
+                        Some(message) => registry.heard(&message.payload),
+                        None => break,
+                    },
                 }
-            })
-            .await;
+            }
+            let _ = subscription.unsubscribe().await;
+            Ok::<(), std::convert::Infallible>(())
+        });
     }
 
     fn heard(&self, payload: &[u8]) {

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use builder_trigger::http::{Settings, Template};
 use builder_trigger::{BackendConfig, BuilderTrigger, Config};
+use flotilla_bus::Process;
 use serde_json::{Value, json};
 use support::*;
 
@@ -168,9 +169,14 @@ async fn run_http(fx: &Fixture, template: Value, timeout: Duration) -> Result<Ru
     let mut config = Config::with_backend(BackendConfig::Http(settings));
     config.build_timeout = timeout;
     let (runner, routes) = builder_trigger::runner(&config).await?;
-    let addr = format!("127.0.0.1:{port}").parse()?;
-    flotilla_bus::health::serve(addr, routes, std::future::pending()).await?;
-    fx.run_handler(BuilderTrigger::new(config, runner)).await
+    let mut process = Process::new(fx.bus.clone());
+    process
+        .worker(
+            flotilla_testing::quick(builder_trigger::worker_config()),
+            BuilderTrigger::new(config, runner),
+        )
+        .route(routes);
+    flotilla_testing::serve_on(process, format!("127.0.0.1:{port}").parse()?).await
 }
 
 #[tokio::test]
@@ -356,9 +362,11 @@ async fn a_callback_that_reaches_another_replica_is_handed_to_the_one_whose_run_
     };
     let config_b = Config::with_backend(BackendConfig::Http(settings(port_b)?));
     let (runner_b, routes_b) = builder_trigger::runner(&config_b).await?;
-    runner_b.attach(fx.bus.client()).await;
-    let addr_b = format!("127.0.0.1:{port_b}").parse()?;
-    flotilla_bus::health::serve(addr_b, routes_b, std::future::pending()).await?;
+    let mut replica_b = Process::new(fx.bus.clone());
+    runner_b.attach(fx.bus.client(), replica_b.tasks()).await;
+    replica_b.route(routes_b);
+    let replica_b =
+        flotilla_testing::serve_on(replica_b, format!("127.0.0.1:{port_b}").parse()?).await?;
 
     // Replica A runs the build, and tells the CI system to call back through the Service (B).
     let mut config_a = Config::with_backend(BackendConfig::Http(settings(port_b)?));
@@ -391,5 +399,6 @@ async fn a_callback_that_reaches_another_replica_is_handed_to_the_one_whose_run_
         .send()
         .await?;
     assert_eq!(unknown.status().as_u16(), 404, "no replica has that run");
-    worker.shutdown().await
+    worker.shutdown().await?;
+    replica_b.shutdown().await
 }

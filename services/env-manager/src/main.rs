@@ -10,8 +10,8 @@ use clap::Parser;
 use env_manager::gitops::GitOps;
 use env_manager::registry::Registry;
 use env_manager::{Args, Config, EnvManager, WORKER, worker_config};
-use flotilla_bus::service::{self, EX_UNAVAILABLE, ServiceArgs, run_worker};
-use flotilla_bus::{Bus, Names};
+use flotilla_bus::WorkerArgs;
+use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
 
 /// Turn every successful build into an environment in the GitOps repository, and every staging
 /// environment whose tests passed into a release.
@@ -21,6 +21,8 @@ struct Cli {
     #[command(flatten)]
     envs: Args,
     #[command(flatten, next_help_heading = "Worker")]
+    worker: WorkerArgs,
+    #[command(flatten, next_help_heading = "Process")]
     service: ServiceArgs,
 }
 
@@ -34,39 +36,30 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return service::usage(&e),
     };
-    let handler = match start(config, &cli.service).await {
-        Ok(handler) => handler,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_UNAVAILABLE);
-        }
-    };
-    service::exit_code(run_worker(worker_config(), &cli.service, handler).await)
-}
-
-/// Opens the working copy and the registry bucket. The registry has its own connection: the
-/// bus runtime does not hand its client to handlers.
-async fn start(config: Config, service: &ServiceArgs) -> Result<EnvManager, String> {
-    let gitops = GitOps::open(config.gitops.clone())
-        .await
-        .map_err(|e| format!("GitOps repository {}: {e}", config.gitops.url))?;
-    let client = service
-        .nats
-        .connect_with_retry(WORKER, service.connect_deadline)
-        .await
-        .map_err(|e| e.to_string())?;
-    let envs = Bus::new(client, Names::default())
-        .envs()
-        .await
-        .map_err(|e| format!("{e} (run `flotilla init`)"))?;
-    tracing::info!(
-        gitops = %config.gitops.url,
-        branch = %config.gitops.branch,
-        ttl = %humantime::format_duration(config.env_ttl),
-        group_max = config.gitops.group_max,
-        promote = ?config.promote,
-        github = config.github.is_some(),
-        "env-manager configured"
-    );
-    Ok(EnvManager::new(config, gitops, Registry::new(envs)))
+    service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {
+        let gitops = GitOps::open(config.gitops.clone()).await.map_err(|e| {
+            service::unavailable(&format!("GitOps repository {}: {e}", config.gitops.url))
+        })?;
+        // The registry shares the process's one connection.
+        let envs = process
+            .bus()
+            .envs()
+            .await
+            .map_err(|e| service::unavailable(&format!("{e} (run `flotilla init`)")))?;
+        tracing::info!(
+            gitops = %config.gitops.url,
+            branch = %config.gitops.branch,
+            ttl = %humantime::format_duration(config.env_ttl),
+            group_max = config.gitops.group_max,
+            promote = ?config.promote,
+            github = config.github.is_some(),
+            "env-manager configured"
+        );
+        let handler = EnvManager::new(config, gitops, Registry::new(envs));
+        process
+            .worker_args(&cli.worker)
+            .worker(worker_config(), handler);
+        Ok(())
+    })
+    .await
 }

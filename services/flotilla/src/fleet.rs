@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use clap::Parser;
-use flotilla_bus::{Bus, BusError, Health, Worker};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use flotilla_bus::{Bus, Process};
 
 /// builder-trigger's settings, read from the environment alone.
 #[derive(Debug, Parser)]
@@ -30,12 +28,7 @@ fn builder_trigger_config() -> Result<builder_trigger::Config, String> {
     }
     let env =
         BuildEnv::try_parse_from(["builder-trigger"]).map_err(|e| first_line(&e.to_string()))?;
-    let config = builder_trigger::Config::from_args(&env.args).map_err(|e| e.to_string())?;
-    // The http backend's callbacks and the job backend's cluster belong to a deployed fleet.
-    if !matches!(config.backend, builder_trigger::BackendConfig::Command(_)) {
-        return Err("flotilla up builds with the command backend only".to_owned());
-    }
-    Ok(config)
+    builder_trigger::Config::from_args(&env.args).map_err(|e| e.to_string())
 }
 
 /// env-manager on FLOTILLA_GITOPS_URL, or on a local bare repository under the data dir
@@ -72,76 +65,32 @@ fn first_line(text: &str) -> String {
     first.trim_start_matches("error: ").to_owned()
 }
 
-/// Workers running as tasks until `shutdown` is cancelled.
-pub struct Fleet {
-    tasks: JoinSet<Result<(), BusError>>,
-    /// One line per worker: what runs, or why it does not.
-    pub summary: Vec<String>,
-}
-
-impl Fleet {
-    pub async fn start(
-        bus: &Bus,
-        health: &Health,
-        shutdown: &CancellationToken,
-        data_dir: &Path,
-    ) -> Fleet {
-        let mut fleet = Fleet {
-            tasks: JoinSet::new(),
-            summary: vec!["source-listener  serving the webhooks".to_owned()],
-        };
-        let builder = match builder_trigger_config() {
-            Ok(config) => builder_trigger::runner(&config)
-                .await
-                .map(|(runner, _)| builder_trigger::BuilderTrigger::new(config, runner))
-                .map_err(|e| e.to_string()),
-            Err(why) => Err(why),
-        };
-        match builder {
-            Ok(handler) => {
-                let worker = Worker::new(
-                    bus.clone(),
-                    builder_trigger::worker_config(),
-                    handler,
-                    health.clone(),
-                );
-                fleet
-                    .tasks
-                    .spawn(worker.run(shutdown.clone().cancelled_owned()));
-                fleet
-                    .summary
-                    .push("builder-trigger  building with FLOTILLA_BUILD_COMMAND".to_owned());
-            }
-            Err(why) => fleet.summary.push(format!("builder-trigger  off: {why}")),
+/// Adds the workers this binary runs to `process` and says, one line each, what runs or why it
+/// does not. The routes of each worker are served on the process's one server.
+pub async fn assemble(process: &mut Process, data_dir: &Path) -> Vec<String> {
+    let mut summary = vec!["source-listener  serving the webhooks".to_owned()];
+    let builder = match builder_trigger_config() {
+        Ok(config) => builder_trigger::runner(&config)
+            .await
+            .map(|(runner, routes)| (builder_trigger::BuilderTrigger::new(config, runner), routes))
+            .map_err(|e| e.to_string()),
+        Err(why) => Err(why),
+    };
+    match builder {
+        Ok((handler, routes)) => {
+            process
+                .worker(builder_trigger::worker_config(), handler)
+                .route(routes);
+            summary.push("builder-trigger  building with FLOTILLA_BUILD_COMMAND".to_owned());
         }
-        match env_manager(bus, data_dir).await {
-            Ok((handler, gitops)) => {
-                let worker = Worker::new(
-                    bus.clone(),
-                    env_manager::worker_config(),
-                    handler,
-                    health.clone(),
-                );
-                fleet
-                    .tasks
-                    .spawn(worker.run(shutdown.clone().cancelled_owned()));
-                fleet
-                    .summary
-                    .push(format!("env-manager      writing environments to {gitops}"));
-            }
-            Err(why) => fleet.summary.push(format!("env-manager      off: {why}")),
-        }
-        fleet
+        Err(why) => summary.push(format!("builder-trigger  off: {why}")),
     }
-
-    /// Waits for every worker to drain (they stop when the shutdown token is cancelled).
-    pub async fn stopped(mut self) {
-        while let Some(result) = self.tasks.join_next().await {
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "worker failed"),
-                Err(e) => tracing::error!(error = %e, "worker task ended abnormally"),
-            }
+    match env_manager(process.bus(), data_dir).await {
+        Ok((handler, gitops)) => {
+            process.worker(env_manager::worker_config(), handler);
+            summary.push(format!("env-manager      writing environments to {gitops}"));
         }
+        Err(why) => summary.push(format!("env-manager      off: {why}")),
     }
+    summary
 }

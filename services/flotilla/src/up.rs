@@ -2,16 +2,15 @@
 //! none answers), sets the bus up, serves probes and metrics, runs the workers built into this
 //! binary, and follows the events until Ctrl-C.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use flotilla_bus::{Bus, Health, Names, NatsArgs, health};
+use flotilla_bus::{Bus, Names, NatsArgs, Process, WorkerArgs};
 use source_listener::{Config, SourceListener};
-use tokio_util::sync::CancellationToken;
 
 use crate::error::CliError;
 use crate::events::{Reader, Start};
-use crate::fleet::Fleet;
 use crate::local_nats::{self, LocalNats};
 use crate::render::Output;
 use crate::signals::Stop;
@@ -42,11 +41,21 @@ pub struct Args {
     /// Do not print events as they flow.
     #[arg(long)]
     quiet: bool,
-    #[command(
-        flatten,
-        next_help_heading = "Webhooks and probes (as source-listener)"
+    /// Address serving the webhooks, every worker's routes, /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "FLOTILLA_HTTP_ADDR",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
     )]
+    http_addr: SocketAddr,
+    /// Time allowed on Ctrl-C or SIGTERM to finish in-flight events and requests.
+    #[arg(long, env = "FLOTILLA_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+    #[command(flatten, next_help_heading = "Webhooks (as source-listener)")]
     webhooks: source_listener::Args,
+    #[command(flatten, next_help_heading = "Workers (as each worker binary)")]
+    workers: WorkerArgs,
     #[command(flatten, next_help_heading = "Stream limits (as flotilla init)")]
     limits: crate::init::Args,
 }
@@ -86,19 +95,17 @@ async fn serve(
     let mut out = Output::live();
     crate::init::reconcile(&bus, limits, &mut out).await?;
 
-    let shutdown = CancellationToken::new();
-    let health = Health::new();
-    health.watch_connection(client);
     let config = Config::from_args(&args.webhooks).map_err(|e| CliError::Usage(e.to_string()))?;
     let refused = unconfigured_endpoints(&args.webhooks);
-    let listener = SourceListener::new(&bus, config, &health);
-    let (addr, http) = health::serve(
-        args.webhooks.http_addr,
-        health.router().merge(listener.router()),
-        shutdown.clone().cancelled_owned(),
-    )
-    .await?;
-    let fleet = Fleet::start(&bus, &health, &shutdown, &args.data_dir).await;
+    let mut process = Process::new(bus.clone());
+    process
+        .grace(args.shutdown_grace)
+        .worker_args(&args.workers);
+    let listener = SourceListener::new(&bus, config, process.health());
+    process.route(listener.router());
+    let summary = crate::fleet::assemble(&mut process, &args.data_dir).await;
+    let running = process.serve(args.http_addr).await?;
+    let addr = running.addr();
 
     let server = match local {
         Some(local) => format!(
@@ -122,29 +129,25 @@ async fn serve(
     out.line(format!(
         "probes    http://{addr}/healthz  http://{addr}/readyz  http://{addr}/metrics"
     ))?;
-    for line in &fleet.summary {
+    for line in &summary {
         out.line(format!("worker    {line}"))?;
     }
     out.line("publish   flotilla publish <domain>.<event> <key> --data FILE")?;
     // "ready" means it: every worker has bound its consumer.
-    let bound = tokio::time::timeout(Duration::from_secs(15), async {
-        while health.not_ready().is_some() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    if bound.is_err() {
-        let why = health.not_ready().unwrap_or_default();
+    if let Err(why) = running.ready(Duration::from_secs(15)).await {
         out.line(format!("waiting   {why}"))?;
     }
     out.line("ready; Ctrl-C stops")?;
 
-    let result = follow(&bus, args.quiet, &mut out, stop).await;
-    shutdown.cancel();
-    fleet.stopped().await;
-    let _ = http.await;
+    let result = tokio::select! {
+        result = follow(&bus, args.quiet, &mut out, stop) => result,
+        // A worker that cannot run stops the process; say why rather than hang.
+        () = running.shutdown().cancelled() => Ok(()),
+    };
+    let stopped = running.stop().await;
     out.finish()?;
-    result
+    result?;
+    Ok(stopped?)
 }
 
 /// The secret variables left unset: their endpoints refuse everything, which `up` says once

@@ -1,7 +1,6 @@
 //! The listener's settings: flags and environment variables (names in [`mod@env`]), and the filter
 //! file `FLOTILLA_CONFIG` names.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +10,6 @@ use crate::filter::Filters;
 
 /// The environment variables the listener reads, in one place.
 pub mod env {
-    pub const HTTP_ADDR: &str = "FLOTILLA_HTTP_ADDR";
     pub const GITHUB_WEBHOOK_SECRET: &str = "GITHUB_WEBHOOK_SECRET";
     pub const GITLAB_WEBHOOK_TOKEN: &str = "GITLAB_WEBHOOK_TOKEN";
     pub const GENERIC_WEBHOOK_TOKEN: &str = "GENERIC_WEBHOOK_TOKEN";
@@ -23,16 +21,12 @@ pub mod env {
     pub const MAX_BODY: &str = "FLOTILLA_MAX_BODY";
     pub const CONFIG: &str = "FLOTILLA_CONFIG";
     pub const PUBLISH_TIMEOUT: &str = "FLOTILLA_PUBLISH_TIMEOUT";
-    pub const SHUTDOWN_GRACE: &str = "FLOTILLA_SHUTDOWN_GRACE";
 }
 
 /// The listener's flags; each also reads the environment variable it names.
 #[derive(Debug, Clone, clap::Args)]
 #[group(id = "webhooks")]
 pub struct Args {
-    /// Address serving POST /webhooks/{github,gitlab,generic} and GET /healthz, /readyz, /metrics.
-    #[arg(long, env = env::HTTP_ADDR, default_value = "127.0.0.1:8080")]
-    pub http_addr: SocketAddr,
     /// Secret of the GitHub (and Gitea) webhooks. Without it (or a secret file) /webhooks/github
     /// refuses everything.
     #[arg(long, env = env::GITHUB_WEBHOOK_SECRET, hide_env_values = true)]
@@ -71,9 +65,6 @@ pub struct Args {
     /// queueing behind the others (senders retry, and a retry is deduplicated).
     #[arg(long, env = env::MAX_IN_FLIGHT, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
-    /// How long in-flight deliveries may take to finish after SIGTERM.
-    #[arg(long, env = env::SHUTDOWN_GRACE, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
 }
 
 /// The secrets of the three endpoints; an endpoint without one refuses every delivery.

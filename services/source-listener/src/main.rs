@@ -4,11 +4,9 @@
 //! answered, 1 for anything else.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use flotilla_bus::service::{self, shutdown_token};
-use flotilla_bus::{Bus, BusError, Health, Names, NatsArgs};
+use flotilla_bus::service::{self, ServiceArgs, WEBHOOK_HTTP_ADDR};
 use source_listener::{Args, Config, SourceListener, WORKER};
 
 /// Receive GitHub, Gitea, GitLab and generic webhooks and publish them as Flotilla events.
@@ -17,11 +15,8 @@ use source_listener::{Args, Config, SourceListener, WORKER};
 struct Cli {
     #[command(flatten)]
     listener: Args,
-    #[command(flatten, next_help_heading = "NATS connection")]
-    nats: NatsArgs,
-    /// How long to keep retrying the first NATS connection at start-up.
-    #[arg(long, env = "FLOTILLA_CONNECT_DEADLINE", default_value = "60s", value_parser = humantime::parse_duration)]
-    connect_deadline: Duration,
+    #[command(flatten, next_help_heading = "Process")]
+    service: ServiceArgs,
 }
 
 #[tokio::main]
@@ -34,32 +29,14 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return service::usage(&e),
     };
-    service::exit_code(run(&cli, config).await)
-}
-
-async fn run(cli: &Cli, config: Config) -> Result<(), BusError> {
-    let shutdown = shutdown_token();
-    let client = tokio::select! {
-        client = cli.nats.connect_with_retry(WORKER, cli.connect_deadline) => client?,
-        () = shutdown.cancelled() => return Ok(()),
-    };
-    let bus = Bus::new(client.clone(), Names::default());
-    if let Err(e) = bus.stream().await {
-        tracing::warn!(error = %e, "deliveries are answered 503 until the stream exists; run `flotilla init`");
-    }
-    let health = Health::new();
-    let filters = config.filters.len();
-    let listener = SourceListener::new(&bus, config, &health);
-    let server = listener
-        .serve(cli.listener.http_addr, &health, shutdown.clone())
-        .await?;
-    tracing::info!(addr = %server.addr(), nats = %cli.nats.url, filters, "source-listener started");
-    shutdown.cancelled().await;
-    if !server.finished(cli.listener.shutdown_grace).await {
-        tracing::warn!(grace = ?cli.listener.shutdown_grace, "in-flight deliveries did not finish in time");
-    }
-    // Bounded: with the server gone a flush would wait for a reconnect.
-    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
-    tracing::info!("source-listener stopped");
-    Ok(())
+    service::run(WORKER, &cli.service, WEBHOOK_HTTP_ADDR, async |process| {
+        if let Err(e) = process.bus().stream().await {
+            tracing::warn!(error = %e, "deliveries are answered 503 until the stream exists; run `flotilla init`");
+        }
+        tracing::info!(filters = config.filters.len(), "source-listener configured");
+        let listener = SourceListener::new(process.bus(), config, process.health());
+        process.route(listener.router());
+        Ok(())
+    })
+    .await
 }

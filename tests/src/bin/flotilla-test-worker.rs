@@ -6,15 +6,19 @@
 use std::io::Write;
 use std::time::Duration;
 
+use std::process::ExitCode;
+
 use clap::Parser;
-use flotilla_bus::service::{ServiceArgs, run_worker};
-use flotilla_bus::{Ctx, Event, HandlerError, Outgoing, WorkerConfig};
+use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
+use flotilla_bus::{Ctx, Event, HandlerError, Outgoing, WorkerArgs, WorkerConfig};
 use flotilla_proto::v1::Build;
 
 #[derive(Debug, Parser)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
     /// Worker (and durable consumer) name.
     #[arg(long, default_value = "test-worker")]
     name: String,
@@ -24,9 +28,11 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args = Args::parse();
-    let _telemetry = flotilla_telemetry::init("test-worker", "info")?;
+    let Ok(_telemetry) = flotilla_telemetry::init("test-worker", "info") else {
+        return ExitCode::FAILURE;
+    };
     let sleep = args.handler_sleep;
     let handler = move |event: Event, ctx: Ctx| async move {
         println!("handling {} delivered={}", event.id, ctx.delivered);
@@ -39,7 +45,16 @@ async fn main() -> anyhow::Result<()> {
         Ok(vec![out])
     };
     let config = WorkerConfig::new(&args.name, &["build.started.>"]);
-    run_worker(config, &args.service, handler).await?;
+    let code = service::run(
+        &args.name,
+        &args.service,
+        WORKER_HTTP_ADDR,
+        async |process| {
+            process.worker_args(&args.worker).worker(config, handler);
+            Ok(())
+        },
+    )
+    .await;
     println!("stopped");
-    Ok(())
+    code
 }

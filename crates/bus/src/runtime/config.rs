@@ -63,13 +63,12 @@ impl WorkerConfig {
         }
     }
 
-    /// Applies flags and environment overrides.
+    /// Applies flags and environment overrides (the grace period is the process's).
     pub fn with_args(mut self, args: &WorkerArgs) -> WorkerConfig {
         self.concurrency = args.concurrency.max(1);
         self.max_deliver = args.max_deliver.max(1);
         self.ack_wait = args.ack_wait;
         self.backoff = args.backoff;
-        self.grace = args.shutdown_grace;
         self
     }
 }
@@ -89,9 +88,6 @@ pub struct WorkerArgs {
     /// Delay before the first retry; doubles each attempt up to 5m.
     #[arg(long, env = "FLOTILLA_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff: Duration,
-    /// Time allowed on SIGTERM to finish in-flight events.
-    #[arg(long, env = "FLOTILLA_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
 }
 
 #[cfg(test)]

@@ -21,10 +21,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use config::{WorkerArgs, WorkerConfig};
+pub(crate) use process::panic_text;
 
 use crate::envelope::{Event, Outgoing};
 use crate::error::{BusError, HandlerError};
 use crate::health::{Health, Ready};
+use crate::process::Tasks;
 use crate::publish::Publisher;
 use crate::topology::Bus;
 
@@ -39,12 +41,20 @@ pub trait Handler: Send + Sync + 'static {
         ctx: Ctx,
     ) -> impl Future<Output = Result<Vec<Outgoing>, HandlerError>> + Send;
 
-    /// Called once with the bus before the first event, for what a handler must do while no
-    /// event has come yet (say, listen on a control subject). Does nothing by default.
-    fn start(&self, bus: &Bus) -> impl Future<Output = ()> + Send {
-        let _ = bus;
+    /// Called once before the first event, for what a handler must do while no event has come
+    /// yet (say, listen on a control subject in a background task). Does nothing by default.
+    fn start(&self, start: Start<'_>) -> impl Future<Output = ()> + Send {
+        let _ = start;
         async {}
     }
+}
+
+/// What a handler may use before its first event: the process's connection and its background
+/// tasks (stopped and awaited when the process stops; a failure shows in `/readyz`).
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    pub bus: &'a Bus,
+    pub tasks: &'a Tasks,
 }
 
 impl<F, Fut> Handler for F
@@ -82,6 +92,9 @@ pub struct Worker<H> {
     handler: Arc<H>,
     health: Health,
     ready: Ready,
+    tasks: Tasks,
+    /// Whether the tasks are this worker's own (stopped when it stops) or its process's.
+    owns_tasks: bool,
 }
 
 impl<H: Handler> Worker<H> {
@@ -94,9 +107,18 @@ impl<H: Handler> Worker<H> {
             bus,
             config,
             handler: Arc::new(handler),
+            tasks: Tasks::new(health.clone()),
+            owns_tasks: true,
             health,
             ready,
         }
+    }
+
+    /// Runs the handler's background tasks as `tasks` (its process's) instead of its own.
+    pub fn with_tasks(mut self, tasks: Tasks) -> Self {
+        self.tasks = tasks;
+        self.owns_tasks = false;
+        self
     }
 
     /// Consumes until `shutdown` resolves, then stops taking work, finishes what is in flight
@@ -108,8 +130,15 @@ impl<H: Handler> Worker<H> {
             handler,
             health,
             ready,
+            tasks,
+            owns_tasks,
         } = self;
-        handler.start(&bus).await;
+        handler
+            .start(Start {
+                bus: &bus,
+                tasks: &tasks,
+            })
+            .await;
         let job = Arc::new(process::Job::new(&bus, &config, handler, &health));
         let mut pool = Pool {
             permits: Arc::new(Semaphore::new(config.concurrency)),
@@ -147,6 +176,9 @@ impl<H: Handler> Worker<H> {
             }
         }
         drain(&config, pool.tasks).await;
+        if owns_tasks {
+            tasks.stop(config.grace).await;
+        }
         Ok(())
     }
 }

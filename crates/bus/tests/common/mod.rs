@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker, WorkerConfig};
+use flotilla_bus::{Bus, Event, Handler, Names, Outgoing, Published, WorkerConfig};
 use flotilla_proto::v1::Build;
 use flotilla_testing::NatsServer;
-use tokio_util::sync::CancellationToken;
 
 /// A private server with FLOTILLA, FLOTILLA_DLQ and the env registry.
 pub async fn setup() -> Result<(NatsServer, Bus)> {
@@ -34,34 +33,11 @@ pub fn config(name: &str, subjects: &[&str]) -> WorkerConfig {
     config
 }
 
-/// A worker running in a task until the token is cancelled.
-pub struct Running {
-    pub stop: CancellationToken,
-    pub task: tokio::task::JoinHandle<Result<(), flotilla_bus::BusError>>,
-    pub health: Health,
-}
-
-impl Running {
-    pub async fn shutdown(self) -> Result<()> {
-        self.stop.cancel();
-        self.task.await??;
-        Ok(())
-    }
-}
+pub use flotilla_testing::Served as Running;
 
 /// Starts `handler` as worker `config` and returns once its consumer is bound.
 pub async fn run(bus: &Bus, config: WorkerConfig, handler: impl Handler) -> Result<Running> {
-    let stop = CancellationToken::new();
-    let health = Health::new();
-    let worker = Worker::new(bus.clone(), config, handler, health.clone());
-    let task = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
-    for _ in 0..200 {
-        if health.not_ready().is_none() {
-            return Ok(Running { stop, task, health });
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    anyhow::bail!("worker never became ready: {:?}", health.not_ready())
+    flotilla_testing::run_worker(bus, config, handler).await
 }
 
 pub fn build(change_id: &str) -> Build {

@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
+use flotilla_bus::Tasks;
 use flotilla_proto::v1::Image;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -126,21 +127,32 @@ impl Callbacks {
         }
     }
 
-    /// Starts taking callbacks forwarded by other replicas, and forwarding theirs. Once per
-    /// process; later calls do nothing. Without it callbacks reach local runs only.
-    pub async fn attach(&self, client: &async_nats::Client) {
-        let attached = self
-            .bus
-            .get_or_try_init(|| async {
-                let subject = format!("{FORWARD_PREFIX}.>");
-                let requests = client.subscribe(subject).await?;
-                tokio::spawn(self.clone().answer_forwarded(client.clone(), requests));
-                Ok::<_, async_nats::SubscribeError>(client.clone())
-            })
-            .await;
-        if let Err(e) = attached {
-            tracing::warn!(error = %e, "callbacks reach this replica's own runs only");
+    /// Starts taking callbacks forwarded by other replicas (in a background task of the
+    /// process), and forwarding theirs. Once per process; later calls do nothing. Without it
+    /// callbacks reach local runs only.
+    pub async fn attach(&self, client: &async_nats::Client, tasks: &Tasks) {
+        if self.bus.get().is_some() {
+            return;
         }
+        let requests = match client.subscribe(format!("{FORWARD_PREFIX}.>")).await {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::warn!(error = %e, "callbacks reach this replica's own runs only");
+                return;
+            }
+        };
+        if self.bus.set(client.clone()).is_err() {
+            return;
+        }
+        let callbacks = self.clone();
+        let client = client.clone();
+        tasks.spawn("callback-forwarding", |stop| async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = callbacks.answer_forwarded(client, requests) => {}
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
     }
 
     async fn answer_forwarded(

@@ -9,10 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use builder_trigger::{BuilderTrigger, Config, worker_config};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker, WorkerConfig};
+use flotilla_bus::{Bus, Event, Handler, Names, Outgoing, Published, WorkerConfig};
 use flotilla_proto::v1::{AppVersion, Build, Environment, PullRequest, Push, TestResult};
 use flotilla_testing::NatsServer;
-use tokio_util::sync::CancellationToken;
 
 pub const SHA: &str = "1a2b3c4d5e6f77889900aabbccddeeff00112233";
 /// A later head of the same pull request.
@@ -65,19 +64,9 @@ impl Fixture {
         handler: impl Handler,
         adjust: impl FnOnce(&mut WorkerConfig),
     ) -> Result<Running> {
-        let mut config = worker_config();
-        config.backoff = Duration::from_millis(50);
+        let mut config = flotilla_testing::quick(worker_config());
         adjust(&mut config);
-        config.grace = Duration::from_secs(5);
-        let stop = CancellationToken::new();
-        let health = Health::new();
-        let worker = Worker::new(self.bus.clone(), config, handler, health.clone());
-        let task = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
-        let ready =
-            flotilla_testing::eventually(Duration::from_secs(5), || health.not_ready().is_none())
-                .await;
-        anyhow::ensure!(ready, "worker never became ready: {:?}", health.not_ready());
-        Ok(Running { stop, task })
+        flotilla_testing::run_worker(&self.bus, config, handler).await
     }
 
     /// Publishes a source or env event as its producer would.
@@ -112,19 +101,7 @@ impl Fixture {
     }
 }
 
-/// A worker running in a task until shut down.
-pub struct Running {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), flotilla_bus::BusError>>,
-}
-
-impl Running {
-    pub async fn shutdown(self) -> Result<()> {
-        self.stop.cancel();
-        self.task.await??;
-        Ok(())
-    }
-}
+pub use flotilla_testing::Served as Running;
 
 /// Messages a test publishes.
 pub trait MessageOf {

@@ -14,11 +14,10 @@ use env_manager::gitops::GitOps;
 use env_manager::registry::{EnvRecord, Registry};
 use env_manager::{Config, EnvManager, worker_config};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker};
+use flotilla_bus::{Bus, Event, Handler, Names, Outgoing, Published};
 use flotilla_proto::v1::{Build, Image};
 use flotilla_testing::NatsServer;
 use git2::{Repository, Signature};
-use tokio_util::sync::CancellationToken;
 
 /// Long enough for a slow machine, short enough that a missing event fails the test quickly.
 pub const WITHIN: Duration = Duration::from_secs(15);
@@ -112,18 +111,8 @@ impl Fixture {
 
     /// Runs any handler as env-manager (same consumer and subjects), with fast retries.
     pub async fn run_handler(&self, handler: impl Handler) -> Result<Running> {
-        let mut config = worker_config();
-        config.backoff = Duration::from_millis(50);
-        config.grace = Duration::from_secs(5);
-        let stop = CancellationToken::new();
-        let health = Health::new();
-        let worker = Worker::new(self.bus.clone(), config, handler, health.clone());
-        let task = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
-        let ready =
-            flotilla_testing::eventually(Duration::from_secs(5), || health.not_ready().is_none())
-                .await;
-        anyhow::ensure!(ready, "worker never became ready: {:?}", health.not_ready());
-        Ok(Running { stop, task })
+        let config = flotilla_testing::quick(worker_config());
+        flotilla_testing::run_worker(&self.bus, config, handler).await
     }
 
     /// Publishes an event as its producer would.
@@ -304,19 +293,7 @@ impl Fixture {
     }
 }
 
-/// A worker running in a task until shut down.
-pub struct Running {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), flotilla_bus::BusError>>,
-}
-
-impl Running {
-    pub async fn shutdown(self) -> Result<()> {
-        self.stop.cancel();
-        self.task.await??;
-        Ok(())
-    }
-}
+pub use flotilla_testing::Served as Running;
 
 /// ping's build at [`VERSION`]: a push to main (`pr` 0) or a pull request.
 pub fn build(pr: u64) -> Build {

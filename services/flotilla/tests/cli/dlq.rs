@@ -2,11 +2,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use flotilla_bus::envelope::header;
-use flotilla_bus::runtime::{Ctx, Worker, WorkerConfig};
-use flotilla_bus::{Bus, Event, HandlerError, Health, Names, Outgoing};
+use flotilla_bus::runtime::{Ctx, WorkerConfig};
+use flotilla_bus::{Bus, Event, HandlerError, Names, Outgoing};
 use flotilla_testing::NatsServer;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 use crate::support::{Cli, eventually, jetstream, message_count};
 
@@ -23,11 +22,7 @@ async fn dead_letter(server: &NatsServer, cli: &Cli) -> Result<(Value, Value)> {
     cli.init().await?;
     let bus = Bus::new(server.connect().await, Names::default());
     let config = WorkerConfig::for_worker(WORKER).context("a known worker")?;
-    let worker = Worker::new(bus, config, refuse, Health::new());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
+    let worker = flotilla_testing::run_worker(&bus, config, refuse).await?;
 
     let receipt = cli
         .publish("env.requested", "pr-ping-7", &json!({"env": "pr-ping-7"}))
@@ -38,8 +33,7 @@ async fn dead_letter(server: &NatsServer, cli: &Cli) -> Result<(Value, Value)> {
     })
     .await?;
 
-    let _ = stop.send(());
-    running.await??;
+    worker.shutdown().await?;
     Ok((receipt, letter))
 }
 

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Health, Names};
+use flotilla_bus::{Bus, Names, Process};
 use flotilla_testing::NatsServer;
 use serde_json::Value;
 use source_listener::auth::{Keys, github_signature};
-use source_listener::{Config, Filters, Secrets, Server, SourceListener};
-use tokio_util::sync::CancellationToken;
+use source_listener::{Config, Filters, Secrets, SourceListener};
 
 pub const GITHUB_SECRET: &str = "gh-secret";
 pub const GITLAB_TOKEN: &str = "gl-token";
@@ -39,8 +38,7 @@ pub struct Harness {
     pub bus: Bus,
     pub http: reqwest::Client,
     base: String,
-    stop: CancellationToken,
-    server: Option<Server>,
+    served: flotilla_testing::Served,
 }
 
 impl Harness {
@@ -57,19 +55,17 @@ impl Harness {
         let nats = NatsServer::start();
         let bus = Bus::new(nats.connect().await, Names::default());
         bus.ensure_streams(&StreamLimits::default()).await?;
-        let health = Health::new();
-        let listener = SourceListener::new(&bus, config, &health);
-        let stop = CancellationToken::new();
-        let server = listener
-            .serve("127.0.0.1:0".parse()?, &health, stop.clone())
-            .await?;
+        let mut process = Process::new(bus.clone());
+        process.grace(Duration::from_secs(5));
+        let listener = SourceListener::new(&bus, config, process.health());
+        process.route(listener.router());
+        let served = flotilla_testing::serve(process).await?;
         Ok(Harness {
             nats,
             bus,
             http: reqwest::Client::new(),
-            base: format!("http://{}", server.addr()),
-            stop,
-            server: Some(server),
+            base: format!("http://{}", served.addr()),
+            served,
         })
     }
 
@@ -127,14 +123,8 @@ impl Harness {
         .map_err(|e| anyhow::anyhow!("read back {filter}: {e}"))
     }
 
-    pub async fn shutdown(mut self) -> Result<()> {
-        self.stop.cancel();
-        let server = self.server.take().context("served")?;
-        anyhow::ensure!(
-            server.finished(Duration::from_secs(5)).await,
-            "server drained"
-        );
-        Ok(())
+    pub async fn shutdown(self) -> Result<()> {
+        self.served.shutdown().await
     }
 }
 

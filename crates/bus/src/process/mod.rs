@@ -1,0 +1,358 @@
+//! The process runtime: what a worker's `main` hands its parts to.
+//!
+//! One [`Process`] per OS process owns the one NATS connection, the health state and metrics
+//! registry, the shutdown token, the background [`Tasks`] and the one HTTP server. Event workers,
+//! tasks and routes are added to it; [`Process::serve`] starts them all, and
+//! [`Running::stopped`] takes them down in order on SIGTERM: stop pulling and answering, drain
+//! in-flight events, stop the background tasks (which in-flight events may still need), flush.
+//!
+//! ```no_run
+//! # async fn example(args: flotilla_bus::service::ServiceArgs) -> Result<(), flotilla_bus::BusError> {
+//! use flotilla_bus::{Ctx, Event, HandlerError, Outgoing, Process, WorkerConfig};
+//!
+//! async fn handle(event: Event, _ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
+//!     tracing::info!(subject = %event.subject, "seen");
+//!     Ok(Vec::new())
+//! }
+//!
+//! let Some(mut process) = Process::connect("watcher", &args).await? else {
+//!     return Ok(()); // stopped before NATS answered
+//! };
+//! process.worker(WorkerConfig::new("watcher", &["source.custom.>"]), handle);
+//! process.tasks().spawn("heartbeat", |stop| async move {
+//!     stop.cancelled().await;
+//!     Ok::<(), std::convert::Infallible>(())
+//! });
+//! let addr = args.http_addr_or(flotilla_bus::service::WORKER_HTTP_ADDR);
+//! process.serve(addr).await?.stopped().await
+//! # }
+//! ```
+
+mod signals;
+mod tasks;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use tasks::Tasks;
+
+use crate::error::BusError;
+use crate::health::{self, Health, Ready};
+use crate::runtime::{Handler, Worker, WorkerArgs, WorkerConfig};
+use crate::service::ServiceArgs;
+use crate::topology::{Bus, Names};
+
+type Run = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, Result<(), BusError>> + Send>;
+
+/// A process being assembled: add workers, tasks and routes, then [`serve`](Process::serve).
+pub struct Process {
+    bus: Bus,
+    health: Health,
+    shutdown: CancellationToken,
+    tasks: Tasks,
+    routes: Router,
+    workers: Vec<(String, Run)>,
+    worker_args: Option<WorkerArgs>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let workers: Vec<&str> = self.workers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Process")
+            .field("workers", &workers)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Process {
+    /// A process on an existing connection, stopped by cancelling [`Process::shutdown`] (tests,
+    /// and `flotilla up`, which handles its own signals).
+    pub fn new(bus: Bus) -> Process {
+        let health = Health::new();
+        health.watch_connection(bus.client());
+        Process {
+            tasks: Tasks::new(health.clone()),
+            bus,
+            health,
+            shutdown: CancellationToken::new(),
+            routes: Router::new(),
+            workers: Vec::new(),
+            worker_args: None,
+            grace: Duration::from_secs(30),
+        }
+    }
+
+    /// The process of a worker binary: stops on SIGTERM or Ctrl-C, connects as `name` with the
+    /// settings in `args` (retrying up to their deadline), and applies their runtime settings to
+    /// every worker it hosts. `None` when a stop signal came before NATS answered.
+    pub async fn connect(name: &str, args: &ServiceArgs) -> Result<Option<Process>, BusError> {
+        let shutdown = CancellationToken::new();
+        let health = Health::new();
+        let tasks = Tasks::new(health.clone());
+        let trigger = shutdown.clone();
+        tasks.spawn("signals", |stop| async move {
+            tokio::select! {
+                () = signals::stop_requested() => {
+                    tracing::info!("shutdown requested");
+                    trigger.cancel();
+                }
+                () = stop.cancelled() => {}
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let client = tokio::select! {
+            client = args.nats.connect_with_retry(name, args.connect_deadline) => client,
+            () = shutdown.cancelled() => {
+                tasks.stop(Duration::ZERO).await;
+                return Ok(None);
+            }
+        };
+        let client = match client {
+            Ok(client) => client,
+            Err(e) => {
+                tasks.stop(Duration::ZERO).await;
+                return Err(e);
+            }
+        };
+        health.watch_connection(&client);
+        Ok(Some(Process {
+            bus: Bus::new(client, Names::default()),
+            health,
+            shutdown,
+            tasks,
+            routes: Router::new(),
+            workers: Vec::new(),
+            worker_args: None,
+            grace: args.shutdown_grace,
+        }))
+    }
+
+    /// The process's one connection, for handlers, buckets and control subjects.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Readiness latches and the metrics registry (`Health::register` adds a worker's own).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Background tasks, stopped and awaited when the process stops.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// Cancelled when the process is asked to stop.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Applies runtime settings (concurrency, retries, ack wait) to the workers added from now
+    /// on.
+    pub fn worker_args(&mut self, args: &WorkerArgs) -> &mut Self {
+        self.worker_args = Some(args.clone());
+        self
+    }
+
+    /// The time allowed to drain on shutdown (`FLOTILLA_SHUTDOWN_GRACE` for a binary).
+    pub fn grace(&mut self, grace: Duration) -> &mut Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Serves `routes` on the process's HTTP server, beside `/healthz`, `/readyz`, `/metrics`.
+    pub fn route(&mut self, routes: Router) -> &mut Self {
+        self.routes = std::mem::take(&mut self.routes).merge(routes);
+        self
+    }
+
+    /// Hosts an event worker. Its readiness latch is registered at once, so the process is not
+    /// ready before the worker has bound its consumer.
+    pub fn worker<H: Handler>(&mut self, config: WorkerConfig, handler: H) -> &mut Self {
+        let mut config = match &self.worker_args {
+            Some(args) => config.with_args(args),
+            None => config,
+        };
+        config.grace = self.grace;
+        let name = config.name.clone();
+        let worker = Worker::new(self.bus.clone(), config, handler, self.health.clone())
+            .with_tasks(self.tasks.clone());
+        let run: Run = Box::new(move |stop| worker.run(stop.cancelled_owned()).boxed());
+        self.workers.push((name, run));
+        self
+    }
+
+    /// Gives up before serving (a part could not be set up): stops what already runs.
+    pub async fn abandon(self) {
+        self.tasks.stop(Duration::ZERO).await;
+    }
+
+    /// Binds `addr` and starts the HTTP server, the workers and (already running) the tasks.
+    pub async fn serve(self, addr: SocketAddr) -> Result<Running, BusError> {
+        let Process {
+            bus,
+            health,
+            shutdown,
+            tasks,
+            routes,
+            workers,
+            grace,
+            ..
+        } = self;
+        let serving = health.latch("http");
+        let unready = serving.clone();
+        let stop_http = shutdown.clone();
+        let http_stopped = async move {
+            stop_http.cancelled().await;
+            // Load balancers stop sending before the listener stops taking.
+            unready.set(false);
+        };
+        let bound = health::serve(addr, health.router().merge(routes), http_stopped).await;
+        let (addr, http) = match bound {
+            Ok(bound) => bound,
+            Err(e) => {
+                tasks.stop(Duration::ZERO).await;
+                return Err(e);
+            }
+        };
+        serving.set(true);
+        let mut running = JoinSet::new();
+        for (name, run) in workers {
+            let stop = shutdown.clone();
+            running.spawn(async move { (name, run(stop).await) });
+        }
+        Ok(Running {
+            addr,
+            bus,
+            health,
+            shutdown,
+            tasks,
+            http,
+            workers: running,
+            grace,
+            _serving: serving,
+        })
+    }
+}
+
+/// A process serving: wait for it with [`Running::stopped`] or end it with [`Running::stop`].
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    bus: Bus,
+    health: Health,
+    shutdown: CancellationToken,
+    tasks: Tasks,
+    http: tokio::task::JoinHandle<()>,
+    workers: JoinSet<(String, Result<(), BusError>)>,
+    grace: Duration,
+    _serving: Ready,
+}
+
+impl Running {
+    /// Where the HTTP server listens (the real port when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Cancelled when the process is asked to stop.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Waits until `/readyz` would answer 200; `Err` says what still was not ready at `within`.
+    pub async fn ready(&self, within: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let Some(why) = self.health.not_ready() else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(why);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Asks the process to stop and waits until it has.
+    pub async fn stop(self) -> Result<(), BusError> {
+        self.shutdown.cancel();
+        self.stopped().await
+    }
+
+    /// Runs until the process is asked to stop (or a worker cannot start), then drains: workers
+    /// finish in-flight events within their grace, background tasks are stopped and awaited,
+    /// the HTTP server finishes its requests, buffered acks are flushed. `Err` is the first
+    /// worker's failure.
+    pub async fn stopped(mut self) -> Result<(), BusError> {
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                joined = self.workers.join_next() => match joined {
+                    Some(result) => {
+                        if let Some(e) = worker_failure(result) {
+                            // A worker that cannot run takes its process down: restarting it
+                            // is the orchestrator's job, and it sees the exit code.
+                            failure.get_or_insert(e);
+                            self.shutdown.cancel();
+                        }
+                    }
+                    // No workers, or all returned: serve routes and tasks until stopped.
+                    None => self.shutdown.cancelled().await,
+                },
+            }
+        }
+        while let Some(result) = self.workers.join_next().await {
+            if let Some(e) = worker_failure(result) {
+                failure.get_or_insert(e);
+            }
+        }
+        let abandoned = self.tasks.stop(self.grace).await;
+        if abandoned > 0 {
+            tracing::warn!(abandoned, grace = ?self.grace, "background tasks did not stop in time");
+        }
+        if tokio::time::timeout(self.grace, &mut self.http)
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "in-flight HTTP requests did not finish in time");
+            self.http.abort();
+        }
+        // Bounded: with the server gone a flush waits for a reconnect.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.bus.client().flush()).await;
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+fn worker_failure(
+    joined: Result<(String, Result<(), BusError>), tokio::task::JoinError>,
+) -> Option<BusError> {
+    match joined {
+        Ok((_, Ok(()))) => None,
+        Ok((name, Err(e))) => {
+            tracing::error!(worker = %name, error = %e, "worker stopped");
+            Some(e)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "worker task ended abnormally");
+            Some(BusError::Task(e.to_string()))
+        }
+    }
+}
