@@ -49,8 +49,9 @@ async fn one_server_serves_the_probes_and_every_route_and_stopping_awaits_the_ta
         200,
         "both workers bound"
     );
-    let metrics = get_text(addr, "/metrics").await?.1;
-    assert!(metrics.contains("flotilla_events_handled"), "{metrics}");
+    let (status, metrics) = get_text(addr, "/metrics").await?;
+    assert_eq!(status, 200);
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
     served.shutdown().await?;
     assert!(
