@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use env_manager::gitops::GitOps;
-use env_manager::registry::Registry;
 use env_manager::{Args, Config, EnvManager, WORKER, worker_config};
 use flotilla_bus::WorkerArgs;
 use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
+use flotilla_env::Registry;
 
 /// Turn every successful build into an environment in the GitOps repository, and every staging
 /// environment whose tests passed into a release.
