@@ -65,7 +65,8 @@ async fn publish_build(bus: &Bus, change_id: &str) -> Result<Published> {
         version: "v20240101120000-1a2b3c4".into(),
         ..Default::default()
     };
-    let event = Outgoing::new("build.started", change_id, &build)?.with_change_id(change_id);
+    let event =
+        Outgoing::new(EventType::BuildStarted, change_id, &build)?.with_change_id(change_id);
     Ok(bus.publisher("test").publish(event).await?)
 }
 

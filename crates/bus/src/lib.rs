@@ -19,6 +19,7 @@
 pub mod connect;
 pub mod envelope;
 pub mod error;
+mod handler_error;
 pub mod health;
 pub mod publish;
 pub mod runtime;
@@ -29,7 +30,8 @@ pub mod trace;
 
 pub use connect::NatsArgs;
 pub use envelope::{Encoding, Event, Outgoing};
-pub use error::{BusError, HandlerError};
+pub use error::{BusError, HandlerError, HandlerErrorKind, Labelled};
+pub use flotilla_proto::EventType;
 pub use health::Health;
 pub use publish::{Published, Publisher};
 pub use runtime::{Ctx, Handler, Worker, WorkerArgs, WorkerConfig};

@@ -144,7 +144,8 @@ impl EnvManager {
             expires_at: spec.expires_at,
             ..Default::default()
         };
-        let out = Outgoing::new("env.requested", &env, &requested)?.with_change_id(&spec.change_id);
+        let out = Outgoing::new(EventType::EnvRequested, &env, &requested)?
+            .with_change_id(&spec.change_id);
         let short = requested.revision.get(..7).unwrap_or(&requested.revision);
         self.reporter
             .status(
@@ -274,7 +275,7 @@ fn pull_request(
     };
     tracing::info!(env = %env, reason, "tearing a pull request's preview down");
     Ok(vec![Outgoing::new(
-        "env.teardown.requested",
+        EventType::EnvTeardownRequested,
         &env,
         &teardown,
     )?])

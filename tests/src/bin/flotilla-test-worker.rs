@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::io::stdout().flush();
         tokio::time::sleep(sleep).await;
         let build: Build = event.decode()?;
-        let out = Outgoing::new("build.succeeded", &build.change_id, &build)
+        let out = Outgoing::new(EventType::BuildSucceeded, &build.change_id, &build)
             .map_err(HandlerError::permanent)?
             .with_change_id(&build.change_id);
         Ok(vec![out])

@@ -81,7 +81,7 @@ impl EnvManager {
                     ),
                 };
                 return Ok(vec![
-                    Outgoing::new("env.teardown.requested", &env, &teardown)?
+                    Outgoing::new(EventType::EnvTeardownRequested, &env, &teardown)?
                         .with_change_id(&result.change_id),
                 ]);
             }
@@ -117,8 +117,9 @@ impl EnvManager {
             )
             .await;
         Ok(vec![
-            Outgoing::new("release.requested", &app, &release)?.with_change_id(&result.change_id),
-            Outgoing::new("env.teardown.requested", &env, &teardown)?
+            Outgoing::new(EventType::ReleaseRequested, &app, &release)?
+                .with_change_id(&result.change_id),
+            Outgoing::new(EventType::EnvTeardownRequested, &env, &teardown)?
                 .with_change_id(&result.change_id),
         ])
     }

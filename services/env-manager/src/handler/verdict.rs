@@ -76,7 +76,7 @@ impl EnvManager {
             ..Default::default()
         };
         Ok(vec![
-            Outgoing::new("env.failed", &env, &failed)?.with_change_id(change_id),
+            Outgoing::new(EventType::EnvFailed, &env, &failed)?.with_change_id(change_id),
         ])
     }
 
@@ -236,7 +236,7 @@ impl EnvManager {
             revision,
             reason: canary.reason,
         };
-        let mut out = Outgoing::new("release.rolled_back", &app, &rollback)?;
+        let mut out = Outgoing::new(EventType::ReleaseRolledBack, &app, &rollback)?;
         if !canary.change_id.is_empty() {
             out = out.with_change_id(canary.change_id);
         }
