@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use async_nats::jetstream::consumer;
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Names, Outgoing, Published};
+use flotilla_bus::{Bus, Event, EventType, Names, Outgoing, Published};
 use flotilla_proto::v1::Build;
 use flotilla_testing::NatsServer;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};

@@ -13,7 +13,7 @@ use async_nats::Subscriber;
 use env_manager::gitops::GitOps;
 use env_manager::registry::Registry;
 use env_manager::{Config, EnvManager};
-use flotilla_bus::{Outgoing, Publisher};
+use flotilla_bus::{EventType, Outgoing, Publisher};
 use flotilla_proto::v1::Build;
 use futures::StreamExt;
 use futures::future::try_join_all;

@@ -167,7 +167,7 @@ impl Output {
 mod tests {
     use async_nats::HeaderMap;
     use bytes::Bytes;
-    use flotilla_bus::{Encoding, Outgoing};
+    use flotilla_bus::{Encoding, EventType, Outgoing};
     use time::macros::datetime;
 
     use super::*;

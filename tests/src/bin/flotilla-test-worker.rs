@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use flotilla_bus::service::{ServiceArgs, run_worker};
-use flotilla_bus::{Ctx, Event, HandlerError, Outgoing, WorkerConfig};
+use flotilla_bus::{Ctx, Event, EventType, HandlerError, Outgoing, WorkerConfig};
 use flotilla_proto::v1::Build;
 
 #[derive(Debug, Parser)]

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use builder_trigger::{BuilderTrigger, Config, worker_config};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker, WorkerConfig};
+use flotilla_bus::{
+    Bus, Event, EventType, Handler, Health, Names, Outgoing, Published, Worker, WorkerConfig,
+};
 use flotilla_proto::v1::{AppVersion, Build, Environment, PullRequest, Push, TestResult};
 use flotilla_testing::NatsServer;
 use tokio_util::sync::CancellationToken;
@@ -83,7 +85,7 @@ impl Fixture {
     /// Publishes a source or env event as its producer would.
     pub async fn publish(
         &self,
-        event_type: &str,
+        event_type: EventType,
         key: &str,
         message: &impl MessageOf,
     ) -> Result<Published> {
@@ -128,11 +130,11 @@ impl Running {
 
 /// Messages a test publishes.
 pub trait MessageOf {
-    fn outgoing(&self, event_type: &str, key: &str) -> Result<Outgoing>;
+    fn outgoing(&self, event_type: EventType, key: &str) -> Result<Outgoing>;
 }
 
 impl<M: prost::Message + prost::Name> MessageOf for M {
-    fn outgoing(&self, event_type: &str, key: &str) -> Result<Outgoing> {
+    fn outgoing(&self, event_type: EventType, key: &str) -> Result<Outgoing> {
         Ok(Outgoing::new(event_type, key, self)?)
     }
 }

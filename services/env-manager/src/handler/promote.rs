@@ -1,7 +1,7 @@
 //! Passed tests: a staging env's version goes to production (a commit on the GitOps branch, or
 //! a pull request through the GitHub API), a release is requested and the env torn down.
 
-use flotilla_bus::{Event, Outgoing};
+use flotilla_bus::{Event, EventType, Outgoing};
 use flotilla_proto::v1::{Release, TeardownRequest, TestResult};
 
 use super::{EnvManager, HISTORY_DEPTH, bad_event, manifest_error, read_manifest, report};

@@ -1,7 +1,7 @@
 //! Verdicts on a change: failed tests mark its env failed; env and canary verdicts go to its
 //! commit as statuses; an aborted canary sets production back to the version it replaced.
 
-use flotilla_bus::{Event, Outgoing};
+use flotilla_bus::{Event, EventType, Outgoing};
 use flotilla_proto::v1::{Canary, Environment, Rollback, TestResult};
 
 use super::{EnvManager, bad_event, manifest_error, read_manifest, report};
@@ -81,9 +81,11 @@ impl EnvManager {
     }
 
     /// An env became ready or failed: its commit hears of it.
+    /// `ready` tells `env.ready` from `env.failed`.
     pub(super) async fn env_verdict(
         &self,
         environment: Environment,
+        ready: bool,
         event: &Event,
     ) -> Result<Vec<Outgoing>, Error> {
         // env-manager's own env.failed (failed tests) was reported as a test failure already.
@@ -95,7 +97,7 @@ impl EnvManager {
             return Ok(Vec::new());
         };
         let env = &environment.env;
-        if event.event_type() == "env.ready" {
+        if ready {
             let url = Some(environment.url.clone());
             let statuses = [
                 (

@@ -14,7 +14,7 @@ use env_manager::gitops::GitOps;
 use env_manager::registry::{EnvRecord, Registry};
 use env_manager::{Config, EnvManager, worker_config};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Health, Names, Outgoing, Published, Worker};
+use flotilla_bus::{Bus, Event, EventType, Handler, Health, Names, Outgoing, Published, Worker};
 use flotilla_proto::v1::{Build, Image};
 use flotilla_testing::NatsServer;
 use git2::{Repository, Signature};
@@ -129,7 +129,7 @@ impl Fixture {
     /// Publishes an event as its producer would.
     pub async fn publish<M: prost::Message + prost::Name>(
         &self,
-        event_type: &str,
+        event_type: EventType,
         key: &str,
         message: &M,
     ) -> Result<Published> {

@@ -1,4 +1,4 @@
-use flotilla_bus::Outgoing;
+use flotilla_bus::{EventType, Outgoing};
 use flotilla_proto::v1;
 use serde_json::{Value, json};
 
