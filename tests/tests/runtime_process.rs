@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use async_nats::jetstream::consumer;
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Names, Outgoing, Published};
+use flotilla_bus::{Bus, Event, EventType, Names, Outgoing, Published};
 use flotilla_proto::v1::Build;
 use flotilla_testing::NatsServer;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -65,7 +65,8 @@ async fn publish_build(bus: &Bus, change_id: &str) -> Result<Published> {
         version: "v20240101120000-1a2b3c4".into(),
         ..Default::default()
     };
-    let event = Outgoing::new("build.started", change_id, &build)?.with_change_id(change_id);
+    let event =
+        Outgoing::new(EventType::BuildStarted, change_id, &build)?.with_change_id(change_id);
     Ok(bus.publisher("test").publish(event).await?)
 }
 

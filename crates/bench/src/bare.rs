@@ -66,8 +66,8 @@ pub(crate) async fn start(
     let names = &fixture.bare;
     // The bus's own context, so ack timeout and in-flight limit cannot differ between the two.
     let js = fixture.bus.jetstream().clone();
-    let input = names.subject(INPUT);
-    let output = names.subject(OUTPUT);
+    let input = names.subject(INPUT.as_str());
+    let output = names.subject(OUTPUT.as_str());
 
     let consumer_config = config.consumer_spec().config(names, false);
     let consumer = stream

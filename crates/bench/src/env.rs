@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_nats::Subscriber;
 use env_manager::gitops::GitOps;
 use env_manager::{Config, EnvManager};
-use flotilla_bus::{Outgoing, Publisher};
+use flotilla_bus::{EventType, Outgoing, Publisher};
 use flotilla_env::Registry;
 use flotilla_proto::v1::Build;
 use futures::StreamExt;
@@ -230,7 +230,7 @@ async fn send(publisher: &Publisher, seqs: &[u64]) -> Result<(), BenchError> {
     let sends = seqs.iter().map(|seq| {
         let build = build(*seq);
         async move {
-            let event = Outgoing::new("build.succeeded", &build.change_id, &build)
+            let event = Outgoing::new(EventType::BuildSucceeded, &build.change_id, &build)
                 .map_err(|e| BenchError::setup("encode a build", e))?
                 .with_change_id(build.change_id.as_str());
             publisher

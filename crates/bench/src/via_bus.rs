@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use flotilla_bus::{
-    Bus, BusError, Ctx, Event, Handler, HandlerError, Health, Outgoing, Publisher, Worker,
-    WorkerConfig,
+    Bus, BusError, Ctx, Event, EventType, Handler, HandlerError, Health, Outgoing, Publisher,
+    Worker, WorkerConfig,
 };
 use flotilla_proto::v1::Build;
 use tokio::sync::oneshot;
@@ -20,8 +20,8 @@ use crate::sink::Sink;
 /// The worker under test; also the name of its durable consumer.
 const WORKER: &str = "bench-hop";
 /// The event types of the two hops; the bare pipeline uses the same subject shapes.
-pub(crate) const INPUT: &str = "build.started";
-pub(crate) const OUTPUT: &str = "build.succeeded";
+pub(crate) const INPUT: EventType = EventType::BuildStarted;
+pub(crate) const OUTPUT: EventType = EventType::BuildSucceeded;
 
 /// How long the worker may take to bind its consumer.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,7 +98,7 @@ pub(crate) async fn start(
         .get_consumer(WORKER)
         .await
         .map_err(|e| BenchError::setup("read the worker's consumer", e))?;
-    let output = bus.names().subject(OUTPUT);
+    let output = bus.names().subject(OUTPUT.as_str());
     let sink = Sink::start(
         Pipeline::Bus,
         stream,

@@ -21,6 +21,7 @@
 pub mod connect;
 pub mod envelope;
 pub mod error;
+mod handler_error;
 pub mod health;
 pub mod process;
 pub mod publish;
@@ -32,7 +33,8 @@ pub mod trace;
 
 pub use connect::NatsArgs;
 pub use envelope::{Encoding, Event, Outgoing};
-pub use error::{BusError, HandlerError};
+pub use error::{BusError, HandlerError, HandlerErrorKind, Labelled};
+pub use flotilla_proto::EventType;
 pub use health::Health;
 pub use process::{Process, Running, Tasks};
 pub use publish::{Published, Publisher};

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_bus::{Encoding, Event, Outgoing};
+use flotilla_bus::{Encoding, Event, EventType, Outgoing};
 use flotilla_proto::v1::Build;
 use prost_reflect::{DescriptorPool, DynamicMessage, Value};
 
@@ -22,7 +22,7 @@ fn header<'a>(message: &'a async_nats::jetstream::Message, name: &str) -> Option
 #[tokio::test]
 async fn protobuf_event_round_trips_with_cloudevents_headers() -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    let published = common::publish_build(&bus, "build.started", "ping-v1").await?;
+    let published = common::publish_build(&bus, EventType::BuildStarted, "ping-v1").await?;
     assert_eq!(published.subject, "flotilla.build.started.ping-v1");
 
     let stored =
@@ -65,7 +65,7 @@ async fn protobuf_event_round_trips_with_cloudevents_headers() -> Result<()> {
 async fn json_event_round_trips_and_decodes_into_the_same_message() -> Result<()> {
     let (_server, bus) = common::setup().await?;
     let data = br#"{"change_id":"ping-v2","app":"ping","version":"v2","images":[{"name":"ping","ref":"r/ping:v2"}]}"#;
-    let event = Outgoing::from_json("build.succeeded", "ping-v2", data, Encoding::Json)?;
+    let event = Outgoing::from_json(EventType::BuildSucceeded, "ping-v2", data, Encoding::Json)?;
     bus.publisher("test").publish(event).await?;
 
     let stored = common::stored(
@@ -87,7 +87,7 @@ async fn json_event_round_trips_and_decodes_into_the_same_message() -> Result<()
 #[tokio::test]
 async fn a_consumer_with_only_the_proto_files_decodes_a_published_event() -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    common::publish_build(&bus, "build.failed", "ping-v3").await?;
+    common::publish_build(&bus, EventType::BuildFailed, "ping-v3").await?;
     let stored =
         common::stored_raw(&bus, "FLOTILLA", "flotilla.>", 1, Duration::from_secs(2)).await?;
     let message = stored.first().context("stored")?;
@@ -118,7 +118,7 @@ async fn a_consumer_with_only_the_proto_files_decodes_a_published_event() -> Res
 async fn attribute_values_outside_printable_ascii_are_percent_encoded_and_decoded_back()
 -> Result<()> {
     let (_server, bus) = common::setup().await?;
-    let event = Outgoing::new("build.started", "k", &common::build("k"))?
+    let event = Outgoing::new(EventType::BuildStarted, "k", &common::build("k"))?
         .with_id("delivery 42 \u{20AC}")
         .with_change_id("ping \"v1\"");
     bus.publisher("test").publish(event).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use flotilla_bus::health;
-use flotilla_bus::{Ctx, Event, HandlerError, Health, Outgoing, Worker};
+use flotilla_bus::{Ctx, Event, EventType, HandlerError, Health, Outgoing, Worker};
 use tokio_util::sync::CancellationToken;
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
@@ -52,7 +52,7 @@ async fn readyz_follows_the_consumer_and_the_connection_and_metrics_count_events
     }
     assert_eq!(status, 200, "ready once bound");
 
-    common::publish_build(&bus, "build.started", "ping-v1").await?;
+    common::publish_build(&bus, EventType::BuildStarted, "ping-v1").await?;
     let mut metrics = String::new();
     for _ in 0..100 {
         metrics = get(addr, "/metrics").await?.1;

@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Result;
-use flotilla_bus::{Ctx, Event, HandlerError, Outgoing};
+use flotilla_bus::{Ctx, Event, EventType, HandlerError, Outgoing};
 use flotilla_proto::v1::Build;
 
 async fn echo(event: Event, _ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
     let build: Build = event.decode()?;
-    let out = Outgoing::new("build.succeeded", &build.change_id, &build)
+    let out = Outgoing::new(EventType::BuildSucceeded, &build.change_id, &build)
         .map_err(HandlerError::permanent)?;
     Ok(vec![out])
 }
@@ -26,7 +26,7 @@ async fn the_runtime_reconnects_after_a_server_restart_and_loses_nothing_acknowl
     let mut acknowledged = BTreeSet::new();
     for i in 0..20 {
         let change = format!("before-{i}");
-        common::publish_build(&bus, "build.started", &change).await?;
+        common::publish_build(&bus, EventType::BuildStarted, &change).await?;
         acknowledged.insert(change);
     }
 
@@ -39,7 +39,7 @@ async fn the_runtime_reconnects_after_a_server_restart_and_loses_nothing_acknowl
             let mut done = Vec::new();
             for i in 0..10 {
                 let change = format!("during-{i}");
-                common::publish_build(&bus, "build.started", &change).await?;
+                common::publish_build(&bus, EventType::BuildStarted, &change).await?;
                 done.push(change);
             }
             anyhow::Ok(done)
@@ -51,7 +51,7 @@ async fn the_runtime_reconnects_after_a_server_restart_and_loses_nothing_acknowl
 
     for i in 0..20 {
         let change = format!("after-{i}");
-        common::publish_build(&bus, "build.started", &change).await?;
+        common::publish_build(&bus, EventType::BuildStarted, &change).await?;
         acknowledged.insert(change);
     }
 

@@ -9,7 +9,7 @@ use anyhow::Result;
 use async_nats::jetstream::consumer;
 use common::{Calls, header};
 use flotilla_bus::envelope::header as h;
-use flotilla_bus::{Ctx, Event, HandlerError, Outgoing};
+use flotilla_bus::{Ctx, Event, EventType, HandlerError, Outgoing};
 use flotilla_proto::v1::Build;
 
 const SOON: Duration = Duration::from_secs(10);
@@ -17,7 +17,7 @@ const SOON: Duration = Duration::from_secs(10);
 /// Echoes a `build.*` input as `build.succeeded`.
 fn echo(event: &Event) -> Result<Vec<Outgoing>, HandlerError> {
     let build: Build = event.decode()?;
-    let out = Outgoing::new("build.succeeded", &build.change_id, &build)
+    let out = Outgoing::new(EventType::BuildSucceeded, &build.change_id, &build)
         .map_err(HandlerError::permanent)?;
     Ok(vec![out])
 }
@@ -52,7 +52,7 @@ async fn a_redelivered_input_produces_no_second_output() -> Result<()> {
         }
     };
     let worker = common::run(&bus, common::config("echo", &["build.started.>"]), handler).await?;
-    common::publish_build(&bus, "build.started", "ping-v1").await?;
+    common::publish_build(&bus, EventType::BuildStarted, "ping-v1").await?;
 
     assert_eq!(calls.settle_at(2, SOON).await, 2, "handled twice");
     worker.shutdown().await?;
@@ -73,7 +73,7 @@ async fn retryable_failures_are_dead_lettered_after_max_deliver_with_the_reason(
         HandlerError::retryable("registry unreachable")
     });
     let worker = common::run(&bus, common::config("flaky", &["build.started.>"]), handler).await?;
-    let input = common::publish_build(&bus, "build.started", "ping-v1").await?;
+    let input = common::publish_build(&bus, EventType::BuildStarted, "ping-v1").await?;
 
     let letter = common::dead_letter(&bus, "flaky", SOON).await?;
     assert_eq!(
@@ -134,7 +134,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once() -> Result<()> {
         handler,
     )
     .await?;
-    common::publish_build(&bus, "build.started", "ping-v1").await?;
+    common::publish_build(&bus, EventType::BuildStarted, "ping-v1").await?;
 
     let letter = common::dead_letter(&bus, "strict", SOON).await?;
     assert_eq!(header(&letter, h::DLQ_DELIVERIES), "1");
@@ -155,7 +155,7 @@ async fn a_message_without_an_envelope_is_dead_lettered_and_the_worker_keeps_goi
         .publish("flotilla.build.started.junk", "not an event".into())
         .await?
         .await?;
-    common::publish_build(&bus, "build.started", "ping-v1").await?;
+    common::publish_build(&bus, EventType::BuildStarted, "ping-v1").await?;
 
     let letter = common::dead_letter(&bus, "picky", SOON).await?;
     let reason = header(&letter, h::DLQ_REASON);
@@ -187,7 +187,7 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_without_crashing() ->
         handler,
     )
     .await?;
-    common::publish_build(&bus, "build.started", "boom").await?;
+    common::publish_build(&bus, EventType::BuildStarted, "boom").await?;
 
     let letter = common::dead_letter(&bus, "fragile", SOON).await?;
     let reason = header(&letter, h::DLQ_REASON);
@@ -195,7 +195,7 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_without_crashing() ->
         reason.contains("handler panicked: index out of range on delivery 3"),
         "{reason}"
     );
-    common::publish_build(&bus, "build.started", "fine").await?;
+    common::publish_build(&bus, EventType::BuildStarted, "fine").await?;
     let outputs = common::stored(&bus, "flotilla.build.succeeded.>", 1, SOON).await?;
     assert_eq!(outputs.len(), 1, "still working after the panics");
     worker.shutdown().await
@@ -217,7 +217,7 @@ async fn progress_acks_keep_a_long_handler_from_being_redelivered() -> Result<()
     let mut config = common::config("slow", &["build.started.>"]);
     config.ack_wait = Duration::from_millis(600);
     let worker = common::run(&bus, config, handler).await?;
-    common::publish_build(&bus, "build.started", "ping-v1").await?;
+    common::publish_build(&bus, EventType::BuildStarted, "ping-v1").await?;
 
     let outputs = common::stored(&bus, "flotilla.build.succeeded.>", 1, SOON).await?;
     assert_eq!(outputs.len(), 1);
@@ -235,9 +235,9 @@ async fn a_worker_with_several_subjects_handles_only_those() -> Result<()> {
     let subjects = &["build.started.>", "build.failed.>"];
     let handler = |event: Event, _ctx: Ctx| async move { echo(&event) };
     let worker = common::run(&bus, common::config("two", subjects), handler).await?;
-    common::publish_build(&bus, "build.succeeded", "a").await?;
-    common::publish_build(&bus, "build.failed", "b").await?;
-    common::publish_build(&bus, "build.started", "c").await?;
+    common::publish_build(&bus, EventType::BuildSucceeded, "a").await?;
+    common::publish_build(&bus, EventType::BuildFailed, "b").await?;
+    common::publish_build(&bus, EventType::BuildStarted, "c").await?;
 
     // "a" plus one output for each input the worker handled.
     common::stored(&bus, "flotilla.build.succeeded.>", 3, SOON).await?;
@@ -260,10 +260,10 @@ async fn a_retry_addressed_to_another_worker_is_skipped() -> Result<()> {
     };
     let worker = common::run(&bus, common::config("me", &["build.started.>"]), handler).await?;
     let publisher = bus.publisher("test");
-    let for_other = Outgoing::new("build.started", "x", &common::build("x"))?
+    let for_other = Outgoing::new(EventType::BuildStarted, "x", &common::build("x"))?
         .with_header(h::RETRY_FOR, "someone-else");
-    let for_me =
-        Outgoing::new("build.started", "y", &common::build("y"))?.with_header(h::RETRY_FOR, "me");
+    let for_me = Outgoing::new(EventType::BuildStarted, "y", &common::build("y"))?
+        .with_header(h::RETRY_FOR, "me");
     publisher.publish(for_other).await?;
     publisher.publish(for_me).await?;
 

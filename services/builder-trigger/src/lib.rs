@@ -22,6 +22,7 @@ pub mod decide;
 pub mod error;
 pub mod handler;
 pub mod http;
+pub mod input;
 pub mod job;
 pub mod supersede;
 

@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use flotilla_bus::EventType;
 use flotilla_kube_fake::FakeKube;
 use flotilla_kube_fake::jobs::{Script, run_jobs};
 use support::*;
@@ -75,7 +76,7 @@ async fn the_binary_runs_build_jobs_on_the_cluster_its_kubeconfig_names() -> Res
         .spawn()?;
     ready(port).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let succeeded = fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
@@ -135,7 +136,7 @@ async fn the_binary_serves_http_backend_callbacks_beside_its_probes() -> Result<
         .spawn()?;
     ready(port).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let events = fx.stored_exactly("flotilla.build.>", 2).await?;

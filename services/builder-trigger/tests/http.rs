@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use builder_trigger::http::{Settings, Template};
 use builder_trigger::{BackendConfig, BuilderTrigger, Config};
-use flotilla_bus::Process;
+use flotilla_bus::{EventType, Process};
 use serde_json::{Value, json};
 use support::*;
 
@@ -190,7 +190,7 @@ async fn the_ci_system_takes_the_build_and_its_callback_reports_success_with_ima
     let (ci, url) = Ci::serve(Behaviour::CallBack(report)).await?;
     let worker = run_http(&fx, dispatch(&url), WITHIN).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let events = fx.stored_exactly("flotilla.build.>", 2).await?;
@@ -235,7 +235,7 @@ async fn a_failure_reported_on_the_callback_fails_the_build_with_its_message() -
     let (_ci, url) = Ci::serve(Behaviour::CallBack(report)).await?;
     let worker = run_http(&fx, dispatch(&url), WITHIN).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -260,7 +260,7 @@ async fn a_ci_run_that_never_calls_back_fails_the_build_at_its_timeout() -> Resu
     let (ci, url) = Ci::serve(Behaviour::Silent).await?;
     let worker = run_http(&fx, dispatch(&url), Duration::from_secs(1)).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -279,7 +279,7 @@ async fn a_ci_system_refusing_the_run_fails_the_build_with_its_answer() -> Resul
     let (_ci, url) = Ci::serve(Behaviour::Refuse).await?;
     let worker = run_http(&fx, dispatch(&url), WITHIN).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -306,7 +306,7 @@ async fn a_polled_ci_run_is_read_until_it_ends() -> Result<()> {
     });
     let worker = run_http(&fx, template, WITHIN).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -333,7 +333,7 @@ async fn a_ci_system_that_is_busy_at_first_is_asked_again() -> Result<()> {
     let (ci, url) = Ci::serve(Behaviour::BusyOnce(json!({"status": "succeeded"}))).await?;
     let worker = run_http(&fx, dispatch(&url), WITHIN).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let succeeded = fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
@@ -376,7 +376,7 @@ async fn a_callback_that_reaches_another_replica_is_handed_to_the_one_whose_run_
         .run_handler(BuilderTrigger::new(config_a, runner_a))
         .await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let events = fx.stored_exactly("flotilla.build.>", 2).await?;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use builder_trigger::config::JobCleanup;
 use builder_trigger::job::{self, Settings};
 use builder_trigger::{BackendConfig, BuilderTrigger, Config, Runner};
+use flotilla_bus::EventType;
 use flotilla_kube_fake::jobs::{Script, run_jobs};
 use flotilla_kube_fake::{FakeKube, Resource};
 use serde_json::Value;
@@ -75,7 +76,7 @@ async fn a_build_job_that_succeeds_publishes_build_succeeded_and_is_deleted_with
     });
     let (worker, created) = run_job(&fx, &fake, settings(), WITHIN).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let events = fx.stored_exactly("flotilla.build.>", 2).await?;
@@ -141,7 +142,7 @@ async fn a_failing_build_job_fails_the_build_with_its_reason_and_its_pod_log() -
     settings.log_dir = Some(logs.clone());
     let (worker, _) = run_job(&fx, &fake, settings, WITHIN).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -180,7 +181,7 @@ async fn a_build_job_past_its_timeout_is_deleted_and_fails() -> Result<()> {
     run_jobs(&fake, |_| Script::hang().with_log("still building\n"));
     let (worker, created) = run_job(&fx, &fake, settings(), Duration::from_secs(1)).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -217,7 +218,7 @@ async fn a_newer_push_to_a_pull_request_deletes_the_superseded_build_job() -> Re
     let (worker, created) = run_job(&fx, &fake, settings(), WITHIN).await?;
 
     fx.publish(
-        "source.pull_request",
+        EventType::SourcePullRequest,
         "acme/ping",
         &pull_request("opened", 42),
     )
@@ -229,7 +230,7 @@ async fn a_newer_push_to_a_pull_request_deletes_the_superseded_build_job() -> Re
     .context("the first Job was created")?;
     let mut newer = pull_request("synchronize", 42);
     newer.head_sha = SHA2.into();
-    fx.publish("source.pull_request", "acme/ping", &newer)
+    fx.publish(EventType::SourcePullRequest, "acme/ping", &newer)
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -274,7 +275,7 @@ async fn a_ready_environment_runs_the_test_job_from_the_change_pipeline_image() 
     let version = "v20240305070809-1a2b3c4";
     let env = "stg-ping-v20240305070809-1a2b3c4";
 
-    fx.publish("env.ready", env, &env_ready(env, version))
+    fx.publish(EventType::EnvReady, env, &env_ready(env, version))
         .await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;

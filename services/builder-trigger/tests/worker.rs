@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use builder_trigger::decide;
-use flotilla_bus::{Ctx, Event, Handler, HandlerError};
+use flotilla_bus::{Ctx, Event, EventType, Handler, HandlerError};
 use support::*;
 
 /// The version builder-trigger must have decided for the stored push: its ce-time and sha.
@@ -30,7 +30,7 @@ async fn a_push_to_the_default_branch_publishes_build_started_then_build_succeed
     config.image_prefix = "registry.example.com/team".into();
     let worker = fx.run(config).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let events = fx.stored_exactly("flotilla.build.>", 2).await?;
@@ -98,7 +98,7 @@ async fn build_started_is_published_while_the_build_is_still_running() -> Result
         )))
         .await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let started = fx.stored("flotilla.build.started.>", 1, WITHIN).await?;
@@ -123,7 +123,7 @@ async fn a_failing_build_command_publishes_build_failed_with_its_exit_status_and
         ))
         .await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let events = fx.stored_exactly("flotilla.build.>", 2).await?;
@@ -155,7 +155,7 @@ async fn a_build_running_past_its_timeout_is_killed_and_fails() -> Result<()> {
     config.build_timeout = Duration::from_secs(1);
     let worker = fx.run(config).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx
@@ -182,7 +182,7 @@ async fn a_build_command_that_cannot_start_fails_the_build_instead_of_the_worker
     config.command_mut().expect("command backend").shell = "/nonexistent/sh".into();
     let worker = fx.run(config).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -227,7 +227,7 @@ async fn a_redelivered_push_runs_the_command_again_but_publishes_nothing_new() -
         })
         .await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     assert!(
@@ -267,10 +267,11 @@ async fn pushes_to_other_branches_and_tags_build_nothing() -> Result<()> {
     let mut deleted = push_to_main();
     deleted.deleted = true;
     for push in [feature, tag, deleted] {
-        fx.publish("source.push", "acme/ping", &push).await?;
+        fx.publish(EventType::SourcePush, "acme/ping", &push)
+            .await?;
     }
     // Handled after the others (one consumer, in order): once it is built, they were skipped.
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     fx.stored_exactly("flotilla.build.>", 2).await?;
@@ -284,13 +285,13 @@ async fn pull_requests_build_their_head_when_opened_but_not_when_closed() -> Res
     let worker = fx.run(config("echo \"preview of #$FLOTILLA_PR\"")).await?;
 
     fx.publish(
-        "source.pull_request",
+        EventType::SourcePullRequest,
         "acme/ping",
         &pull_request("closed", 41),
     )
     .await?;
     fx.publish(
-        "source.pull_request",
+        EventType::SourcePullRequest,
         "acme/ping",
         &pull_request("opened", 42),
     )
@@ -328,7 +329,7 @@ async fn a_ready_environment_runs_the_test_command_against_it_and_publishes_test
     let version = "v20240305070809-1a2b3c4";
     let env = "stg-ping-v20240305070809-1a2b3c4";
 
-    fx.publish("env.ready", env, &env_ready(env, version))
+    fx.publish(EventType::EnvReady, env, &env_ready(env, version))
         .await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
@@ -361,8 +362,12 @@ async fn a_failing_test_command_publishes_tests_failed_with_its_output() -> Resu
     let worker = fx.run(config).await?;
     let env = "pr-ping-42";
 
-    fx.publish("env.ready", env, &env_ready(env, "v20240305070809-1a2b3c4"))
-        .await?;
+    fx.publish(
+        EventType::EnvReady,
+        env,
+        &env_ready(env, "v20240305070809-1a2b3c4"),
+    )
+    .await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
     assert_eq!(events[0].subject, format!("flotilla.tests.failed.{env}"));
@@ -378,8 +383,12 @@ async fn without_a_test_command_tests_pass_and_say_so() -> Result<()> {
     let worker = fx.run(config("true")).await?;
     let env = "pr-ping-7";
 
-    fx.publish("env.ready", env, &env_ready(env, "v20240305070809-1a2b3c4"))
-        .await?;
+    fx.publish(
+        EventType::EnvReady,
+        env,
+        &env_ready(env, "v20240305070809-1a2b3c4"),
+    )
+    .await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
     assert_eq!(events[0].subject, format!("flotilla.tests.passed.{env}"));
@@ -403,7 +412,7 @@ async fn a_newer_push_to_a_pull_request_cancels_its_running_build() -> Result<()
         .await?;
 
     fx.publish(
-        "source.pull_request",
+        EventType::SourcePullRequest,
         "acme/ping",
         &pull_request("opened", 42),
     )
@@ -414,7 +423,7 @@ async fn a_newer_push_to_a_pull_request_cancels_its_running_build() -> Result<()
     );
     let mut newer = pull_request("synchronize", 42);
     newer.head_sha = SHA2.into();
-    fx.publish("source.pull_request", "acme/ping", &newer)
+    fx.publish(EventType::SourcePullRequest, "acme/ping", &newer)
         .await?;
 
     let failed = fx.stored("flotilla.build.failed.>", 1, WITHIN).await?;
@@ -446,7 +455,7 @@ async fn the_whole_output_is_kept_in_a_log_file_and_the_event_says_where() -> Re
     config.command_mut().expect("command backend").log_dir = Some(logs.clone());
     let worker = fx.run(config).await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     let failed = fx.build_failed().await?;
@@ -473,7 +482,7 @@ async fn a_build_longer_than_the_ack_wait_runs_once() -> Result<()> {
         .run_handler_with(trigger, |c| c.ack_wait = Duration::from_secs(1))
         .await?;
 
-    fx.publish("source.push", "acme/ping", &push_to_main())
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
         .await?;
 
     fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
@@ -493,8 +502,12 @@ async fn a_test_run_past_its_timeout_is_killed_and_fails() -> Result<()> {
     let worker = fx.run(config).await?;
     let env = "pr-ping-9";
 
-    fx.publish("env.ready", env, &env_ready(env, "v20240305070809-1a2b3c4"))
-        .await?;
+    fx.publish(
+        EventType::EnvReady,
+        env,
+        &env_ready(env, "v20240305070809-1a2b3c4"),
+    )
+    .await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
     assert_eq!(events[0].subject, format!("flotilla.tests.failed.{env}"));

@@ -8,6 +8,7 @@ use env_manager::EnvManager;
 use env_manager::config::Promote;
 use env_manager::github::{Github, GithubRepo};
 use env_manager::gitops::{GitError, GitOps, Secret};
+use flotilla_bus::EventType;
 use flotilla_proto::v1::{Canary, Environment, Release, Rollback, TeardownRequest, TestResult};
 use support::github::FakeGithub;
 use support::*;
@@ -45,12 +46,20 @@ async fn failed_tests_mark_the_env_failed_with_the_reason_and_leave_it_in_git() 
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
     let env = staging_env();
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(0))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(0),
+    )
+    .await?;
     fx.stored_exactly("flotilla.env.requested.>", 1).await?;
 
-    fx.publish("tests.failed", &env, &tests_result(&env, "GET /ping: 500"))
-        .await?;
+    fx.publish(
+        EventType::TestsFailed,
+        &env,
+        &tests_result(&env, "GET /ping: 500"),
+    )
+    .await?;
 
     let failed = fx.stored_exactly("flotilla.env.failed.>", 1).await?;
     let failed: Environment = failed.first().context("one env.failed")?.decode()?;
@@ -83,7 +92,7 @@ async fn an_aborted_canary_rolls_production_back_to_the_version_it_replaced() ->
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
     let env = staging_env();
-    fx.publish("tests.passed", &env, &tests_result(&env, ""))
+    fx.publish(EventType::TestsPassed, &env, &tests_result(&env, ""))
         .await?;
     fx.stored_exactly("flotilla.release.requested.>", 1).await?;
     assert_eq!(
@@ -92,8 +101,12 @@ async fn an_aborted_canary_rolls_production_back_to_the_version_it_replaced() ->
     );
 
     // Without previous_version in the event, the version is found in the manifest's history.
-    fx.publish("canary.aborted", &format!("ping-{VERSION}"), &aborted(""))
-        .await?;
+    fx.publish(
+        EventType::CanaryAborted,
+        &format!("ping-{VERSION}"),
+        &aborted(""),
+    )
+    .await?;
 
     let rolled = fx
         .stored_exactly("flotilla.release.rolled_back.>", 1)
@@ -124,7 +137,7 @@ async fn an_aborted_canary_rolls_production_back_to_the_version_it_replaced() ->
     // The same verdict again (from another analysis run): git already says it; no new commit.
     let commits = fx.remote_commits()?;
     fx.publish(
-        "canary.aborted",
+        EventType::CanaryAborted,
         &format!("ping-{VERSION}"),
         &aborted(PRODUCTION_VERSION),
     )
@@ -148,7 +161,7 @@ async fn an_aborted_canary_leaves_production_alone_when_it_runs_another_version_
     // Production still runs PRODUCTION_VERSION: VERSION never reached it.
     let published = fx
         .publish(
-            "canary.aborted",
+            EventType::CanaryAborted,
             "ping-x",
             &aborted("v20220101000000-0000000"),
         )
@@ -178,29 +191,37 @@ async fn commit_statuses_follow_the_change_from_its_env_to_the_canary_verdict() 
         async move { flotilla_testing::eventually(WITHIN, || github.statuses().len() >= n).await }
     };
 
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(0))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(0),
+    )
+    .await?;
     assert!(want(1).await, "env pending: {:?}", github.statuses());
     let ready = Environment {
         env: env.clone(),
         url: "https://stg.example.com".into(),
         ..Default::default()
     };
-    fx.publish("env.ready", &env, &ready).await?;
+    fx.publish(EventType::EnvReady, &env, &ready).await?;
     assert!(
         want(3).await,
         "env ready, tests pending: {:?}",
         github.statuses()
     );
-    fx.publish("tests.passed", &env, &tests_result(&env, ""))
+    fx.publish(EventType::TestsPassed, &env, &tests_result(&env, ""))
         .await?;
     assert!(
         want(5).await,
         "tests passed, canary pending: {:?}",
         github.statuses()
     );
-    fx.publish("canary.aborted", &format!("ping-{VERSION}"), &aborted(""))
-        .await?;
+    fx.publish(
+        EventType::CanaryAborted,
+        &format!("ping-{VERSION}"),
+        &aborted(""),
+    )
+    .await?;
     assert!(want(6).await, "canary verdict: {:?}", github.statuses());
 
     let statuses = github.statuses();
@@ -254,7 +275,7 @@ async fn a_promotion_can_be_proposed_as_a_pull_request_through_the_github_api() 
     let env = staging_env();
     let commits = fx.remote_commits()?;
 
-    fx.publish("tests.passed", &env, &tests_result(&env, ""))
+    fx.publish(EventType::TestsPassed, &env, &tests_result(&env, ""))
         .await?;
 
     let release: Release = fx
@@ -286,7 +307,7 @@ async fn a_promotion_can_be_proposed_as_a_pull_request_through_the_github_api() 
     );
 
     // A redelivery finds the branch, the file and the pull request it made.
-    fx.publish("tests.passed", &env, &tests_result(&env, ""))
+    fx.publish(EventType::TestsPassed, &env, &tests_result(&env, ""))
         .await?;
     fx.stored_exactly("flotilla.release.requested.>", 2).await?;
     let pulls = github.pulls();
@@ -315,7 +336,8 @@ async fn two_env_managers_racing_on_one_repository_both_land_every_env() -> Resu
         let mut b = build(0);
         b.version = format!("v2024010112{i:04}-bbbbbbb");
         b.change_id = format!("ping-{}", b.version);
-        fx.publish("build.succeeded", &b.change_id, &b).await?;
+        fx.publish(EventType::BuildSucceeded, &b.change_id, &b)
+            .await?;
     }
 
     fx.stored_exactly("flotilla.env.requested.>", 12).await?;
@@ -335,8 +357,12 @@ async fn a_malformed_production_manifest_dead_letters_the_build_and_writes_nothi
     let commits = fx.remote_commits()?;
     let worker = fx.run().await?;
 
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(0))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(0),
+    )
+    .await?;
 
     let reasons = fx.dead_letters(1).await?;
     let reason = reasons.first().context("a dead letter")?;
@@ -361,15 +387,19 @@ async fn a_repository_holding_a_thousand_envs_takes_one_more_and_gives_one_up() 
     fx.commit_as_someone(&files, "a thousand envs")?;
     let worker = fx.run().await?;
 
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(0))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(0),
+    )
+    .await?;
     fx.stored_exactly("flotilla.env.requested.>", 1).await?;
     let teardown = TeardownRequest {
         env: "pr-web-500".into(),
         reason: "manual".into(),
         ..Default::default()
     };
-    fx.publish("env.teardown.requested", "pr-web-500", &teardown)
+    fx.publish(EventType::EnvTeardownRequested, "pr-web-500", &teardown)
         .await?;
 
     let removed = fx
@@ -416,7 +446,8 @@ async fn builds_handled_together_are_pushed_in_one_commit_and_each_answers_after
         let mut b = build(0);
         b.version = format!("v2024010112{i:04}-bbbbbbb");
         b.change_id = format!("ping-{}", b.version);
-        fx.publish("build.succeeded", &b.change_id, &b).await?;
+        fx.publish(EventType::BuildSucceeded, &b.change_id, &b)
+            .await?;
     }
     let queued = flotilla_testing::eventually(WITHIN, || gitops.queued() == 10).await;
     assert!(queued, "{} of 10 writes queued", gitops.queued());

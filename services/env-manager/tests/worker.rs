@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use env_manager::EnvManager;
-use flotilla_bus::{Ctx, Event, Handler, HandlerError, Outgoing};
+use flotilla_bus::{Ctx, Event, EventType, Handler, HandlerError, Outgoing};
 use flotilla_proto::v1::{Environment, PullRequest, Release, TeardownRequest, TestResult};
 use support::*;
 
@@ -15,8 +15,12 @@ async fn a_successful_build_writes_the_env_into_git_records_it_and_requests_it()
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
 
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(0))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(0),
+    )
+    .await?;
 
     let requested = fx.stored_exactly("flotilla.env.requested.>", 1).await?;
     let env = staging_env();
@@ -67,8 +71,12 @@ async fn a_pull_request_build_gets_a_preview_env_named_after_the_pull_request() 
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
 
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(42))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(42),
+    )
+    .await?;
 
     let requested = fx.stored_exactly("flotilla.env.requested.>", 1).await?;
     let env: Environment = requested.first().context("one env.requested")?.decode()?;
@@ -117,8 +125,12 @@ async fn a_redelivered_build_makes_no_second_commit_and_no_second_event() -> Res
     let worker = fx.run_handler(handler).await?;
     let commits_before = fx.remote_commits()?;
 
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(0))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(0),
+    )
+    .await?;
 
     let ran_twice = flotilla_testing::eventually(WITHIN, || {
         outputs.lock().map(|o| o.len() >= 2).unwrap_or(false)
@@ -158,11 +170,15 @@ async fn passed_staging_tests_promote_the_version_and_tear_the_staging_env_down(
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
     let env = staging_env();
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(0))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(0),
+    )
+    .await?;
     fx.stored_exactly("flotilla.env.requested.>", 1).await?;
 
-    fx.publish("tests.passed", &env, &tests_passed(&env))
+    fx.publish(EventType::TestsPassed, &env, &tests_passed(&env))
         .await?;
 
     let releases = fx.stored_exactly("flotilla.release.requested.>", 1).await?;
@@ -204,8 +220,12 @@ async fn passed_preview_tests_change_nothing() -> Result<()> {
     let worker = fx.run().await?;
     let commits_before = fx.remote_commits()?;
 
-    fx.publish("tests.passed", "pr-ping-42", &tests_passed("pr-ping-42"))
-        .await?;
+    fx.publish(
+        EventType::TestsPassed,
+        "pr-ping-42",
+        &tests_passed("pr-ping-42"),
+    )
+    .await?;
 
     fx.stored_exactly("flotilla.tests.passed.>", 1).await?;
     fx.stored_exactly("flotilla.release.requested.>", 0).await?;
@@ -221,8 +241,12 @@ async fn removing_the_preview_label_tears_the_preview_down_and_other_labels_do_n
     let mut config = fx.config();
     config.preview_label = Some("preview".into());
     let worker = fx.run_handler(fx.env_manager_with(config).await?).await?;
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(42))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(42),
+    )
+    .await?;
     fx.stored_exactly("flotilla.env.requested.>", 1).await?;
 
     let unlabeled = |label: &str| PullRequest {
@@ -232,10 +256,18 @@ async fn removing_the_preview_label_tears_the_preview_down_and_other_labels_do_n
         label: label.into(),
         ..Default::default()
     };
-    fx.publish("source.pull_request", "acme/ping", &unlabeled("backend"))
-        .await?;
-    fx.publish("source.pull_request", "acme/ping", &unlabeled("Preview"))
-        .await?;
+    fx.publish(
+        EventType::SourcePullRequest,
+        "acme/ping",
+        &unlabeled("backend"),
+    )
+    .await?;
+    fx.publish(
+        EventType::SourcePullRequest,
+        "acme/ping",
+        &unlabeled("Preview"),
+    )
+    .await?;
 
     let teardowns = fx
         .stored_exactly("flotilla.env.teardown.requested.>", 1)
@@ -256,8 +288,12 @@ async fn removing_the_preview_label_tears_the_preview_down_and_other_labels_do_n
 async fn a_closed_pull_request_tears_its_preview_env_down() -> Result<()> {
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(42))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(42),
+    )
+    .await?;
     fx.stored_exactly("flotilla.env.requested.>", 1).await?;
     assert!(fx.remote_file("envs/pr-ping-42.json")?.is_some());
 
@@ -267,7 +303,7 @@ async fn a_closed_pull_request_tears_its_preview_env_down() -> Result<()> {
         action: "closed".into(),
         ..Default::default()
     };
-    fx.publish("source.pull_request", "acme/ping", &closed)
+    fx.publish(EventType::SourcePullRequest, "acme/ping", &closed)
         .await?;
 
     let teardowns = fx
@@ -293,7 +329,8 @@ async fn a_build_of_an_app_missing_from_production_is_dead_lettered_with_the_rea
     let mut unknown = build(0);
     unknown.app = "pong".into();
 
-    fx.publish("build.succeeded", "pong-v1", &unknown).await?;
+    fx.publish(EventType::BuildSucceeded, "pong-v1", &unknown)
+        .await?;
 
     let dead = flotilla_testing::stored_messages(
         fx.bus.jetstream(),
@@ -332,7 +369,7 @@ async fn redelivered_passed_tests_release_the_same_previous_version_without_a_ne
     let env = staging_env();
     let commits_before = fx.remote_commits()?;
 
-    fx.publish("tests.passed", &env, &tests_passed(&env))
+    fx.publish(EventType::TestsPassed, &env, &tests_passed(&env))
         .await?;
 
     // The handler also sees the teardown it asks for: keep the runs that released.
@@ -340,7 +377,7 @@ async fn redelivered_passed_tests_release_the_same_previous_version_without_a_ne
         let runs = outputs.lock().expect("outputs lock").clone();
         runs.iter()
             .filter_map(|o| o.first())
-            .filter(|e| e.spec.event_type == "release.requested")
+            .filter(|e| e.spec.kind == EventType::ReleaseRequested)
             .map(|e| Ok(prost::Message::decode(e.payload.clone())?))
             .collect()
     };
@@ -372,7 +409,8 @@ async fn a_teardown_of_an_id_that_is_not_a_dns_label_is_dead_lettered() -> Resul
         ..Default::default()
     };
 
-    fx.publish("env.teardown.requested", "x", &escape).await?;
+    fx.publish(EventType::EnvTeardownRequested, "x", &escape)
+        .await?;
 
     let dead = flotilla_testing::stored_messages(
         fx.bus.jetstream(),
@@ -393,8 +431,12 @@ async fn a_teardown_of_an_id_that_is_not_a_dns_label_is_dead_lettered() -> Resul
 async fn a_later_push_to_a_pull_request_updates_its_preview_env_in_place() -> Result<()> {
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
-    fx.publish("build.succeeded", &format!("ping-{VERSION}"), &build(42))
-        .await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(42),
+    )
+    .await?;
     fx.stored_exactly("flotilla.env.requested.>", 1).await?;
     let first_revision = fx.remote_head()?;
 
@@ -402,7 +444,7 @@ async fn a_later_push_to_a_pull_request_updates_its_preview_env_in_place() -> Re
     later.version = "v20240101130000-ddddddd".into();
     later.change_id = format!("ping-{}", later.version);
     later.sha = "ddddddd000000000000000000000000000000000".into();
-    fx.publish("build.succeeded", &later.change_id, &later)
+    fx.publish(EventType::BuildSucceeded, &later.change_id, &later)
         .await?;
 
     let requested = fx.stored_exactly("flotilla.env.requested.>", 2).await?;

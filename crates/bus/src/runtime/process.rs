@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::{Ctx, Handler, WorkerConfig, dlq};
 use crate::envelope::{Event, Outgoing, header_name};
 use crate::error::HandlerError;
-use crate::health::{FailureLabels, Health, Metrics, WorkerLabel};
+use crate::health::{FailureLabels, Health, Metrics, UnhandledLabels, WorkerLabel};
 use crate::publish::Publisher;
 use crate::subject;
 use crate::topology::Bus;
@@ -192,13 +192,18 @@ impl<H: Handler> Job<H> {
                         .await;
                 }
             },
+            Err(Failure::Handler(e)) if e.is_unhandled() => {
+                self.count_unhandled(event.event_type());
+                tracing::debug!(reason = %e, "not handled by this worker");
+                delivery.settle(AckKind::Ack).await;
+            }
             Err(Failure::Handler(e)) if e.is_retryable() => {
-                self.retry_or_give_up(delivery, e.metric_label(), e.message())
+                self.retry_or_give_up(delivery, e.metric_label(), &e.message())
                     .await;
             }
             Err(Failure::Handler(e)) => {
                 self.count_failure(e.metric_label());
-                self.give_up(delivery, e.message(), AckKind::Term).await;
+                self.give_up(delivery, &e.message(), AckKind::Term).await;
             }
             Err(Failure::Panic(text)) => {
                 let reason = format!("handler panicked: {text}");
@@ -273,6 +278,16 @@ impl<H: Handler> Job<H> {
                 delivery.settle(AckKind::Nak(Some(delay))).await;
             }
         }
+    }
+
+    fn count_unhandled(&self, event_type: &str) {
+        self.metrics()
+            .unhandled
+            .get_or_create(&UnhandledLabels {
+                worker: self.name.to_string(),
+                r#type: event_type.to_owned(),
+            })
+            .inc();
     }
 
     fn count_failure(&self, reason: &str) {

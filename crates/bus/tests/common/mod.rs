@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Names, Outgoing, Published, WorkerConfig};
+use flotilla_bus::{Bus, Event, EventType, Handler, Names, Outgoing, Published, WorkerConfig};
 use flotilla_proto::v1::Build;
 use flotilla_testing::NatsServer;
 
@@ -49,7 +49,7 @@ pub fn build(change_id: &str) -> Build {
     }
 }
 
-pub async fn publish_build(bus: &Bus, event_type: &str, change_id: &str) -> Result<Published> {
+pub async fn publish_build(bus: &Bus, event_type: EventType, change_id: &str) -> Result<Published> {
     let event = Outgoing::new(event_type, change_id, &build(change_id))?.with_change_id(change_id);
     Ok(bus.publisher("test").publish(event).await?)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use builder_trigger::{BuilderTrigger, Config, worker_config};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Names, Outgoing, Published, WorkerConfig};
+use flotilla_bus::{Bus, Event, EventType, Handler, Names, Outgoing, Published, WorkerConfig};
 use flotilla_proto::v1::{AppVersion, Build, Environment, PullRequest, Push, TestResult};
 use flotilla_testing::NatsServer;
 
@@ -72,7 +72,7 @@ impl Fixture {
     /// Publishes a source or env event as its producer would.
     pub async fn publish(
         &self,
-        event_type: &str,
+        event_type: EventType,
         key: &str,
         message: &impl MessageOf,
     ) -> Result<Published> {
@@ -105,11 +105,11 @@ pub use flotilla_testing::Served as Running;
 
 /// Messages a test publishes.
 pub trait MessageOf {
-    fn outgoing(&self, event_type: &str, key: &str) -> Result<Outgoing>;
+    fn outgoing(&self, event_type: EventType, key: &str) -> Result<Outgoing>;
 }
 
 impl<M: prost::Message + prost::Name> MessageOf for M {
-    fn outgoing(&self, event_type: &str, key: &str) -> Result<Outgoing> {
+    fn outgoing(&self, event_type: EventType, key: &str) -> Result<Outgoing> {
         Ok(Outgoing::new(event_type, key, self)?)
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use env_manager::gitops::GitOps;
 use env_manager::{Config, EnvManager, worker_config};
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, Handler, Names, Outgoing, Published};
+use flotilla_bus::{Bus, Event, EventType, Handler, Names, Outgoing, Published};
 use flotilla_env::{EnvRecord, Registry};
 use flotilla_proto::v1::{Build, Image};
 use flotilla_testing::NatsServer;
@@ -118,7 +118,7 @@ impl Fixture {
     /// Publishes an event as its producer would.
     pub async fn publish<M: prost::Message + prost::Name>(
         &self,
-        event_type: &str,
+        event_type: EventType,
         key: &str,
         message: &M,
     ) -> Result<Published> {
