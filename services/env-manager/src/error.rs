@@ -2,7 +2,7 @@
 
 use flotilla_bus::{BusError, Labelled};
 
-use crate::github::GithubError;
+use crate::github::error::GithubError;
 use crate::gitops::GitError;
 use crate::manifest::ManifestError;
 

@@ -4,16 +4,18 @@
 //! with the original headers and payload plus `flotilla-dlq-*` headers saying where it came
 //! from and why.
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
 use flotilla_bus::envelope::header;
 use flotilla_bus::subject::sanitize_key;
 use flotilla_bus::{Bus, NatsArgs};
-use serde::Serialize;
 
 use crate::error::CliError;
 use crate::events::{self, Reader, Start, Stored};
 use crate::render::Output;
+
+mod letter;
+
+use letter::DeadLetter;
 
 /// List dead letters, or put them back for their worker.
 #[derive(Debug, clap::Subcommand)]
@@ -64,92 +66,6 @@ pub async fn run(nats: &NatsArgs, command: Command) -> Result<(), CliError> {
     match command {
         Command::List(args) => list(&bus, args).await,
         Command::Retry(args) => retry(&bus, args).await,
-    }
-}
-
-/// A dead letter as FLOTILLA_DLQ stores it.
-#[derive(Debug, Clone)]
-struct DeadLetter {
-    stored: Stored,
-    worker: String,
-    /// The subject the event was consumed from, where a retry puts it back.
-    subject: Option<String>,
-    deliveries: Option<u64>,
-    time: String,
-    reason: String,
-}
-
-/// The JSON line of `dlq list --json`.
-#[derive(Debug, Serialize)]
-struct LetterJson<'a> {
-    seq: u64,
-    worker: &'a str,
-    subject: Option<&'a str>,
-    deliveries: Option<u64>,
-    time: &'a str,
-    reason: &'a str,
-    /// The event's `ce-id`.
-    id: Option<&'a str>,
-    /// Its sequence in FLOTILLA.
-    stream_seq: Option<u64>,
-}
-
-impl DeadLetter {
-    fn new(stored: Stored) -> DeadLetter {
-        let text = |name| stored.header(name).map(str::to_owned);
-        // A letter without the worker header still names it in its subject.
-        let worker = text(header::DLQ_WORKER).unwrap_or_else(|| {
-            let token = stored.subject.rsplit('.').next().unwrap_or_default();
-            token.to_owned()
-        });
-        DeadLetter {
-            worker,
-            subject: text(header::DLQ_SUBJECT),
-            deliveries: text(header::DLQ_DELIVERIES).and_then(|d| d.parse().ok()),
-            time: text(header::DLQ_TIME).unwrap_or_else(|| events::rfc3339(stored.stored_at)),
-            reason: text(header::DLQ_REASON).unwrap_or_default(),
-            stored,
-        }
-    }
-
-    fn seq(&self) -> u64 {
-        self.stored.seq
-    }
-
-    fn json(&self) -> LetterJson<'_> {
-        LetterJson {
-            seq: self.seq(),
-            worker: &self.worker,
-            subject: self.subject.as_deref(),
-            deliveries: self.deliveries,
-            time: &self.time,
-            reason: &self.reason,
-            id: self.stored.header(header::ID),
-            stream_seq: self
-                .stored
-                .header(header::DLQ_STREAM_SEQ)
-                .and_then(|s| s.parse().ok()),
-        }
-    }
-
-    /// The original headers, with the dead-letter ones replaced by the retry markers.
-    fn retry_headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, values) in self.stored.headers.iter().flat_map(HeaderMap::iter) {
-            let name_str: &str = name.as_ref();
-            if name_str.starts_with("flotilla-dlq-")
-                || name_str == header::RETRY_FOR
-                || name_str == header::MSG_ID
-            {
-                continue;
-            }
-            for value in values {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        headers.insert(header::RETRY_FOR, self.worker.as_str());
-        headers.insert(header::MSG_ID, format!("retry:{}", self.seq()));
-        headers
     }
 }
 
@@ -330,67 +246,4 @@ async fn retry_one(bus: &Bus, dlq: &Stream, letter: &DeadLetter) -> Result<Strin
 }
 
 #[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-    use time::macros::datetime;
-
-    use super::*;
-
-    fn letter() -> DeadLetter {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("ce-id", "e-1"),
-            ("ce-type", "dev.flotilla.env.requested.v1"),
-            (
-                "traceparent",
-                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            ),
-            (header::RETRY_FOR, "someone-else"),
-            (header::DLQ_SUBJECT, "flotilla.env.requested.pr-1"),
-            (header::DLQ_REASON, "no such app"),
-            (header::DLQ_WORKER, "sync-watcher"),
-            (header::DLQ_DELIVERIES, "5"),
-            (header::DLQ_STREAM_SEQ, "42"),
-            (header::DLQ_TIME, "2024-05-01T12:00:00Z"),
-            (header::MSG_ID, "dlq:sync-watcher:42"),
-        ] {
-            headers.insert(name, value);
-        }
-        DeadLetter::new(Stored {
-            seq: 3,
-            subject: "flotilla-dlq.sync-watcher".into(),
-            headers: Some(headers),
-            payload: Bytes::from_static(b"\x0a\x04pr-1"),
-            stored_at: datetime!(2024-05-01 12:00:01 UTC),
-        })
-    }
-
-    #[test]
-    fn a_retry_keeps_the_original_headers_and_is_marked_for_its_worker() {
-        let headers = letter().retry_headers();
-        let get = |name| headers.get(name).map(|v| v.as_str().to_owned());
-        assert_eq!(get("ce-id").as_deref(), Some("e-1"));
-        assert!(get("traceparent").is_some());
-        assert_eq!(get(header::RETRY_FOR).as_deref(), Some("sync-watcher"));
-        assert_eq!(get(header::MSG_ID).as_deref(), Some("retry:3"));
-        for dlq_header in [header::DLQ_SUBJECT, header::DLQ_REASON, header::DLQ_WORKER] {
-            assert_eq!(get(dlq_header), None, "{dlq_header} left on the retry");
-        }
-    }
-
-    #[test]
-    fn the_list_shows_where_a_letter_came_from_and_why() {
-        let lines = table(&[letter()]);
-        assert!(lines[0].starts_with("SEQ  WORKER"), "{}", lines[0]);
-        let row = &lines[1];
-        for part in [
-            "3",
-            "sync-watcher",
-            "flotilla.env.requested.pr-1",
-            "5",
-            "no such app",
-        ] {
-            assert!(row.contains(part), "{part} missing from {row}");
-        }
-    }
-}
+mod tests;

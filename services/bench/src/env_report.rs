@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::env::EnvArgs;
+use crate::args::EnvArgs;
 use crate::stats::{Latency, Throughput};
 
 /// build.succeeded → env file pushed, p50, must stay under this on a local repository.

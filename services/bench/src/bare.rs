@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::{BenchError, BoxError};
 use crate::fixture::Fixture;
-use crate::lane::{Inject, Lane, Pipeline};
+use crate::lane::{Inject, Lane};
+use crate::pipeline::Pipeline;
 use crate::sink::Sink;
 use crate::via_bus::{INPUT, OUTPUT};
 

@@ -18,6 +18,7 @@ use flotilla_proto::v1::Build;
 use futures::StreamExt;
 use futures::future::try_join_all;
 
+use crate::args::EnvArgs;
 use crate::env_report::{EnvReport, ModeReport};
 use crate::error::BenchError;
 use crate::fixture::{Fixture, after_cleanup};
@@ -28,58 +29,6 @@ const PRODUCTION: &str = r#"{"apps": {"ping": {"image": "registry/apps/ping", "v
 "#;
 /// How long one env may take before the run is called stalled.
 const STALL: Duration = Duration::from_secs(30);
-
-/// Settings of the env benchmark.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-pub struct EnvArgs {
-    /// Builds timed one at a time, for the latency percentiles.
-    #[arg(long, value_name = "N", default_value_t = 200)]
-    pub count: usize,
-    /// Builds sent before measuring, so the repository, consumers and caches are warm.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub warmup: usize,
-    /// Builds published at once in each throughput burst.
-    #[arg(long, value_name = "N", default_value_t = 200)]
-    pub burst: usize,
-    /// Bursts per mode (grouped commits on, off), taking turns.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub rounds: usize,
-    /// Events env-manager handles at once (FLOTILLA_CONCURRENCY).
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub concurrency: usize,
-    /// Writes grouped into one commit at most with grouping on (FLOTILLA_GITOPS_GROUP_MAX).
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    pub group_max: usize,
-}
-
-impl Default for EnvArgs {
-    fn default() -> Self {
-        EnvArgs {
-            count: 200,
-            warmup: 10,
-            burst: 200,
-            rounds: 2,
-            concurrency: 16,
-            group_max: 32,
-        }
-    }
-}
-
-impl EnvArgs {
-    fn validate(&self) -> Result<(), BenchError> {
-        let positive = [
-            ("--count", self.count),
-            ("--burst", self.burst),
-            ("--rounds", self.rounds),
-            ("--concurrency", self.concurrency),
-            ("--group-max", self.group_max),
-        ];
-        match positive.iter().find(|(_, value)| *value == 0) {
-            Some((flag, _)) => Err(BenchError::Args(format!("{flag} must be at least 1"))),
-            None => Ok(()),
-        }
-    }
-}
 
 /// Measures env-manager on the server `client` is connected to, with local bare repositories
 /// in a temp dir; removes its streams and repositories before returning.

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::BenchError;
-use crate::lane::{Phase, Pipeline};
+use crate::pipeline::{Phase, Pipeline};
 
 /// How long the end consumer may go without a message before the run is called stalled: far
 /// above a healthy hop (under a millisecond) and well below the worker's ack wait, so a lost

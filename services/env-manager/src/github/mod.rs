@@ -15,133 +15,18 @@ use serde_json::{Value, json};
 use crate::error::Error;
 use crate::gitops::Secret;
 
+pub mod error;
+mod types;
+
+pub use error::GithubError;
+pub use types::{GithubRepo, PullRequestRef, State, Status};
+
 /// The public GitHub API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// The REST API version the requests are written for.
 const API_VERSION: &str = "2022-11-28";
 /// Bounds every call, so a hanging API cannot hold an event.
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a GitHub call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum GithubError {
-    #[error("GitHub {method} {path}: {source}")]
-    Http {
-        method: Method,
-        path: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("GitHub {method} {path} answered {status}: {body}")]
-    Status {
-        method: Method,
-        path: String,
-        status: StatusCode,
-        body: String,
-    },
-    #[error("GitHub token: {0}")]
-    Token(String),
-    #[error("GitHub {path}: unexpected answer: {reason}")]
-    Answer { path: String, reason: String },
-}
-
-impl GithubError {
-    /// Whether trying again later may work: network errors, rate limits and server errors.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            GithubError::Http { .. } => true,
-            GithubError::Status { status, .. } => {
-                status.is_server_error()
-                    || *status == StatusCode::TOO_MANY_REQUESTS
-                    || *status == StatusCode::FORBIDDEN // secondary rate limits answer 403
-            }
-            GithubError::Token(_) | GithubError::Answer { .. } => false,
-        }
-    }
-}
-
-/// A repository on GitHub.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GithubRepo {
-    pub owner: String,
-    pub name: String,
-}
-
-impl GithubRepo {
-    /// `owner/name`.
-    pub fn parse(repo: &str) -> Option<GithubRepo> {
-        let (owner, name) = repo.trim().split_once('/')?;
-        let valid = |part: &str| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        (valid(owner) && valid(name)).then(|| GithubRepo {
-            owner: owner.to_owned(),
-            name: name.to_owned(),
-        })
-    }
-
-    /// The owner and name in a clone URL: `https://host/owner/name(.git)`,
-    /// `ssh://git@host/owner/name.git` or `git@host:owner/name.git`.
-    pub fn from_url(url: &str) -> Option<GithubRepo> {
-        let path = if let Some((_, rest)) = url.split_once("://") {
-            rest.split_once('/')?.1
-        } else {
-            url.split_once(':')?.1
-        };
-        let path = path.trim_end_matches('/').trim_end_matches(".git");
-        let mut parts = path.rsplitn(3, '/');
-        let name = parts.next()?;
-        let owner = parts.next()?;
-        GithubRepo::parse(&format!("{owner}/{name}"))
-    }
-}
-
-impl std::fmt::Display for GithubRepo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.owner, self.name)
-    }
-}
-
-/// A commit status's state, as GitHub names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Pending,
-    Success,
-    Failure,
-    Error,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Success => "success",
-            State::Failure => "failure",
-            State::Error => "error",
-        }
-    }
-}
-
-/// One commit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub state: State,
-    /// e.g. `flotilla/env`; one status per context is shown on the commit.
-    pub context: String,
-    /// At most 140 characters are kept.
-    pub description: String,
-    pub target_url: Option<String>,
-}
-
-/// An open pull request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRequestRef {
-    pub number: u64,
-    pub url: String,
-}
 
 /// A GitHub API client. Cheap to clone.
 #[derive(Clone)]
@@ -374,40 +259,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repositories_are_found_in_clone_urls() {
-        let acme = GithubRepo::parse("acme/gitops");
-        for url in [
-            "https://github.com/acme/gitops.git",
-            "https://github.com/acme/gitops",
-            "ssh://git@github.com/acme/gitops.git",
-            "git@github.com:acme/gitops.git",
-            "https://ghe.example.com/acme/gitops/",
-        ] {
-            assert_eq!(GithubRepo::from_url(url), acme, "{url}");
-        }
-        assert_eq!(GithubRepo::from_url("/srv/gitops.git"), None);
-        assert_eq!(GithubRepo::parse("no-slash"), None);
-        assert_eq!(GithubRepo::parse("a/b c"), None);
-    }
-
-    #[test]
     fn only_http_api_urls_are_accepted() {
         let token = || Secret::Value("t".into());
         assert!(Github::new("https://ghe.example.com/api/v3/", token()).is_ok());
         assert!(Github::new("ftp://x", token()).is_err());
-    }
-
-    #[test]
-    fn rate_limits_and_server_errors_are_retried_but_bad_requests_are_not() {
-        let status = |status| GithubError::Status {
-            method: Method::POST,
-            path: "/x".into(),
-            status,
-            body: String::new(),
-        };
-        assert!(status(StatusCode::BAD_GATEWAY).is_retryable());
-        assert!(status(StatusCode::TOO_MANY_REQUESTS).is_retryable());
-        assert!(!status(StatusCode::UNPROCESSABLE_ENTITY).is_retryable());
-        assert!(!status(StatusCode::NOT_FOUND).is_retryable());
     }
 }

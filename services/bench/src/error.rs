@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::lane::{Phase, Pipeline};
+use crate::pipeline::{Phase, Pipeline};
 
 /// Any error of a NATS or bus call, kept as the cause of a [`BenchError`].
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -4,8 +4,9 @@ use crate::args::{HopArgs, split};
 use crate::bare::{self, BareEntry};
 use crate::error::BenchError;
 use crate::fixture::{Fixture, after_cleanup};
-use crate::lane::{Lane, Phase};
+use crate::lane::Lane;
 use crate::payload;
+use crate::pipeline::Phase;
 use crate::report::{HopReport, SideReport};
 use crate::via_bus::{self, BusEntry};
 

@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::{BenchError, BoxError};
 use crate::fixture::Fixture;
-use crate::lane::{Inject, Lane, Pipeline};
+use crate::lane::{Inject, Lane};
+use crate::pipeline::Pipeline;
 use crate::sink::Sink;
 
 /// The worker under test; also the name of its durable consumer.

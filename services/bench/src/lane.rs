@@ -1,7 +1,6 @@
 //! One pipeline under test, from the first publish to the end consumer, and the two ways of
 //! timing it.
 
-use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -10,45 +9,10 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::cpu;
 use crate::error::{BenchError, BoxError};
+use crate::pipeline::{Phase, Pipeline};
 use crate::report::SideReport;
 use crate::sink::Sink;
 use crate::stats::{Latency, Throughput};
-
-/// Which of the two pipelines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pipeline {
-    /// async-nats alone.
-    Bare,
-    /// Flotilla's publisher and worker runtime.
-    Bus,
-}
-
-impl fmt::Display for Pipeline {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Pipeline::Bare => "bare",
-            Pipeline::Bus => "bus",
-        })
-    }
-}
-
-/// What a pipeline was doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Warmup,
-    Latency,
-    Pipelined,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Warmup => "warm-up",
-            Phase::Latency => "latency",
-            Phase::Pipelined => "pipelined",
-        })
-    }
-}
 
 /// The entry of a pipeline: publishes message `seq` into the first hop.
 pub(crate) trait Inject: Send + Sync {
