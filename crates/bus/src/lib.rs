@@ -27,7 +27,9 @@ pub mod process;
 pub mod publish;
 pub mod runtime;
 pub mod service;
+mod settings;
 pub mod subject;
+mod tasks;
 pub mod topology;
 pub mod trace;
 

@@ -4,8 +4,6 @@
 //! `env.teardown.requested`). The subject is `flotilla.<type>.<key>` and the CloudEvents type is
 //! `dev.flotilla.<type>.v1`.
 
-pub use crate::event_type::UnknownEventType;
-
 /// What the catalog knows about one event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventSpec {

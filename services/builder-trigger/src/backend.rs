@@ -5,7 +5,6 @@
 //! whatever the backend reports into `build.*` or `tests.*` events. A backend never fails the
 //! handler: a run that cannot even start is a failed outcome with the reason.
 
-
 use crate::command;
 use crate::http;
 use crate::job;
@@ -55,15 +54,5 @@ impl Runner {
             Runner::Http(_) => "http",
             Runner::Job(_) => "job",
         }
-    }
-}
-
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
     }
 }

@@ -17,6 +17,7 @@ use crate::error::HandlerError;
 use crate::health::{FailureLabels, Health, Metrics, UnhandledLabels, WorkerLabel};
 use crate::publish::Publisher;
 use crate::subject;
+use crate::tasks::panic_text;
 use crate::topology::Bus;
 
 /// Why an attempt did not complete.
@@ -320,12 +321,4 @@ pub(super) async fn release_buffered(
             tracing::debug!(error = %e, "could not hand back a fetched event; it will be redelivered");
         }
     }
-}
-
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }

@@ -47,7 +47,7 @@ impl Tasks {
             let failure = match work.await {
                 Ok(Ok(())) => return,
                 Ok(Err(e)) => e.to_string(),
-                Err(panic) => format!("panicked: {}", crate::runtime::panic_text(panic.as_ref())),
+                Err(panic) => format!("panicked: {}", panic_text(panic.as_ref())),
             };
             tracing::error!(task = %name, error = %failure, "background task failed");
             health.fail(&name, &failure);
@@ -80,6 +80,14 @@ impl Tasks {
         self.tracker.wait().await;
         self.tracker.reopen();
     }
+}
+
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 #[cfg(test)]
