@@ -8,7 +8,7 @@ use flotilla_proto::v1;
 use source_listener::auth::Keys;
 use source_listener::{Endpoint, Filters, Intake, Secrets};
 
-use crate::{decoded, fixtures, github, is_ignored, recorded_headers};
+use super::{decoded, fixtures, github, is_ignored, recorded_headers};
 
 #[test]
 fn a_captured_github_push_to_master_is_a_push_event_with_its_delivery_id() -> Result<()> {

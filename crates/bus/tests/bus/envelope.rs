@@ -1,7 +1,7 @@
 //! The envelope on the wire, against a real nats-server: what a publisher writes is what the
 //! CloudEvents NATS binding says, and a consumer with only `proto/` can decode it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

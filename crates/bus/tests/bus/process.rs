@@ -1,7 +1,7 @@
 //! The process runtime over real HTTP and a real server: one server for every route, tasks that
 //! are stopped and awaited, a failed task visible in `/readyz`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! job backend finding its cluster through KUBECONFIG (the fake API server), and the http
 //! backend's callbacks served on FLOTILLA_HTTP_ADDR beside the probes.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Component tests: real HTTP to the listener served in-process, a real nats-server behind it.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! env-manager against a real nats-server and a real (bare, local) GitOps repository.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,7 @@
 //! The http backend against a CI system served on loopback by the test: a start request
 //! rendered from the template, then the result on the callback endpoint or from a status URL.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The environment registry against a real nats-server's KV bucket.
 
-mod support;
+use crate::support;
 
 use anyhow::{Context, Result};
 use flotilla_env::EnvRecord;

@@ -1,7 +1,7 @@
 //! The worker runtime in-process against a real nats-server: idempotent outputs, retries,
 //! dead letters, progress, filtering and probes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

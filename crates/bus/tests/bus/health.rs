@@ -1,6 +1,6 @@
 //! The probes and metrics every worker serves, over real HTTP.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

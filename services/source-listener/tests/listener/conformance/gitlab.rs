@@ -3,7 +3,7 @@
 use anyhow::Result;
 use flotilla_proto::v1;
 
-use crate::{decoded, fixtures, gitlab, is_ignored};
+use super::{decoded, fixtures, gitlab, is_ignored};
 
 #[test]
 fn gitlab_documented_and_go_scm_pushes_become_push_events() -> Result<()> {

@@ -2,7 +2,7 @@
 //! at it through an ordinary `kube::Config`, and the fake's scripted Job controller plays the
 //! cluster ("this Job succeeds after 300 ms and logs this").
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

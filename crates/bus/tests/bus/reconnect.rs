@@ -1,7 +1,7 @@
 //! A server restart in the middle of the flow: the runtime reconnects by itself and nothing
 //! that was acknowledged is lost.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! How the runtime accounts for a handler's outcome: an unhandled type is acked and counted,
 //! and a typed error's own label reaches the failure metric.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! Needs `sshd` (Debian's openssh-server, which CI installs); where it is missing the tests say
 //! they are skipped. sshd authenticates the user running the tests, so they log in as that user.
 
-mod bare;
+use crate::bare;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! builder-trigger against a real nats-server, running real `sh -c` commands.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

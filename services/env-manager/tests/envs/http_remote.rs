@@ -4,7 +4,7 @@
 //!
 //! This runs plain HTTP: TLS is libgit2's own and is not exercised here.
 
-mod bare;
+use crate::bare;
 
 use std::path::PathBuf;
 use std::process::Stdio;

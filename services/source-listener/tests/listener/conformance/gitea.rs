@@ -3,7 +3,7 @@
 use anyhow::Result;
 use flotilla_proto::v1;
 
-use crate::{decoded, fixtures, gitea, github, is_ignored, recorded_headers};
+use super::{decoded, fixtures, gitea, github, is_ignored, recorded_headers};
 
 #[test]
 fn gitea_pushes_and_pull_requests_parse_as_gitea_events() -> Result<()> {

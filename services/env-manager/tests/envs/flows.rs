@@ -1,7 +1,7 @@
 //! env-manager's flows beyond the env itself, against a real nats-server, a real bare GitOps
 //! repository and, for GitHub, an HTTP server on 127.0.0.1 that answers as the REST API does.
 
-mod support;
+use crate::support;
 
 use anyhow::{Context, Result};
 use env_manager::EnvManager;
