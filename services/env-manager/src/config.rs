@@ -6,120 +6,18 @@ use std::time::Duration;
 use flotilla_env::SecretFile;
 
 use crate::error::Error;
-use crate::github::{self, Github, GithubRepo};
+use crate::github::{Github, GithubRepo};
 use crate::gitops::{Author, Credentials, Secret, Settings};
 
 pub use analysis::AnalysisMap;
+use args::GROUP_MAX;
+pub use args::{Args, DEFAULT_GITOPS_DIR, env};
 
 mod analysis;
-
-/// The environment variables env-manager reads, in one place.
-pub mod env {
-    pub const GITOPS_URL: &str = "FLOTILLA_GITOPS_URL";
-    pub const GITOPS_BRANCH: &str = "FLOTILLA_GITOPS_BRANCH";
-    pub const GITOPS_DIR: &str = "FLOTILLA_GITOPS_DIR";
-    pub const GITOPS_SSH_KEY: &str = "FLOTILLA_GITOPS_SSH_KEY";
-    pub const GITOPS_TOKEN: &str = "FLOTILLA_GITOPS_TOKEN";
-    pub const GITOPS_TOKEN_FILE: &str = "FLOTILLA_GITOPS_TOKEN_FILE";
-    pub const GITOPS_USERNAME: &str = "FLOTILLA_GITOPS_USERNAME";
-    pub const GITOPS_SSH_PASSPHRASE_FILE: &str = "FLOTILLA_GITOPS_SSH_PASSPHRASE_FILE";
-    pub const GITOPS_KNOWN_HOSTS: &str = "FLOTILLA_GITOPS_KNOWN_HOSTS";
-    pub const GITOPS_AUTHOR_NAME: &str = "FLOTILLA_GITOPS_AUTHOR_NAME";
-    pub const GITOPS_AUTHOR_EMAIL: &str = "FLOTILLA_GITOPS_AUTHOR_EMAIL";
-    pub const GITOPS_GROUP_MAX: &str = "FLOTILLA_GITOPS_GROUP_MAX";
-    pub const PROMOTE: &str = "FLOTILLA_PROMOTE";
-    pub const GITOPS_GITHUB_REPO: &str = "FLOTILLA_GITOPS_GITHUB_REPO";
-    pub const ANALYSIS: &str = "FLOTILLA_ANALYSIS";
-    pub const GITHUB_TOKEN: &str = "FLOTILLA_GITHUB_TOKEN";
-    pub const GITHUB_TOKEN_FILE: &str = "FLOTILLA_GITHUB_TOKEN_FILE";
-    pub const GITHUB_API_URL: &str = "FLOTILLA_GITHUB_API_URL";
-    pub const PRODUCTION_MANIFEST: &str = "FLOTILLA_PRODUCTION_MANIFEST";
-    pub const ENVS_DIR: &str = "FLOTILLA_ENVS_DIR";
-    pub const ENV_TTL: &str = "FLOTILLA_ENV_TTL";
-}
+mod args;
 
 /// Pushes tried before a write gives up on a busy remote (and the event is retried later).
 const PUSH_ATTEMPTS: u32 = 8;
-/// Writes grouped into one commit at most, by default.
-const GROUP_MAX: usize = 32;
-
-/// Where the working copy lives unless `FLOTILLA_GITOPS_DIR` says otherwise.
-pub const DEFAULT_GITOPS_DIR: &str = "/var/lib/flotilla/gitops";
-
-/// env-manager's flags; each also reads the environment variable it names.
-#[derive(Debug, Clone, clap::Args)]
-#[group(id = "envs")]
-pub struct Args {
-    /// The GitOps repository: a path, or an ssh:// or https:// URL (required).
-    #[arg(long, env = env::GITOPS_URL)]
-    pub gitops_url: Option<String>,
-    /// The branch Argo CD follows.
-    #[arg(long, env = env::GITOPS_BRANCH, default_value = "main")]
-    pub gitops_branch: String,
-    /// Where the working copy lives (cloned there when absent) [default:
-    /// /var/lib/flotilla/gitops].
-    #[arg(long, env = env::GITOPS_DIR)]
-    pub gitops_dir: Option<PathBuf>,
-    /// Private key for SSH URLs.
-    #[arg(long, env = env::GITOPS_SSH_KEY)]
-    pub gitops_ssh_key: Option<PathBuf>,
-    /// Token for HTTPS URLs.
-    #[arg(long, env = env::GITOPS_TOKEN, hide_env_values = true)]
-    pub gitops_token: Option<String>,
-    /// A file holding the token for HTTPS URLs, read at each authentication.
-    #[arg(long, env = env::GITOPS_TOKEN_FILE, conflicts_with = "gitops_token")]
-    pub gitops_token_file: Option<PathBuf>,
-    /// The user sent with the token when the URL names none [default: x-access-token].
-    #[arg(long, env = env::GITOPS_USERNAME)]
-    pub gitops_username: Option<String>,
-    /// A file holding the SSH key's passphrase.
-    #[arg(long, env = env::GITOPS_SSH_PASSPHRASE_FILE)]
-    pub gitops_ssh_passphrase_file: Option<PathBuf>,
-    /// An OpenSSH known_hosts file the SSH remote's host key must be in (e.g. from
-    /// `ssh-keyscan`), read at each connection [default: ~/.ssh/known_hosts, as libgit2 reads it].
-    #[arg(long, env = env::GITOPS_KNOWN_HOSTS, value_name = "FILE")]
-    pub gitops_known_hosts: Option<PathBuf>,
-    /// The author (and committer) name of env-manager's commits.
-    #[arg(long, env = env::GITOPS_AUTHOR_NAME, default_value = "flotilla env-manager")]
-    pub gitops_author_name: String,
-    /// The author (and committer) email of env-manager's commits.
-    #[arg(long, env = env::GITOPS_AUTHOR_EMAIL, default_value = "env-manager@flotilla.invalid")]
-    pub gitops_author_email: String,
-    /// Writes that arrive together are made one commit and one push, up to this many; 1 turns
-    /// grouping off (a commit per write).
-    #[arg(long, env = env::GITOPS_GROUP_MAX, default_value_t = GROUP_MAX)]
-    pub gitops_group_max: usize,
-    /// How a tested staging change reaches production: `commit` (to the branch) or
-    /// `pull-request` (a branch and a pull request through the GitHub API).
-    #[arg(long, env = env::PROMOTE, default_value = "commit", value_parser = ["commit", "pull-request"])]
-    pub promote: String,
-    /// The GitOps repository on GitHub (`owner/name`), for `pull-request` promotions [default:
-    /// from the URL].
-    #[arg(long, env = env::GITOPS_GITHUB_REPO)]
-    pub gitops_github_repo: Option<String>,
-    /// The analyses each app's releases run: `APP=TEMPLATE[+TEMPLATE],...`, `*` for every
-    /// other app, `cluster:NAME` for a ClusterAnalysisTemplate.
-    #[arg(long, env = env::ANALYSIS, default_value = "", value_name = "APP=TEMPLATE,...")]
-    pub analysis: String,
-    /// GitHub token for commit statuses and pull-request promotions.
-    #[arg(long, env = env::GITHUB_TOKEN, hide_env_values = true)]
-    pub github_token: Option<String>,
-    /// A file holding the GitHub token, read at each call.
-    #[arg(long, env = env::GITHUB_TOKEN_FILE, conflicts_with = "github_token")]
-    pub github_token_file: Option<PathBuf>,
-    /// The GitHub API (GitHub Enterprise: `https://HOST/api/v3`).
-    #[arg(long, env = env::GITHUB_API_URL, default_value = github::DEFAULT_API_URL)]
-    pub github_api_url: String,
-    /// The production manifest, relative to the repository root.
-    #[arg(long, env = env::PRODUCTION_MANIFEST, default_value = "apps/production.json")]
-    pub production_manifest: String,
-    /// The directory of env manifests (`<env>.json`), relative to the repository root.
-    #[arg(long, env = env::ENVS_DIR, default_value = "envs")]
-    pub envs_dir: String,
-    /// How long an environment lives after its build, unless torn down sooner.
-    #[arg(long, env = env::ENV_TTL, default_value = "72h", value_parser = humantime::parse_duration)]
-    pub env_ttl: Duration,
-}
 
 /// Everything env-manager needs besides its NATS connection.
 #[derive(Debug, Clone)]
