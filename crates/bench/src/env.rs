@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::Subscriber;
 use env_manager::gitops::GitOps;
-use env_manager::registry::Registry;
 use env_manager::{Config, EnvManager};
 use flotilla_bus::{Outgoing, Publisher};
+use flotilla_env::Registry;
 use flotilla_proto::v1::Build;
 use futures::StreamExt;
 use futures::future::try_join_all;

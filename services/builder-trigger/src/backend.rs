@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_proto::v1::Image;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::command;
@@ -225,31 +224,6 @@ impl Runner {
     }
 }
 
-/// A DNS-1123 label of at most 63 characters: `<prefix>-<parts>`, lowercased, with characters
-/// outside `[a-z0-9-]` made '-', shortened with a hash of the whole when longer.
-pub fn dns_label(prefix: &str, parts: &[&str]) -> String {
-    let mut name = String::from(prefix);
-    for part in parts {
-        name.push('-');
-        name.push_str(part);
-    }
-    let clean: String = name
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9') => c,
-            _ => '-',
-        })
-        .collect();
-    let clean = clean.trim_matches('-').to_owned();
-    if clean == name && clean.len() <= 63 {
-        return clean;
-    }
-    // Shortened (or changed) names keep a hash of the original, so two never collide.
-    let hash = hex::encode(&Sha256::digest(name.as_bytes())[..4]);
-    let keep = clean.len().min(63 - 9);
-    format!("{}-{hash}", clean[..keep].trim_end_matches('-'))
-}
-
 /// The last [`EXCERPT_LINES`] lines of `text`.
 pub fn last_lines(text: &str) -> Vec<String> {
     let mut tail = VecDeque::with_capacity(EXCERPT_LINES);
@@ -265,21 +239,6 @@ pub fn last_lines(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_ids_are_dns_labels_and_long_ones_keep_a_hash() {
-        assert_eq!(
-            dns_label("build", &["ping-v20240305070809-1a2b3c4"]),
-            "build-ping-v20240305070809-1a2b3c4"
-        );
-        let long = "a".repeat(80);
-        let a = dns_label("test", &[&long, "x"]);
-        let b = dns_label("test", &[&long, "y"]);
-        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
-        assert_ne!(a, b);
-        let odd = dns_label("test", &["Acme_Ping"]);
-        assert!(odd.starts_with("test-acme-ping-"), "{odd}");
-    }
 
     #[test]
     fn the_first_cancel_reason_wins() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use flotilla_bus::{Ctx, Event, Handler, HandlerError, Outgoing};
 use flotilla_proto::v1::{Build, Environment, Image, PullRequest, Push, TestResult};
 
-use crate::backend::{self, Cancel, Kind, Run, Runner};
+use crate::backend::{Cancel, Kind, Run, Runner};
 use crate::config::Config;
 use crate::decide::{self, Change, Decision, Invalid};
 use crate::error::Error;
@@ -256,7 +256,7 @@ fn build_run(change: &Change, images: &[Image], timeout: Duration) -> Run {
     let image = |i: usize| images.get(i).map(|i| i.r#ref.clone()).unwrap_or_default();
     Run {
         kind: Kind::Build,
-        id: backend::dns_label("build", &[&change.change_id]),
+        id: flotilla_env::dns_label(&["build", &change.change_id]),
         change_id: change.change_id.clone(),
         env: None,
         vars: vec![
@@ -278,7 +278,7 @@ fn build_run(change: &Change, images: &[Image], timeout: Duration) -> Run {
 fn test_run(env: &Environment, app: &str, version: &str, pipeline: &str, timeout: Duration) -> Run {
     Run {
         kind: Kind::Test,
-        id: backend::dns_label("test", &[&env.env, version]),
+        id: flotilla_env::dns_label(&["test", &env.env, version]),
         change_id: env.change_id.clone(),
         env: Some(env.env.clone()),
         vars: vec![

@@ -71,12 +71,10 @@ impl Settings {
             .transpose()?;
         let token = match (&args.http_token, &args.http_token_file) {
             (Some(token), _) => nonblank(Some(token)),
-            (None, Some(file)) => {
-                let text = std::fs::read_to_string(file).map_err(|e| {
-                    Error::Config(format!("{} {}: {e}", env::HTTP_TOKEN_FILE, file.display()))
-                })?;
-                nonblank(Some(&text))
-            }
+            (None, Some(file)) => Some(
+                flotilla_env::secret::read_one(env::HTTP_TOKEN_FILE, file)
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            ),
             (None, None) => None,
         };
         let settings = Settings {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flotilla_env::SecretFile;
+
 use crate::error::Error;
 use crate::github::{self, Github, GithubRepo};
 use crate::gitops::{Author, Credentials, Secret, Settings};
@@ -204,9 +206,16 @@ impl Config {
         config.gitops.branch = args.gitops_branch.clone();
         config.gitops.credentials = Credentials {
             ssh_key: args.gitops_ssh_key.clone(),
-            ssh_passphrase: args.gitops_ssh_passphrase_file.clone().map(Secret::File),
+            ssh_passphrase: args
+                .gitops_ssh_passphrase_file
+                .clone()
+                .map(|file| Secret::File(SecretFile::new(env::GITOPS_SSH_PASSPHRASE_FILE, file))),
             username: args.gitops_username.clone().filter(|u| !u.is_empty()),
-            token: secret(&args.gitops_token, &args.gitops_token_file),
+            token: secret(
+                &args.gitops_token,
+                &args.gitops_token_file,
+                env::GITOPS_TOKEN_FILE,
+            ),
             known_hosts: args.gitops_known_hosts.clone(),
         };
         config.gitops.author = Author {
@@ -224,9 +233,13 @@ impl Config {
             .filter(|label| !label.is_empty())
             .map(str::to_owned);
         config.analysis = AnalysisMap::parse(&args.analysis)?;
-        config.github = secret(&args.github_token, &args.github_token_file)
-            .map(|token| Github::new(&args.github_api_url, token))
-            .transpose()?;
+        config.github = secret(
+            &args.github_token,
+            &args.github_token_file,
+            env::GITHUB_TOKEN_FILE,
+        )
+        .map(|token| Github::new(&args.github_api_url, token))
+        .transpose()?;
         if args.promote == "pull-request" {
             if config.github.is_none() {
                 return invalid(&format!(
@@ -258,11 +271,11 @@ impl Config {
     }
 }
 
-/// A secret given as a value or a file; an empty value is none.
-fn secret(value: &Option<String>, file: &Option<PathBuf>) -> Option<Secret> {
+/// A secret given as a value or a file (named by `variable`); an empty value is none.
+fn secret(value: &Option<String>, file: &Option<PathBuf>, variable: &str) -> Option<Secret> {
     match (value.as_deref().filter(|v| !v.is_empty()), file) {
         (Some(value), _) => Some(Secret::Value(value.to_owned())),
-        (None, Some(file)) => Some(Secret::File(file.clone())),
+        (None, Some(file)) => Some(Secret::File(SecretFile::new(variable, file.clone()))),
         (None, None) => None,
     }
 }

@@ -36,7 +36,7 @@ pub enum Error {
     Github(#[from] GithubError),
     /// The environment registry (KV bucket) could not be read or written.
     #[error("environment registry: {0}")]
-    Registry(String),
+    Registry(#[from] flotilla_env::Error),
     /// The bus: a payload that does not decode (permanent) or a publish that failed (retryable).
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -46,7 +46,8 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Config(_) | Error::BadEvent { .. } | Error::Manifest { .. } => false,
-            Error::Git(_) | Error::Registry(_) => true,
+            Error::Git(_) => true,
+            Error::Registry(e) => e.is_retryable(),
             Error::Github(e) => e.is_retryable(),
             Error::Bus(e) => e.is_retryable(),
         }

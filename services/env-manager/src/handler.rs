@@ -9,12 +9,12 @@ use flotilla_bus::{Ctx, Event, Handler, HandlerError, Outgoing};
 use flotilla_proto::v1::{Build, Environment, PullRequest, TeardownRequest};
 
 use crate::config::Config;
-use crate::envid::{self, Kind};
 use crate::error::Error;
 use crate::github::State;
 use crate::gitops::{FileChange, GitOps, Snapshot};
 use crate::manifest::{self, EnvSpec, ManifestError};
-use crate::registry::{self, EnvRecord, Registry};
+use flotilla_env::envid::{self, Kind};
+use flotilla_env::{EnvRecord, Registry, State as EnvState};
 
 use report::Reporter;
 
@@ -106,7 +106,7 @@ impl EnvManager {
         tracing::info!(env = %env, change_id = %spec.change_id, revision = %revision, committed = pushed.committed, "environment written");
 
         let record = EnvRecord {
-            state: registry::REQUESTED.into(),
+            state: EnvState::Requested,
             kind: spec.kind.as_str().into(),
             change_id: spec.change_id.clone(),
             repo: spec.repo.clone(),
@@ -227,9 +227,9 @@ impl EnvManager {
         tracing::info!(env = %env, reason = %request.reason, committed = pushed.committed, "environment removed");
         self.registry
             .update(&env, |current| {
-                let record = current.filter(|c| c.state != registry::DELETING)?;
+                let record = current.filter(|c| c.state != EnvState::Deleting)?;
                 Some(EnvRecord {
-                    state: registry::DELETING.into(),
+                    state: EnvState::Deleting,
                     ..record
                 })
             })

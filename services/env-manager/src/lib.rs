@@ -13,18 +13,17 @@
 //! | `env.teardown.requested.<env>` | `envs/<env>.json` removed; registry record `deleting` | |
 //! | `env.ready`, `env.failed`, `canary.promoted` | | (commit statuses) |
 //!
-//! The layers are testable alone: [`envid`] and [`manifest`] are pure, [`gitops`] is the git
-//! working copy (fetch, grouped commits, push, redo on a moved remote), [`registry`] the KV
-//! records (compare-and-set), [`github`] the REST API, and [`handler`] ties them to the bus.
+//! The layers are testable alone: [`manifest`] is pure, [`gitops`] is the git working copy
+//! (fetch, grouped commits, push, redo on a moved remote), [`github`] the REST API, and
+//! [`handler`] ties them to the bus. Env ids and the registry's records (compare-and-set) are
+//! the environment contract shared with the other workers, in `flotilla_env`.
 
 pub mod config;
-pub mod envid;
 pub mod error;
 pub mod github;
 pub mod gitops;
 pub mod handler;
 pub mod manifest;
-pub mod registry;
 
 pub use config::{Args, Config};
 pub use error::Error;

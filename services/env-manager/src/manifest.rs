@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::envid::Kind;
+use flotilla_env::Kind;
 
 /// Why a manifest could not be made. Retrying does not help: a person must fix the repository
 /// or the event.

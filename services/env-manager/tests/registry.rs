@@ -3,7 +3,7 @@
 mod support;
 
 use anyhow::{Context, Result};
-use env_manager::registry::EnvRecord;
+use flotilla_env::EnvRecord;
 use support::*;
 
 fn record(state: &str) -> EnvRecord {

@@ -55,7 +55,7 @@ async fn env_manager(
         .await
         .map_err(|e| format!("GitOps repository {url}: {e}"))?;
     let envs = bus.envs().await.map_err(|e| e.to_string())?;
-    let registry = env_manager::registry::Registry::new(envs);
+    let registry = flotilla_env::Registry::new(envs);
     Ok((env_manager::EnvManager::new(config, gitops, registry), url))
 }
 

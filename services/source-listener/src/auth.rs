@@ -48,16 +48,6 @@ impl Keys {
         keys
     }
 
-    /// Reads one secret per line of `text` (a mounted Kubernetes secret, say), skipping blank
-    /// lines. A trailing `\r` is dropped; other whitespace is part of the secret.
-    pub fn from_lines(text: &str) -> Keys {
-        Keys::of(
-            text.lines()
-                .map(|line| line.trim_end_matches('\r'))
-                .filter(|line| !line.trim().is_empty()),
-        )
-    }
-
     pub fn extend(&mut self, secrets: impl IntoIterator<Item = Secret>) {
         for secret in secrets {
             if !self.0.contains(&secret) {
@@ -265,7 +255,9 @@ mod tests {
 
     #[test]
     fn a_secret_file_holds_one_secret_a_line() {
-        let keys = Keys::from_lines("new-secret\r\n\n  \nold secret with spaces\nnew-secret\n");
+        let keys = Keys::of(flotilla_env::secret::lines(
+            "new-secret\r\n\n  \nold secret with spaces\nnew-secret\n",
+        ));
         assert_eq!(keys.len(), 2, "blank lines and repeats are skipped");
         verify_token(&keys, "X-Gitlab-Token", "old secret with spaces").expect("kept whole");
         verify_token(&keys, "X-Gitlab-Token", "new-secret").expect("\\r dropped");

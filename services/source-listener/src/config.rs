@@ -152,20 +152,7 @@ fn keys(
 ) -> Result<Keys, ConfigError> {
     let mut keys = Keys::of(value.clone());
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-            variable: variable.to_owned(),
-            path: path.display().to_string(),
-            reason: source.to_string(),
-        })?;
-        let from_file = Keys::from_lines(&text);
-        if from_file.is_empty() {
-            return Err(ConfigError::SecretFile {
-                variable: variable.to_owned(),
-                path: path.display().to_string(),
-                reason: "the file holds no secret".into(),
-            });
-        }
-        keys.merge(from_file);
+        keys.merge(Keys::of(flotilla_env::secret::read_all(variable, path)?));
     }
     Ok(keys)
 }

@@ -129,12 +129,9 @@ pub enum ConfigError {
         entry: String,
         reason: String,
     },
-    #[error("{variable} {path}: {reason}")]
-    SecretFile {
-        variable: String,
-        path: String,
-        reason: String,
-    },
+    /// A `*_FILE` secret file that is named but unreadable or empty.
+    #[error(transparent)]
+    SecretFile(#[from] flotilla_env::Error),
     #[error("{0}")]
     Invalid(String),
 }

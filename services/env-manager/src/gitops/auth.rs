@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use base64::Engine;
+use flotilla_env::SecretFile;
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 
 /// The user name sent with a token when the URL names none (what GitHub, Gitea and GitLab
@@ -18,8 +19,8 @@ pub const TOKEN_USER: &str = "x-access-token";
 #[derive(Clone)]
 pub enum Secret {
     Value(String),
-    /// Read at each use; surrounding whitespace (a trailing newline) is dropped.
-    File(PathBuf),
+    /// Read at each use; its first secret line, trimmed.
+    File(SecretFile),
 }
 
 impl Secret {
@@ -27,9 +28,7 @@ impl Secret {
     pub fn reveal(&self) -> Result<String, String> {
         match self {
             Secret::Value(value) => Ok(value.clone()),
-            Secret::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim().to_owned())
-                .map_err(|e| format!("read {}: {e}", path.display())),
+            Secret::File(file) => file.read_one().map_err(|e| e.to_string()),
         }
     }
 }
@@ -38,7 +37,7 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Secret::Value(_) => f.write_str("<redacted>"),
-            Secret::File(path) => write!(f, "File({})", path.display()),
+            Secret::File(file) => write!(f, "File({})", file.path.display()),
         }
     }
 }
@@ -288,7 +287,10 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "first\n")?;
         let credentials = Credentials {
-            token: Some(Secret::File(path.clone())),
+            token: Some(Secret::File(SecretFile::new(
+                "FLOTILLA_GITOPS_TOKEN_FILE",
+                path.clone(),
+            ))),
             ..Credentials::default()
         };
         let plain = CredentialType::USER_PASS_PLAINTEXT;

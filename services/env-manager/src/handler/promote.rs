@@ -6,12 +6,12 @@ use flotilla_proto::v1::{Release, TeardownRequest, TestResult};
 
 use super::{EnvManager, HISTORY_DEPTH, bad_event, manifest_error, read_manifest, report};
 use crate::config::Promote;
-use crate::envid::{self, Kind};
 use crate::error::Error;
 use crate::github::{FileUpdate, GithubRepo, State};
 use crate::gitops::{FileChange, Snapshot};
 use crate::manifest::{self, Promotion};
-use crate::registry::EnvRecord;
+use flotilla_env::EnvRecord;
+use flotilla_env::envid::{self, Kind};
 
 /// How production took the tested version.
 struct Promoted {

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::github::State;
 use crate::gitops::{FileChange, Snapshot};
 use crate::manifest::{self, Reverting};
-use crate::registry::{self, EnvRecord};
+use flotilla_env::{EnvRecord, State as EnvState, registry};
 
 impl EnvManager {
     /// Tests failed: the env is marked failed with the reason and stays until it is reaped
@@ -21,7 +21,7 @@ impl EnvManager {
         event: &Event,
     ) -> Result<Vec<Outgoing>, Error> {
         let env = result.env.clone();
-        if !crate::envid::is_dns_label(&env) {
+        if !flotilla_env::is_dns_label(&env) {
             return Err(bad_event(
                 event,
                 &format!("env id {env:?} is not a DNS-1123 label"),
@@ -36,9 +36,9 @@ impl EnvManager {
         self.registry
             .update(&env, |current| {
                 seen.clone_from(&current);
-                let record = current.filter(|c| c.state != registry::DELETING)?;
-                (record.state != registry::FAILED || record.reason != reason).then(|| EnvRecord {
-                    state: registry::FAILED.into(),
+                let record = current.filter(|c| c.state != EnvState::Deleting)?;
+                (record.state != EnvState::Failed || record.reason != reason).then(|| EnvRecord {
+                    state: EnvState::Failed,
                     reason: reason.clone(),
                     ..record
                 })

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use env_manager::gitops::GitOps;
-use env_manager::registry::{EnvRecord, Registry};
 use env_manager::{Config, EnvManager, worker_config};
 use flotilla_bus::topology::StreamLimits;
 use flotilla_bus::{Bus, Event, Handler, Names, Outgoing, Published};
+use flotilla_env::{EnvRecord, Registry};
 use flotilla_proto::v1::{Build, Image};
 use flotilla_testing::NatsServer;
 use git2::{Repository, Signature};
@@ -101,7 +101,7 @@ impl Fixture {
     pub async fn record_state_eventually(&self, env: &str, want: &str) -> Result<Option<String>> {
         let deadline = tokio::time::Instant::now() + WITHIN;
         loop {
-            let state = self.record(env).await?.map(|r| r.state);
+            let state = self.record(env).await?.map(|r| r.state.to_string());
             if state.as_deref() == Some(want) || tokio::time::Instant::now() >= deadline {
                 return Ok(state);
             }

@@ -4,26 +4,24 @@
 
 use async_nats::jetstream::kv::{self, Operation};
 use flotilla_proto::v1::AppVersion;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::Error;
+use crate::error::{Error, NatsError};
+use crate::state::State;
 
 /// Compare-and-set attempts before giving up (the event is then retried later).
 const CAS_ATTEMPTS: u32 = 10;
-
-/// `requested`: written to git, not yet seen ready.
-pub const REQUESTED: &str = "requested";
-/// `deleting`: removed from git; the reaper verifies it is gone.
-pub const DELETING: &str = "deleting";
-/// `failed`: its tests failed; it stays (for people to look at) until it is reaped.
-pub const FAILED: &str = "failed";
+/// Records read at once by [`Registry::list`]: a sweep over thousands of envs is bounded by
+/// round trips, not by the server.
+const LIST_CONCURRENCY: usize = 64;
 
 /// One environment as recorded in the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct EnvRecord {
     #[serde(default)]
-    pub state: String,
+    pub state: State,
     #[serde(default)]
     pub kind: String,
     #[serde(default)]
@@ -91,6 +89,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry in `store`, the `flotilla-envs` bucket.
     pub fn new(store: kv::Store) -> Registry {
         Registry { store }
     }
@@ -112,29 +111,61 @@ impl Registry {
             let Some(record) = change(current) else {
                 return Ok(());
             };
-            let value = serde_json::to_vec(&record)
-                .map_err(|e| Error::Registry(format!("encode {env}: {e}")))?;
+            let value = serde_json::to_vec(&record).map_err(|source| Error::Encode {
+                env: env.to_owned(),
+                source,
+            })?;
             // Revision 0 expects no value: on a new key, update is a create.
             match self.store.update(env, value.into(), revision).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                     tracing::debug!(env, "registry record changed meanwhile; reading it again");
                 }
-                Err(e) => return Err(Error::Registry(format!("write {env}: {e}"))),
+                Err(source) => {
+                    return Err(Error::Write {
+                        env: env.to_owned(),
+                        source,
+                    });
+                }
             }
         }
-        Err(Error::Registry(format!(
-            "{env} kept changing: gave up after {CAS_ATTEMPTS} compare-and-set attempts"
-        )))
+        Err(Error::Contended {
+            env: env.to_owned(),
+            attempts: CAS_ATTEMPTS,
+        })
+    }
+
+    /// Every live record (deleted keys left out), with its env id, sorted by env id: what
+    /// `flotilla envs` shows and the reaper sweeps.
+    pub async fn list(&self) -> Result<Vec<(String, EnvRecord)>, Error> {
+        let list_error = |source: NatsError| Error::List { source };
+        let keys: Vec<String> = self
+            .store
+            .keys()
+            .await
+            .map_err(|e| list_error(Box::new(e)))?
+            .try_collect()
+            .await
+            .map_err(|e| list_error(Box::new(e)))?;
+        let mut records: Vec<(String, EnvRecord)> = futures::stream::iter(keys)
+            .map(|env| async move {
+                let record = self.get(&env).await?;
+                Ok::<_, Error>(record.map(|record| (env, record)))
+            })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .try_filter_map(|entry| async move { Ok(entry) })
+            .try_collect()
+            .await?;
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(records)
     }
 
     /// The key's revision (0 when it never existed) and its live record.
     async fn read(&self, env: &str) -> Result<(u64, Option<EnvRecord>), Error> {
-        let entry = self
-            .store
-            .entry(env)
-            .await
-            .map_err(|e| Error::Registry(format!("read {env}: {e}")))?;
+        let entry = self.store.entry(env).await.map_err(|source| Error::Read {
+            env: env.to_owned(),
+            source,
+        })?;
         let Some(entry) = entry else {
             return Ok((0, None));
         };

@@ -79,3 +79,29 @@ fn the_kind_follows_from_the_prefix() {
     assert_eq!(Kind::of("stg-ping-v1"), Some(Kind::Staging));
     assert_eq!(Kind::of("prod"), None);
 }
+
+#[test]
+fn run_ids_are_labels_of_their_parts() {
+    assert_eq!(
+        dns_label(&["build", "ping-v20240305070809-1a2b3c4"]),
+        "build-ping-v20240305070809-1a2b3c4"
+    );
+    assert_eq!(dns_label(&["test", "Acme_Ping"]), "test-acme-ping");
+}
+
+#[test]
+fn long_run_ids_differing_only_at_the_end_stay_distinct() {
+    let long = "a".repeat(80);
+    let a = dns_label(&["test", &long, "x"]);
+    let b = dns_label(&["test", &long, "y"]);
+    assert!(is_dns_label(&a) && is_dns_label(&b), "{a} {b}");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn empty_parts_at_either_end_leave_no_dash_there() {
+    assert_eq!(staging("ping", ""), "stg-ping");
+    assert!(is_dns_label(&dns_label(&["", "x", ""])));
+    let nothing = dns_label(&["--", "ÄÖ"]);
+    assert!(is_dns_label(&nothing), "{nothing}");
+}

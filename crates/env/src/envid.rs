@@ -1,4 +1,5 @@
-//! Environment ids: DNS-1123 labels, because each becomes a namespace name.
+//! Environment ids and every other name that must be a DNS-1123 label (namespaces, Job names,
+//! run ids), made by one function, [`dns_label`].
 //!
 //! `pr-<repo name>-<number>` for a pull request's preview, `stg-<app>-<version>` for a change
 //! to the default branch. Ids longer than 63 characters keep a prefix and end in a hash of the
@@ -45,12 +46,30 @@ impl Kind {
 /// The preview env of pull request `number` of `repo` (`owner/name`): `pr-<name>-<number>`.
 pub fn preview(repo: &str, number: u64) -> String {
     let name = repo.rsplit('/').next().unwrap_or(repo);
-    label(&format!("pr-{}-{number}", sanitize(name)))
+    dns_label(&["pr", name, &number.to_string()])
 }
 
 /// The staging env of `app` at `version`: `stg-<app>-<version>`.
 pub fn staging(app: &str, version: &str) -> String {
-    label(&format!("stg-{}-{}", sanitize(app), sanitize(version)))
+    dns_label(&["stg", app, version])
+}
+
+/// The DNS-1123 label of `parts`: each lowercased with every run of characters outside
+/// `[a-z0-9]` made one `-`, joined by `-`; shortened to 63 characters ending in a hash of the
+/// whole when longer. Deterministic, so a redelivered event names the same env, Job or run.
+/// Parts are expected to hold some letter or digit; an id made of none is a hash alone.
+pub fn dns_label(parts: &[&str]) -> String {
+    let joined = parts
+        .iter()
+        .map(|part| sanitize(part))
+        .collect::<Vec<_>>()
+        .join("-");
+    // Only an empty first or last part leaves a dash at an end; a label cannot have one.
+    let joined = joined.trim_matches('-');
+    if joined.is_empty() {
+        return hash(&parts.join("-"));
+    }
+    label(joined)
 }
 
 /// Whether `id` is a DNS-1123 label: 1 to 63 of `[a-z0-9-]`, starting and ending with a letter
@@ -87,10 +106,16 @@ fn label(id: &str) -> String {
     if id.len() <= MAX_LEN {
         return id.to_owned();
     }
-    let hash = hex::encode(Sha256::digest(id.as_bytes()));
     // `id` is ASCII after sanitizing, so any byte index is a char boundary.
     let prefix = id[..MAX_LEN - HASH_LEN - 1].trim_end_matches('-');
-    format!("{prefix}-{}", &hash[..HASH_LEN])
+    format!("{prefix}-{}", hash(id))
+}
+
+/// The first [`HASH_LEN`] hex digits of the SHA-256 of `text`.
+fn hash(text: &str) -> String {
+    let mut digest = hex::encode(Sha256::digest(text.as_bytes()));
+    digest.truncate(HASH_LEN);
+    digest
 }
 
 #[cfg(test)]

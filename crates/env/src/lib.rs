@@ -1,0 +1,21 @@
+//! The environment contract shared by the workers that create, watch and remove environments
+//! (env-manager, builder-trigger, sync-watcher, the reaper):
+//!
+//! - [`registry`]: one JSON record per env in the KV bucket `flotilla-envs`, with a typed
+//!   [`State`], written with compare-and-set on the key's revision;
+//! - [`envid`]: env ids and every other DNS-1123 label, made by one function;
+//! - [`secret`]: secrets read from the files that `*_FILE` variables name.
+//!
+//! [`Error`] says which of these failed, keeping the cause.
+
+pub mod envid;
+pub mod error;
+pub mod registry;
+pub mod secret;
+pub mod state;
+
+pub use envid::{Kind, dns_label, is_dns_label};
+pub use error::Error;
+pub use registry::{App, EnvRecord, Registry};
+pub use secret::SecretFile;
+pub use state::State;
