@@ -9,14 +9,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use env_manager::gitops::GitOps;
 use env_manager::{Args, Config, EnvManager, WORKER, worker_config};
-<<<<<<< HEAD
 use flotilla_bus::WorkerArgs;
 use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
-=======
-use flotilla_bus::service::{self, EX_UNAVAILABLE, ServiceArgs, run_worker};
-use flotilla_bus::{Bus, Names};
 use flotilla_env::Registry;
->>>>>>> env-contract
 
 /// Turn every successful build into an environment in the GitOps repository, and every staging
 /// environment whose tests passed into a release.
