@@ -514,6 +514,9 @@ async fn a_newer_head_announced_by_another_replica_cancels_the_build_running_her
     let first = time::OffsetDateTime::now_utc();
     let later = first + time::Duration::seconds(1);
 
+    // This replica hears the others in a background task of its process.
+    let process = flotilla_bus::Process::new(fx.bus.clone());
+    here.listen(&here_client, process.tasks()).await;
     let running = here
         .begin(key.clone(), first, SHA)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -539,5 +542,6 @@ async fn a_newer_head_announced_by_another_replica_cancels_the_build_running_her
         Some(SHA2),
         "a late redelivery of the old head is refused here too"
     );
+    process.abandon().await;
     Ok(())
 }
