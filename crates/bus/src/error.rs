@@ -1,6 +1,6 @@
 //! Errors of the bus and of handlers.
 
-use std::fmt;
+pub use crate::handler_error::{HandlerError, HandlerErrorKind, Labelled};
 
 /// What went wrong talking to NATS or decoding an event.
 #[derive(Debug, thiserror::Error)]
@@ -58,79 +58,28 @@ impl BusError {
             BusError::Connect { .. } | BusError::Publish { .. } | BusError::JetStream { .. }
         )
     }
-}
 
-/// Why a handler did not finish an event. The runtime decides what to do from the kind:
-/// retryable errors are nak'd with backoff and dead-lettered after `max_deliver`; permanent ones
-/// are dead-lettered at once.
-#[derive(Debug)]
-pub struct HandlerError {
-    kind: HandlerErrorKind,
-    message: String,
-}
-
-/// The kinds of [`HandlerError`], also the `reason` label of the failure metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandlerErrorKind {
-    /// A dependency failed (NATS, git, the cluster, a CI system): try again later.
-    Retryable,
-    /// The event itself cannot be handled (bad payload, impossible request): never retry.
-    Permanent,
-}
-
-impl HandlerError {
-    /// A failure worth retrying, e.g. an unreachable dependency.
-    pub fn retryable(message: impl fmt::Display) -> Self {
-        HandlerError {
-            kind: HandlerErrorKind::Retryable,
-            message: message.to_string(),
-        }
-    }
-
-    /// A failure that will not go away: the event goes to the dead-letter stream at once.
-    pub fn permanent(message: impl fmt::Display) -> Self {
-        HandlerError {
-            kind: HandlerErrorKind::Permanent,
-            message: message.to_string(),
-        }
-    }
-
-    pub fn kind(&self) -> HandlerErrorKind {
-        self.kind
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        self.kind == HandlerErrorKind::Retryable
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The value of the `reason` label on failure metrics.
+    /// The value of a `reason` metric label.
     pub fn metric_label(&self) -> &'static str {
-        match self.kind {
-            HandlerErrorKind::Retryable => "retryable",
-            HandlerErrorKind::Permanent => "permanent",
+        match self {
+            BusError::Connect { .. } | BusError::Options(_) => "connect",
+            BusError::Envelope(_) => "envelope",
+            BusError::Schema(_) => "schema",
+            BusError::Publish { .. } => "publish",
+            BusError::JetStream { .. } => "jetstream",
+            BusError::Http { .. } => "http",
+            BusError::Task(_) => "task",
         }
     }
 }
-
-impl fmt::Display for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for HandlerError {}
 
 /// A payload that does not decode is the event's fault: retrying will not help.
-impl From<BusError> for HandlerError {
-    fn from(err: BusError) -> Self {
-        if err.is_retryable() {
-            HandlerError::retryable(err)
-        } else {
-            HandlerError::permanent(err)
-        }
+impl Labelled for BusError {
+    fn metric_label(&self) -> &'static str {
+        BusError::metric_label(self)
+    }
+
+    fn is_retryable(&self) -> bool {
+        BusError::is_retryable(self)
     }
 }

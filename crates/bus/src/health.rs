@@ -28,8 +28,17 @@ pub struct WorkerLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     pub worker: String,
-    /// `retryable`, `permanent`, `panic`, `publish` or `envelope`.
+    /// The handler error's own label (e.g. `git`, `bad_event`; `retryable` or `permanent` for
+    /// an error built from a message), or the runtime's: `panic`, `publish`, `envelope`,
+    /// `unfinished`.
     pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnhandledLabels {
+    pub worker: String,
+    /// The event type as received (`<domain>.<event>`).
+    pub r#type: String,
 }
 
 /// The runtime's metrics, labelled by worker.
@@ -40,6 +49,7 @@ pub struct Metrics {
     pub redelivered: Family<WorkerLabel, Counter>,
     pub dead_lettered: Family<WorkerLabel, Counter>,
     pub skipped: Family<WorkerLabel, Counter>,
+    pub unhandled: Family<UnhandledLabels, Counter>,
     pub duration: Family<WorkerLabel, Histogram>,
 }
 
@@ -57,6 +67,7 @@ impl Metrics {
             redelivered: Family::default(),
             dead_lettered: Family::default(),
             skipped: Family::default(),
+            unhandled: Family::default(),
         }
     }
 
@@ -85,6 +96,11 @@ impl Metrics {
             "flotilla_events_skipped",
             "Events acknowledged without handling (outside the worker's subjects, or a retry for another worker)",
             self.skipped.clone(),
+        );
+        registry.register(
+            "flotilla_events_unhandled",
+            "Events acknowledged because the worker's handler has nothing to do for their type",
+            self.unhandled.clone(),
         );
         registry.register(
             "flotilla_handler_duration_seconds",

@@ -41,6 +41,14 @@ pub struct Publisher {
     recorder: Option<Recorder>,
 }
 
+// Here rather than beside the handle, so the handle's module does not import this one.
+impl Bus {
+    /// A publisher whose events say `ce-source: flotilla/<component>`.
+    pub fn publisher(&self, component: &str) -> Publisher {
+        Publisher::new(self.clone(), component)
+    }
+}
+
 impl Publisher {
     pub fn new(bus: Bus, component: &str) -> Publisher {
         let source = format!("flotilla/{component}");

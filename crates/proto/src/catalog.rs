@@ -7,6 +7,8 @@
 /// What the catalog knows about one event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventSpec {
+    /// The typed name of this entry.
+    pub kind: EventType,
     /// `<domain>.<event>`, e.g. `build.succeeded`.
     pub event_type: &'static str,
     /// Fully qualified protobuf message name, e.g. `flotilla.v1.Build`.
@@ -19,16 +21,43 @@ pub struct EventSpec {
     pub ce_type: &'static str,
 }
 
-/// An [`EventSpec`], with its CloudEvents type spelled out at compile time.
-macro_rules! spec {
-    ($event_type:literal, $message:literal, $required:expr, $key:literal $(,)?) => {
-        EventSpec {
-            event_type: $event_type,
-            message: $message,
-            required: $required,
-            key: $key,
-            ce_type: concat!("dev.flotilla.", $event_type, ".v1"),
+/// Generates, from one list, both [`EVENTS`] and the [`EventType`] enum, so that the table and
+/// the names code may use cannot drift apart and a misspelled type does not compile.
+macro_rules! catalog {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $event_type:literal, $message:literal, $required:expr, $key:literal;
+    )*) => {
+        /// A v1 event type. Its variants are generated from the catalog, in the order of
+        /// [`EVENTS`]; `as_str()` gives the `<domain>.<event>` name used in subjects.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventType {
+            $($(#[$doc])* $variant,)*
         }
+
+        impl EventType {
+            /// Every event type, in catalog order.
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant,)*];
+
+            /// `<domain>.<event>`, e.g. `build.succeeded`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(EventType::$variant => $event_type,)*
+                }
+            }
+        }
+
+        /// Every event type of v1, in the order of the flow.
+        pub const EVENTS: &[EventSpec] = &[
+            $(EventSpec {
+                kind: EventType::$variant,
+                event_type: $event_type,
+                message: $message,
+                required: $required,
+                key: $key,
+                ce_type: concat!("dev.flotilla.", $event_type, ".v1"),
+            },)*
+        ];
     };
 }
 
@@ -37,57 +66,36 @@ const ENV: &[&str] = &["env"];
 const TESTS: &[&str] = &["env", "change_id"];
 const CANARY: &[&str] = &["release"];
 
-/// Every event type of v1, in the order of the flow.
-pub const EVENTS: &[EventSpec] = &[
-    spec!("source.push", "flotilla.v1.Push", &["repo", "sha"], "repo"),
-    spec!(
-        "source.pull_request",
-        "flotilla.v1.PullRequest",
-        &["repo", "number", "action"],
-        "repo",
-    ),
-    spec!("source.custom", "flotilla.v1.Custom", &["kind"], "key"),
-    spec!("build.started", "flotilla.v1.Build", BUILD, "change"),
-    spec!("build.succeeded", "flotilla.v1.Build", BUILD, "change"),
-    spec!("build.failed", "flotilla.v1.Build", BUILD, "change"),
-    spec!("env.requested", "flotilla.v1.Environment", ENV, "env"),
-    spec!("env.ready", "flotilla.v1.Environment", ENV, "env"),
-    spec!("env.failed", "flotilla.v1.Environment", ENV, "env"),
-    spec!("env.deleted", "flotilla.v1.Environment", ENV, "env"),
-    spec!(
-        "env.teardown.requested",
-        "flotilla.v1.TeardownRequest",
-        &["env", "reason"],
-        "env",
-    ),
-    spec!("tests.passed", "flotilla.v1.TestResult", TESTS, "env"),
-    spec!("tests.failed", "flotilla.v1.TestResult", TESTS, "env"),
-    spec!(
-        "release.requested",
-        "flotilla.v1.Release",
-        &["change_id", "app", "version"],
-        "app",
-    ),
-    spec!(
-        "release.rolled_back",
-        "flotilla.v1.Rollback",
-        &["app", "version", "restored_version"],
-        "app",
-    ),
-    spec!("canary.step", "flotilla.v1.Canary", CANARY, "release"),
-    spec!(
-        "canary.measurement",
-        "flotilla.v1.Canary",
-        CANARY,
-        "release",
-    ),
-    spec!("canary.promoted", "flotilla.v1.Canary", CANARY, "release"),
-    spec!("canary.aborted", "flotilla.v1.Canary", CANARY, "release"),
-];
+catalog! {
+    SourcePush = "source.push", "flotilla.v1.Push", &["repo", "sha"], "repo";
+    SourcePullRequest = "source.pull_request", "flotilla.v1.PullRequest",
+        &["repo", "number", "action"], "repo";
+    /// The generic webhook's event.
+    SourceCustom = "source.custom", "flotilla.v1.Custom", &["kind"], "key";
+    BuildStarted = "build.started", "flotilla.v1.Build", BUILD, "change";
+    BuildSucceeded = "build.succeeded", "flotilla.v1.Build", BUILD, "change";
+    BuildFailed = "build.failed", "flotilla.v1.Build", BUILD, "change";
+    EnvRequested = "env.requested", "flotilla.v1.Environment", ENV, "env";
+    EnvReady = "env.ready", "flotilla.v1.Environment", ENV, "env";
+    EnvFailed = "env.failed", "flotilla.v1.Environment", ENV, "env";
+    EnvDeleted = "env.deleted", "flotilla.v1.Environment", ENV, "env";
+    EnvTeardownRequested = "env.teardown.requested", "flotilla.v1.TeardownRequest",
+        &["env", "reason"], "env";
+    TestsPassed = "tests.passed", "flotilla.v1.TestResult", TESTS, "env";
+    TestsFailed = "tests.failed", "flotilla.v1.TestResult", TESTS, "env";
+    ReleaseRequested = "release.requested", "flotilla.v1.Release",
+        &["change_id", "app", "version"], "app";
+    ReleaseRolledBack = "release.rolled_back", "flotilla.v1.Rollback",
+        &["app", "version", "restored_version"], "app";
+    CanaryStep = "canary.step", "flotilla.v1.Canary", CANARY, "release";
+    CanaryMeasurement = "canary.measurement", "flotilla.v1.Canary", CANARY, "release";
+    CanaryPromoted = "canary.promoted", "flotilla.v1.Canary", CANARY, "release";
+    CanaryAborted = "canary.aborted", "flotilla.v1.Canary", CANARY, "release";
+}
 
 /// Looks an event type up by its `<domain>.<event>` name.
 pub fn lookup(event_type: &str) -> Option<&'static EventSpec> {
-    EVENTS.iter().find(|spec| spec.event_type == event_type)
+    EventType::parse(event_type).ok().map(EventType::spec)
 }
 
 /// Looks an event type up by its CloudEvents type (`dev.flotilla.<type>.v1`).
@@ -140,6 +148,22 @@ mod tests {
         assert_eq!(key, "pr-ping-42");
         assert!(parse_subject("flotilla", "flotilla.nope.x.key").is_none());
         assert!(parse_subject("flotilla", "other.build.started.k").is_none());
+    }
+
+    #[test]
+    fn the_enum_and_the_table_agree_entry_by_entry() {
+        assert_eq!(EventType::ALL.len(), EVENTS.len());
+        for (kind, spec) in EventType::ALL.iter().zip(EVENTS) {
+            assert_eq!(spec.kind, *kind);
+            assert_eq!(kind.as_str(), spec.event_type);
+            assert_eq!(kind.spec(), spec);
+            assert_eq!(EventType::parse(spec.event_type), Ok(*kind));
+        }
+        assert_eq!(EventType::BuildSucceeded.as_str(), "build.succeeded");
+        assert_eq!(
+            EventType::EnvTeardownRequested.spec().message,
+            "flotilla.v1.TeardownRequest"
+        );
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! carries ([`catalog`]).
 
 pub mod catalog;
+mod event_type;
 pub mod json;
+
+pub use catalog::{EventSpec, EventType};
+pub use event_type::UnknownEventType;
 
 /// The generated prost types of package `flotilla.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -1,13 +1,17 @@
 //! Logging and tracing set-up shared by every Flotilla binary.
 //!
 //! - Logs go to stderr, filtered by `RUST_LOG` (default `info`); `FLOTILLA_LOG_FORMAT=json`
-//!   switches to one JSON object a line.
+//!   switches to one JSON object a line. Text logs are coloured only when stderr is a terminal
+//!   and `NO_COLOR` is unset or empty, so a file or a pipe gets plain text.
 //! - `OTEL_EXPORTER_OTLP_ENDPOINT` (OTLP over HTTP/protobuf) turns span export on;
 //!   `OTEL_SERVICE_NAME` overrides the service name. Each handled event is then a span whose
 //!   parent is the incoming `traceparent`.
 //! - Without an exporter no OpenTelemetry layer is installed (it costs a noticeable share of a
 //!   worker's CPU per event); the bus then passes `traceparent` through unchanged, so traces
 //!   still join up across workers that do export.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
@@ -85,8 +89,38 @@ pub fn init(service: &str, default_filter: &str) -> Result<Guard, TelemetryError
             .try_init()?;
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(colour(
+                        std::io::stderr().is_terminal(),
+                        std::env::var_os("NO_COLOR"),
+                    ))
+                    .with_writer(std::io::stderr),
+            )
             .try_init()?;
     }
     Ok(Guard { provider })
+}
+
+/// Whether text logs carry ANSI colours: only for a person at a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (https://no-color.org).
+fn colour(stderr_is_terminal: bool, no_color: Option<OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_at_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(
+            colour(true, Some(OsString::new())),
+            "empty NO_COLOR counts as unset"
+        );
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None), "a file or a pipe gets plain text");
+        assert!(!colour(false, Some("1".into())));
+    }
 }

@@ -22,7 +22,7 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinSet;
 
-use crate::backend::Cancel;
+use crate::run::Cancel;
 
 /// Output lines kept for a failure reason.
 const TAIL_LINES: usize = 20;

@@ -3,7 +3,7 @@
 //! A build or test command that fails is not an error here: it is an outcome, reported as
 //! `build.failed` or `tests.failed`. These are the cases where no outcome can be reported.
 
-use flotilla_bus::{BusError, HandlerError};
+use flotilla_bus::{BusError, Labelled};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,12 +45,14 @@ impl Error {
     }
 }
 
-impl From<Error> for HandlerError {
-    fn from(err: Error) -> Self {
-        if err.is_retryable() {
-            HandlerError::retryable(err)
-        } else {
-            HandlerError::permanent(err)
-        }
+/// `?` in the handler turns an [`Error`] into a `HandlerError` that keeps it, its label and
+/// its retry policy.
+impl Labelled for Error {
+    fn metric_label(&self) -> &'static str {
+        Error::metric_label(self)
+    }
+
+    fn is_retryable(&self) -> bool {
+        Error::is_retryable(self)
     }
 }

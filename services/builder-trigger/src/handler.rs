@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flotilla_bus::{Ctx, Event, Handler, HandlerError, Outgoing};
-use flotilla_proto::v1::{Build, Environment, Image, PullRequest, Push, TestResult};
+use flotilla_bus::{Ctx, Event, EventType, Handler, HandlerError, Outgoing};
+use flotilla_proto::v1::{Build, Environment, Image, TestResult};
 
 use crate::backend::{Cancel, Kind, Run, Runner};
 use crate::config::Config;
 use crate::decide::{self, Change, Decision, Invalid};
 use crate::error::Error;
+use crate::input::Input;
 use crate::supersede::{self, Supersede};
 
 /// builder-trigger's [`Handler`]. Cheap to clone.
@@ -23,7 +24,10 @@ pub struct BuilderTrigger {
 
 impl Handler for BuilderTrigger {
     async fn handle(&self, event: Event, ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
-        Ok(self.on_event(&event, &ctx).await?)
+        let Some(input) = Input::from_event(&event)? else {
+            return Err(HandlerError::unhandled(event.event_type()));
+        };
+        Ok(self.on_input(input, &event, &ctx).await?)
     }
 
     /// Hears other replicas from the start, not only from this one's first build: a replica
@@ -49,19 +53,18 @@ impl BuilderTrigger {
         &self.config
     }
 
-    async fn on_event(&self, event: &Event, ctx: &Ctx) -> Result<Vec<Outgoing>, Error> {
+    async fn on_input(
+        &self,
+        input: Input,
+        event: &Event,
+        ctx: &Ctx,
+    ) -> Result<Vec<Outgoing>, Error> {
         let rules = &self.config.rules;
         let time = event.time.as_deref();
-        let decision = match event.event_type() {
-            "source.push" => decide::push(&event.decode::<Push>()?, time, rules),
-            "source.pull_request" => {
-                decide::pull_request(&event.decode::<PullRequest>()?, time, rules)
-            }
-            "env.ready" => return self.test(event.decode()?, event, ctx).await,
-            other => {
-                tracing::debug!(event_type = other, "not an event builder-trigger acts on");
-                return Ok(Vec::new());
-            }
+        let decision = match input {
+            Input::Push(push) => decide::push(&push, time, rules),
+            Input::PullRequest(pr) => decide::pull_request(&pr, time, rules),
+            Input::EnvReady(env) => return self.test(env, event, ctx).await,
         };
         match decision.map_err(|e| bad_event(event, e))? {
             Decision::Build(change) => self.build(change, event, ctx).await,
@@ -92,14 +95,20 @@ impl BuilderTrigger {
             Err(newer) => {
                 let reason = format!("superseded by {newer} before it started");
                 tracing::info!(change_id = %change.change_id, %reason, "build skipped");
-                let failed = build_event("build.failed", &change, Vec::new(), reason, "")?;
+                let failed = build_event(EventType::BuildFailed, &change, Vec::new(), reason, "")?;
                 return Ok(vec![failed.with_id(outcome_id)]);
             }
         };
         let images = images(&self.config.image_prefix, &change);
         // Published now rather than returned: whoever follows the change learns a build is
         // running while it runs, not when it is over.
-        let started = build_event("build.started", &change, Vec::new(), String::new(), "")?;
+        let started = build_event(
+            EventType::BuildStarted,
+            &change,
+            Vec::new(),
+            String::new(),
+            "",
+        )?;
         ctx.publisher
             .publish_all(vec![started], Some(cause))
             .await?;
@@ -118,11 +127,17 @@ impl BuilderTrigger {
                 outcome.images.clone()
             };
             tracing::info!(change_id = %change.change_id, images = ?images.iter().map(|i| &i.r#ref).collect::<Vec<_>>(), "build succeeded");
-            build_event("build.succeeded", &change, images, note, &outcome.log_url)?
+            build_event(
+                EventType::BuildSucceeded,
+                &change,
+                images,
+                note,
+                &outcome.log_url,
+            )?
         } else {
             tracing::warn!(change_id = %change.change_id, reason = %outcome.summary(), log = %outcome.log_url, "build failed");
             build_event(
-                "build.failed",
+                EventType::BuildFailed,
                 &change,
                 Vec::new(),
                 outcome.reason(),
@@ -183,11 +198,11 @@ impl BuilderTrigger {
             (true, "no test command configured".to_owned(), String::new())
         };
         let kind = if passed {
-            "tests.passed"
+            EventType::TestsPassed
         } else {
-            "tests.failed"
+            EventType::TestsFailed
         };
-        tracing::info!(env = %env.env, change_id = %env.change_id, outcome = kind, "tests finished");
+        tracing::info!(env = %env.env, change_id = %env.change_id, outcome = kind.as_str(), "tests finished");
         let result = TestResult {
             env: env.env.clone(),
             change_id: env.change_id.clone(),
@@ -230,7 +245,7 @@ pub fn pipeline_image(prefix: &str, app: &str, version: &str) -> String {
 }
 
 fn build_event(
-    kind: &str,
+    kind: EventType,
     change: &Change,
     images: Vec<Image>,
     reason: String,

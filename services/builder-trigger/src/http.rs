@@ -33,9 +33,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::backend::{Cancel, Kind, Outcome, Run, Status};
-use crate::config::{Args, env, nonblank};
+use crate::args::{Args, env, nonblank};
 use crate::error::Error;
+use crate::run::{Cancel, Kind, Outcome, Run, Status};
 
 pub use callback::{CallbackBody, Callbacks};
 pub use poll::Poll;

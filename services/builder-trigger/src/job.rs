@@ -23,9 +23,9 @@ use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use crate::backend::{Cancel, EXCERPT_LINES, Kind, Outcome, Run, Status};
-use crate::config::JobCleanup;
+use crate::args::JobCleanup;
 use crate::error::Error;
+use crate::run::{Cancel, EXCERPT_LINES, Kind, Outcome, Run, Status};
 
 /// Labels put on every Job and its pods.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "flotilla");
@@ -212,7 +212,7 @@ impl Backend {
                 }
             }
         });
-        (crate::backend::last_lines(&text), kept)
+        (crate::run::last_lines(&text), kept)
     }
 
     async fn delete(&self, name: &str) {

@@ -15,6 +15,7 @@
 //! Kubernetes Job) run builds and tests; [`supersede`] lets a newer push to a pull request
 //! cancel its running build; [`handler`] ties them to the bus.
 
+pub mod args;
 pub mod backend;
 pub mod command;
 pub mod config;
@@ -22,7 +23,9 @@ pub mod decide;
 pub mod error;
 pub mod handler;
 pub mod http;
+pub mod input;
 pub mod job;
+mod run;
 pub mod supersede;
 
 pub use backend::Runner;

@@ -1,8 +1,8 @@
 //! Why env-manager could not start, and why it could not handle an event.
 
-use flotilla_bus::{BusError, HandlerError};
+use flotilla_bus::{BusError, Labelled};
 
-use crate::github::GithubError;
+use crate::github::error::GithubError;
 use crate::gitops::GitError;
 use crate::manifest::ManifestError;
 
@@ -67,12 +67,14 @@ impl Error {
     }
 }
 
-impl From<Error> for HandlerError {
-    fn from(err: Error) -> Self {
-        if err.is_retryable() {
-            HandlerError::retryable(err)
-        } else {
-            HandlerError::permanent(err)
-        }
+/// `?` in the handler turns an [`Error`] into a `HandlerError` that keeps it, its label and
+/// its retry policy.
+impl Labelled for Error {
+    fn metric_label(&self) -> &'static str {
+        Error::metric_label(self)
+    }
+
+    fn is_retryable(&self) -> bool {
+        Error::is_retryable(self)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use flotilla_bus::{Ctx, Event, Handler, HandlerError, Outgoing};
+use flotilla_bus::{Ctx, Event, EventType, Handler, HandlerError, Outgoing};
 use flotilla_proto::v1::{Build, Environment, PullRequest, TeardownRequest};
 
 use crate::config::Config;
@@ -16,8 +16,10 @@ use crate::manifest::{self, EnvSpec, ManifestError};
 use flotilla_env::envid::{self, Kind};
 use flotilla_env::{EnvRecord, Registry, State as EnvState};
 
+use input::Input;
 use report::Reporter;
 
+pub mod input;
 mod promote;
 pub mod report;
 mod verdict;
@@ -36,7 +38,10 @@ pub struct EnvManager {
 
 impl Handler for EnvManager {
     async fn handle(&self, event: Event, _ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
-        Ok(self.on_event(&event).await?)
+        let Some(input) = Input::from_event(&event)? else {
+            return Err(HandlerError::unhandled(event.event_type()));
+        };
+        Ok(self.on_input(input, &event).await?)
     }
 }
 
@@ -52,24 +57,19 @@ impl EnvManager {
         }
     }
 
-    async fn on_event(&self, event: &Event) -> Result<Vec<Outgoing>, Error> {
-        match event.event_type() {
-            "build.succeeded" => self.request(event.decode()?, event).await,
-            "tests.passed" => self.tests_passed(event.decode()?, event).await,
-            "tests.failed" => self.tests_failed(event.decode()?, event).await,
-            "source.pull_request" => pull_request(
-                &event.decode()?,
-                event,
-                self.config.preview_label.as_deref(),
-            ),
-            "env.teardown.requested" => self.teardown(event.decode()?, event).await,
-            "env.ready" | "env.failed" => self.env_verdict(event.decode()?, event).await,
-            "canary.promoted" => self.canary_promoted(event.decode()?).await,
-            "canary.aborted" => self.canary_aborted(event.decode()?, event).await,
-            other => {
-                tracing::debug!(event_type = other, "not an event env-manager acts on");
-                Ok(Vec::new())
+    async fn on_input(&self, input: Input, event: &Event) -> Result<Vec<Outgoing>, Error> {
+        match input {
+            Input::BuildSucceeded(build) => self.request(build, event).await,
+            Input::TestsPassed(result) => self.tests_passed(result, event).await,
+            Input::TestsFailed(result) => self.tests_failed(result, event).await,
+            Input::PullRequest(pr) => {
+                pull_request(&pr, event, self.config.preview_label.as_deref())
             }
+            Input::TeardownRequested(request) => self.teardown(request, event).await,
+            Input::EnvReady(env) => self.env_verdict(env, true, event).await,
+            Input::EnvFailed(env) => self.env_verdict(env, false, event).await,
+            Input::CanaryPromoted(canary) => self.canary_promoted(canary).await,
+            Input::CanaryAborted(canary) => self.canary_aborted(canary, event).await,
         }
     }
 
@@ -144,7 +144,8 @@ impl EnvManager {
             expires_at: spec.expires_at,
             ..Default::default()
         };
-        let out = Outgoing::new("env.requested", &env, &requested)?.with_change_id(&spec.change_id);
+        let out = Outgoing::new(EventType::EnvRequested, &env, &requested)?
+            .with_change_id(&spec.change_id);
         let short = requested.revision.get(..7).unwrap_or(&requested.revision);
         self.reporter
             .status(
@@ -274,7 +275,7 @@ fn pull_request(
     };
     tracing::info!(env = %env, reason, "tearing a pull request's preview down");
     Ok(vec![Outgoing::new(
-        "env.teardown.requested",
+        EventType::EnvTeardownRequested,
         &env,
         &teardown,
     )?])

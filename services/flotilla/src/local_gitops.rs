@@ -1,12 +1,21 @@
 //! The GitOps repository `flotilla up` creates when none is configured: a bare repository under
-//! the data dir whose first commit holds an empty production manifest.
+//! the data dir whose first commit holds a production manifest with the example app `ping`.
 
 use std::path::{Path, PathBuf};
 
 use git2::{Repository, Signature};
 
-/// The production manifest of a new repository: no apps yet.
-const EMPTY_PRODUCTION: &str = "{\n  \"apps\": {}\n}\n";
+/// The production manifest of a new repository: the README's example app `ping`, so that a
+/// `build.succeeded` for it becomes an environment instead of a dead letter.
+const SEED_PRODUCTION: &str = r#"{
+  "apps": {
+    "ping": {
+      "image": "registry/apps/ping",
+      "version": "v20240101000000-0000000"
+    }
+  }
+}
+"#;
 
 /// `<data_dir>/gitops.git`, created with `apps/production.json` on `branch` when missing.
 pub fn ensure(data_dir: &Path, branch: &str) -> Result<PathBuf, git2::Error> {
@@ -17,7 +26,7 @@ pub fn ensure(data_dir: &Path, branch: &str) -> Result<PathBuf, git2::Error> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| git2::Error::from_str(&format!("create {}: {e}", data_dir.display())))?;
     let repo = Repository::init_bare(&path)?;
-    let blob = repo.blob(EMPTY_PRODUCTION.as_bytes())?;
+    let blob = repo.blob(SEED_PRODUCTION.as_bytes())?;
     let mut apps = repo.treebuilder(None)?;
     apps.insert("production.json", blob, 0o100644)?;
     let apps = apps.write()?;
@@ -30,7 +39,7 @@ pub fn ensure(data_dir: &Path, branch: &str) -> Result<PathBuf, git2::Error> {
         Some(&reference),
         &author,
         &author,
-        "Empty production manifest",
+        "Production manifest with the example app ping",
         &tree,
         &[],
     )?;
@@ -43,7 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_repository_holds_an_empty_production_manifest_and_is_reused() {
+    fn a_new_repository_holds_the_example_production_manifest_and_is_reused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = ensure(dir.path(), "main").expect("created");
         let repo = Repository::open_bare(&path).expect("bare repo");
@@ -54,7 +63,7 @@ mod tests {
             .get_path(Path::new("apps/production.json"))
             .expect("manifest");
         let blob = repo.find_blob(entry.id()).expect("blob");
-        assert_eq!(blob.content(), EMPTY_PRODUCTION.as_bytes());
+        assert_eq!(blob.content(), SEED_PRODUCTION.as_bytes());
         assert_eq!(ensure(dir.path(), "main").expect("reused"), path);
         assert_eq!(
             repo.head().expect("head").target(),

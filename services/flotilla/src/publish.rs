@@ -3,8 +3,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
-use flotilla_bus::{Encoding, NatsArgs, Outgoing};
-use flotilla_proto::catalog;
+use flotilla_bus::{Encoding, EventType, NatsArgs, Outgoing};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -71,14 +70,9 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
 
 /// Reads and checks everything before connecting, so bad input is reported even without NATS.
 fn prepare(args: &Args) -> Result<Outgoing, CliError> {
-    if catalog::lookup(&args.event_type).is_none() {
-        let known: Vec<_> = catalog::event_type_names().collect();
-        return Err(CliError::Usage(format!(
-            "unknown event type `{}`; known types: {}",
-            args.event_type,
-            known.join(", ")
-        )));
-    }
+    // The user's string becomes a catalog type here, or a usage error naming the known ones.
+    let event_type =
+        EventType::parse(&args.event_type).map_err(|e| CliError::Usage(e.to_string()))?;
     let data = read_data(args.data.as_ref())?;
     let encoding = if args.as_json {
         Encoding::Json
@@ -86,9 +80,9 @@ fn prepare(args: &Args) -> Result<Outgoing, CliError> {
         Encoding::Protobuf
     };
     let mut event =
-        Outgoing::from_json(&args.event_type, &args.key, &data, encoding).map_err(|source| {
+        Outgoing::from_json(event_type, &args.key, &data, encoding).map_err(|source| {
             CliError::Data {
-                context: format!("{} data", args.event_type),
+                context: format!("{event_type} data"),
                 source,
             }
         })?;

@@ -167,7 +167,7 @@ impl Output {
 mod tests {
     use async_nats::HeaderMap;
     use bytes::Bytes;
-    use flotilla_bus::{Encoding, Outgoing};
+    use flotilla_bus::{Encoding, EventType, Outgoing};
     use time::macros::datetime;
 
     use super::*;
@@ -189,8 +189,9 @@ mod tests {
     #[test]
     fn a_protobuf_event_is_shown_as_proto3_json() {
         let data = br#"{"changeId":"ping-v1","app":"ping","version":"v1"}"#;
-        let event = Outgoing::from_json("build.started", "ping-v1", data, Encoding::Protobuf)
-            .expect("valid build");
+        let event =
+            Outgoing::from_json(EventType::BuildStarted, "ping-v1", data, Encoding::Protobuf)
+                .expect("valid build");
         let message = stored(
             &[
                 ("ce-specversion", "1.0"),

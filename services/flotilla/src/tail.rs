@@ -12,7 +12,8 @@ use crate::signals::Stop;
 ///
 /// Prints each event as it arrives: stream sequence, time, subject, type, id, change id and the
 /// data as compact JSON; with --json one object a line:
-/// {"seq","subject","type","id","time","change_id","data"} (`type` is `<domain>.<event>`).
+/// {"seq","subject","type","id","time","change_id","data"} (`type` is the CloudEvents type,
+/// e.g. `dev.flotilla.build.started.v1`, in both forms).
 /// Messages without a valid envelope are shown with what is known and an "error" field.
 /// Starts with new events unless told to start earlier; stops on Ctrl-C or SIGTERM.
 #[derive(Debug, clap::Args)]

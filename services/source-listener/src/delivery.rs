@@ -4,7 +4,7 @@
 //! with errors that name the field, and deriving an id from the body when the sender gives none.
 
 use axum::http::HeaderMap;
-use flotilla_bus::Outgoing;
+use flotilla_bus::{EventType, Outgoing};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
@@ -107,7 +107,7 @@ pub fn check_length(what: &str, value: &str) -> Result<(), WebhookError> {
 /// An event of `event_type` about `key` whose id is the delivery's id, so a redelivery is a
 /// JetStream duplicate.
 pub fn event<M: prost::Message + prost::Name>(
-    event_type: &str,
+    event_type: EventType,
     key: &str,
     message: &M,
     id: &str,
@@ -215,10 +215,10 @@ mod tests {
     fn overlong_keys_and_ids_are_bad_requests() {
         let long = "x".repeat(MAX_TOKEN_LEN + 1);
         let message = flotilla_proto::v1::Push::default();
-        let error = event("source.push", &long, &message, "id").expect_err("long key");
+        let error = event(EventType::SourcePush, &long, &message, "id").expect_err("long key");
         assert_eq!(error.status().as_u16(), 400);
-        event("source.push", "acme/ping", &message, &long).expect_err("long id");
-        event("source.push", "acme/ping", &message, "id").expect("short enough");
+        event(EventType::SourcePush, "acme/ping", &message, &long).expect_err("long id");
+        event(EventType::SourcePush, "acme/ping", &message, "id").expect("short enough");
     }
 
     #[test]

@@ -9,8 +9,7 @@
 //!   that post the same body on purpose within the duplicate window give each post an `id`.
 
 use axum::http::{HeaderMap, header::AUTHORIZATION};
-use flotilla_bus::{Encoding, Outgoing};
-use flotilla_proto::catalog;
+use flotilla_bus::{Encoding, EventType, Outgoing};
 use serde::Deserialize;
 
 use crate::auth::{self, Keys};
@@ -51,19 +50,13 @@ pub fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<(), WebhookError
 /// Reads an authenticated delivery into the one event it carries.
 pub fn parse(body: &[u8]) -> Result<Delivery, WebhookError> {
     let envelope: Envelope = decode("generic", body)?;
-    let spec = catalog::lookup(&envelope.event_type).ok_or_else(|| {
-        let known: Vec<_> = catalog::event_type_names().collect();
-        WebhookError::bad_request(format!(
-            "unknown event type `{}`; known types: {}",
-            envelope.event_type,
-            known.join(", ")
-        ))
-    })?;
+    let event_type = EventType::parse(&envelope.event_type)
+        .map_err(|e| WebhookError::bad_request(e.to_string()))?;
     let key = require("generic", "key", &envelope.key)?;
     check_length("`key`", key)?;
     let data = serde_json::to_vec(&envelope.data)
         .map_err(|e| WebhookError::Internal(format!("re-encode data: {e}")))?;
-    let mut event = Outgoing::from_json(spec.event_type, key, &data, Encoding::Protobuf)
+    let mut event = Outgoing::from_json(event_type, key, &data, Encoding::Protobuf)
         .map_err(|e| WebhookError::bad_request(format!("invalid `data`: {e}")))?;
     if let Some(change_id) = change_id(&envelope.data) {
         event = event.with_change_id(change_id);
@@ -76,7 +69,7 @@ pub fn parse(body: &[u8]) -> Result<Delivery, WebhookError> {
     let event = event.with_id(id.clone());
     Ok(Delivery::publish(
         Provider::Generic,
-        spec.event_type,
+        event_type.as_str(),
         id,
         event,
     ))

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
-use flotilla_bus::{Ctx, Event, HandlerError, Outgoing, WorkerArgs, WorkerConfig};
+use flotilla_bus::{Ctx, Event, EventType, HandlerError, Outgoing, WorkerArgs, WorkerConfig};
 use flotilla_proto::v1::Build;
 
 #[derive(Debug, Parser)]
@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
         let _ = std::io::stdout().flush();
         tokio::time::sleep(sleep).await;
         let build: Build = event.decode()?;
-        let out = Outgoing::new("build.succeeded", &build.change_id, &build)
+        let out = Outgoing::new(EventType::BuildSucceeded, &build.change_id, &build)
             .map_err(HandlerError::permanent)?
             .with_change_id(&build.change_id);
         Ok(vec![out])

@@ -29,7 +29,6 @@
 //! ```
 
 mod signals;
-mod tasks;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,12 +39,12 @@ use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use tasks::Tasks;
+pub use crate::tasks::Tasks;
 
 use crate::error::BusError;
 use crate::health::{self, Health, Ready};
 use crate::runtime::{Handler, Worker, WorkerArgs, WorkerConfig};
-use crate::service::ServiceArgs;
+use crate::settings::ServiceArgs;
 use crate::topology::{Bus, Names};
 
 type Run = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, Result<(), BusError>> + Send>;

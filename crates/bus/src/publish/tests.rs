@@ -1,5 +1,6 @@
 //! The recording publisher: what a dry run would publish, with no server to publish to.
 
+use flotilla_proto::catalog::EventType;
 use flotilla_proto::v1::Build;
 
 use super::*;
@@ -24,7 +25,7 @@ fn build() -> Outgoing {
         version: "v1".into(),
         ..Default::default()
     };
-    Outgoing::new("build.started", "ping-v1", &build).expect("a catalog event")
+    Outgoing::new(EventType::BuildStarted, "ping-v1", &build).expect("a catalog event")
 }
 
 #[tokio::test]

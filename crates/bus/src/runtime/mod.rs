@@ -21,14 +21,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use config::{WorkerArgs, WorkerConfig};
-pub(crate) use process::panic_text;
 
 use crate::dry_run::Recorder;
 use crate::envelope::{Event, Outgoing};
 use crate::error::{BusError, HandlerError};
 use crate::health::{Health, Ready};
-use crate::process::Tasks;
 use crate::publish::Publisher;
+use crate::tasks::Tasks;
 use crate::topology::Bus;
 
 /// The logic of a worker: one event in, the events it causes out.

@@ -14,9 +14,10 @@ use tracing::Instrument;
 use super::{Ctx, Handler, WorkerConfig, dlq};
 use crate::envelope::{Event, Outgoing, header_name};
 use crate::error::HandlerError;
-use crate::health::{FailureLabels, Health, Metrics, WorkerLabel};
+use crate::health::{FailureLabels, Health, Metrics, UnhandledLabels, WorkerLabel};
 use crate::publish::Publisher;
 use crate::subject;
+use crate::tasks::panic_text;
 use crate::topology::Bus;
 
 /// Why an attempt did not complete.
@@ -193,13 +194,18 @@ impl<H: Handler> Job<H> {
                         .await;
                 }
             },
+            Err(Failure::Handler(e)) if e.is_unhandled() => {
+                self.count_unhandled(event.event_type());
+                tracing::debug!(reason = %e, "not handled by this worker");
+                delivery.settle(AckKind::Ack).await;
+            }
             Err(Failure::Handler(e)) if e.is_retryable() => {
-                self.retry_or_give_up(delivery, e.metric_label(), e.message())
+                self.retry_or_give_up(delivery, e.metric_label(), &e.message())
                     .await;
             }
             Err(Failure::Handler(e)) => {
                 self.count_failure(e.metric_label());
-                self.give_up(delivery, e.message(), AckKind::Term).await;
+                self.give_up(delivery, &e.message(), AckKind::Term).await;
             }
             Err(Failure::Panic(text)) => {
                 let reason = format!("handler panicked: {text}");
@@ -276,6 +282,16 @@ impl<H: Handler> Job<H> {
         }
     }
 
+    fn count_unhandled(&self, event_type: &str) {
+        self.metrics()
+            .unhandled
+            .get_or_create(&UnhandledLabels {
+                worker: self.name.to_string(),
+                r#type: event_type.to_owned(),
+            })
+            .inc();
+    }
+
     fn count_failure(&self, reason: &str) {
         self.metrics()
             .failed
@@ -306,12 +322,4 @@ pub(super) async fn release_buffered(
             tracing::debug!(error = %e, "could not hand back a fetched event; it will be redelivered");
         }
     }
-}
-
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{CommandSpec, Job, Status, run_with};
-use crate::backend::{self, Cancel, Kind, Outcome, Run};
+use crate::run::{self, Cancel, Kind, Outcome, Run};
 
 /// The `command` backend's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl Backend {
             Kind::Build => &self.settings.build,
             Kind::Test => match &self.settings.test {
                 Some(command) => command,
-                None => return Outcome::new(backend::Status::Succeeded),
+                None => return Outcome::new(run::Status::Succeeded),
             },
         };
         let spec = CommandSpec {
@@ -74,10 +74,10 @@ impl Backend {
             .map(|dir| dir.join(format!("{}.log", run.id)));
         let finished = run_with(&spec, &job, cancel, log_file.as_deref()).await;
         let status = match &finished.status {
-            _ if finished.succeeded() => backend::Status::Succeeded,
-            Status::TimedOut(after) => backend::Status::TimedOut(*after),
-            Status::Cancelled(why) => backend::Status::Cancelled(why.clone()),
-            _ => backend::Status::Failed(finished.summary()),
+            _ if finished.succeeded() => run::Status::Succeeded,
+            Status::TimedOut(after) => run::Status::TimedOut(*after),
+            Status::Cancelled(why) => run::Status::Cancelled(why.clone()),
+            _ => run::Status::Failed(finished.summary()),
         };
         Outcome {
             status,

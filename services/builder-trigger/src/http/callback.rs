@@ -22,7 +22,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokio::sync::{OnceCell, oneshot};
 
-use crate::backend::{self, Outcome, Status};
+use crate::run::{self, Outcome, Status};
 
 /// What a CI run reports.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -61,7 +61,7 @@ impl CallbackBody {
         };
         Outcome {
             status,
-            excerpt: backend::last_lines(&self.message),
+            excerpt: run::last_lines(&self.message),
             log_url: self.log_url,
             images: self
                 .images

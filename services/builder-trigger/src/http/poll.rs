@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Backend, Template, text_of};
-use crate::backend::{self, Outcome, Status};
+use crate::run::{self, Outcome, Status};
 
 /// Reading a run's status.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -126,7 +126,7 @@ impl Backend {
                     };
                     if let Some(status) = over {
                         let mut outcome = Outcome::new(status);
-                        outcome.excerpt = backend::last_lines(message.as_deref().unwrap_or(""));
+                        outcome.excerpt = run::last_lines(message.as_deref().unwrap_or(""));
                         outcome.log_url = log_url.unwrap_or_default();
                         return outcome;
                     }

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Poll, ResultMode};
-use crate::backend::Run;
 use crate::error::Error;
+use crate::run::Run;
 
 /// Every placeholder a template may use.
 pub const PLACEHOLDERS: &[&str] = &[

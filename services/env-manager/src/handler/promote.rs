@@ -1,7 +1,7 @@
 //! Passed tests: a staging env's version goes to production (a commit on the GitOps branch, or
 //! a pull request through the GitHub API), a release is requested and the env torn down.
 
-use flotilla_bus::{Event, Outgoing};
+use flotilla_bus::{Event, EventType, Outgoing};
 use flotilla_proto::v1::{Release, TeardownRequest, TestResult};
 
 use super::{EnvManager, HISTORY_DEPTH, bad_event, manifest_error, read_manifest, report};
@@ -81,7 +81,7 @@ impl EnvManager {
                     ),
                 };
                 return Ok(vec![
-                    Outgoing::new("env.teardown.requested", &env, &teardown)?
+                    Outgoing::new(EventType::EnvTeardownRequested, &env, &teardown)?
                         .with_change_id(&result.change_id),
                 ]);
             }
@@ -117,8 +117,9 @@ impl EnvManager {
             )
             .await;
         Ok(vec![
-            Outgoing::new("release.requested", &app, &release)?.with_change_id(&result.change_id),
-            Outgoing::new("env.teardown.requested", &env, &teardown)?
+            Outgoing::new(EventType::ReleaseRequested, &app, &release)?
+                .with_change_id(&result.change_id),
+            Outgoing::new(EventType::EnvTeardownRequested, &env, &teardown)?
                 .with_change_id(&result.change_id),
         ])
     }

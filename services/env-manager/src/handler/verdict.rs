@@ -1,7 +1,7 @@
 //! Verdicts on a change: failed tests mark its env failed; env and canary verdicts go to its
 //! commit as statuses; an aborted canary sets production back to the version it replaced.
 
-use flotilla_bus::{Event, Outgoing};
+use flotilla_bus::{Event, EventType, Outgoing};
 use flotilla_proto::v1::{Canary, Environment, Rollback, TestResult};
 
 use super::{EnvManager, bad_event, manifest_error, read_manifest, report};
@@ -76,14 +76,16 @@ impl EnvManager {
             ..Default::default()
         };
         Ok(vec![
-            Outgoing::new("env.failed", &env, &failed)?.with_change_id(change_id),
+            Outgoing::new(EventType::EnvFailed, &env, &failed)?.with_change_id(change_id),
         ])
     }
 
     /// An env became ready or failed: its commit hears of it.
+    /// `ready` tells `env.ready` from `env.failed`.
     pub(super) async fn env_verdict(
         &self,
         environment: Environment,
+        ready: bool,
         event: &Event,
     ) -> Result<Vec<Outgoing>, Error> {
         // env-manager's own env.failed (failed tests) was reported as a test failure already.
@@ -95,7 +97,7 @@ impl EnvManager {
             return Ok(Vec::new());
         };
         let env = &environment.env;
-        if event.event_type() == "env.ready" {
+        if ready {
             let url = Some(environment.url.clone());
             let statuses = [
                 (
@@ -236,7 +238,7 @@ impl EnvManager {
             revision,
             reason: canary.reason,
         };
-        let mut out = Outgoing::new("release.rolled_back", &app, &rollback)?;
+        let mut out = Outgoing::new(EventType::ReleaseRolledBack, &app, &rollback)?;
         if !canary.change_id.is_empty() {
             out = out.with_change_id(canary.change_id);
         }

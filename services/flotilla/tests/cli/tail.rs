@@ -143,3 +143,19 @@ async fn tail_after_a_server_restart_shows_new_events_and_does_not_repeat_old_on
     assert_eq!(tail.terminate().await?, Some(0));
     Ok(())
 }
+
+#[tokio::test]
+async fn tail_help_describes_type_as_it_is_printed() -> Result<()> {
+    let cli = Cli::at("nats://127.0.0.1:4222");
+
+    let help = cli.run(&["tail", "--help"]).await?.success()?;
+
+    // What `tail_json_prints_an_event_published_while_it_runs_and_exits_0_on_sigterm` sees in `type`.
+    assert!(
+        help.stdout.contains("dev.flotilla.build.started.v1"),
+        "{}",
+        help.stdout
+    );
+    assert!(!help.stdout.contains("<domain>.<event>"), "{}", help.stdout);
+    Ok(())
+}

@@ -146,3 +146,50 @@ async fn up_uses_a_server_that_already_answers_and_leaves_it_running() -> Result
     server.connect().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_fresh_local_gitops_repo_holds_ping_so_the_readme_build_becomes_an_env() -> Result<()> {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir()?;
+    let cli = Cli::new(&server);
+    let mut up = Up::start(&cli, data.path(), &[]).await?;
+    let manifest = production_manifest(&data.path().join("gitops.git"))?;
+    assert_eq!(
+        manifest["apps"]["ping"]["image"], "registry/apps/ping",
+        "{manifest}"
+    );
+    assert!(
+        manifest["apps"]["ping"]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with('v')),
+        "{manifest}"
+    );
+
+    // The README's example, as written there.
+    let change = "ping-v20240101120000-1a2b3c4";
+    let readme = serde_json::json!({
+        "changeId": change,
+        "app": "ping",
+        "version": "v20240101120000-1a2b3c4",
+    });
+    cli.publish("build.succeeded", change, &readme).await?;
+    let line = up
+        .line_containing("flotilla.env.requested.stg-ping-v20240101120000-1a2b3c4")
+        .await?;
+    assert!(line.contains(&format!("change={change}")), "{line}");
+
+    assert_eq!(up.terminate().await?, Some(0));
+    Ok(())
+}
+
+/// `apps/production.json` at the head of a bare repository.
+fn production_manifest(repo: &std::path::Path) -> Result<serde_json::Value> {
+    let repo = git2::Repository::open_bare(repo).context("open the local GitOps repo")?;
+    let head = repo.head()?.peel_to_commit()?;
+    let entry = head
+        .tree()?
+        .get_path(std::path::Path::new("apps/production.json"))
+        .context("apps/production.json")?;
+    let blob = repo.find_blob(entry.id())?;
+    serde_json::from_slice(blob.content()).context("the production manifest is JSON")
+}

@@ -71,3 +71,23 @@ async fn reading_a_bus_that_was_never_set_up_says_to_run_init() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_colour_escapes() -> Result<()> {
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+
+    // An empty NO_COLOR counts as unset: only the pipe keeps the colours out.
+    let run = cli
+        .run_with_env(&["init"], &[("RUST_LOG", "debug"), ("NO_COLOR", "")])
+        .await?
+        .success()?;
+
+    assert!(
+        run.stderr.contains("DEBUG"),
+        "logs were written: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    Ok(())
+}

@@ -1,4 +1,4 @@
-use flotilla_bus::Outgoing;
+use flotilla_bus::{EventType, Outgoing};
 use flotilla_proto::v1;
 use serde_json::{Value, json};
 
@@ -21,7 +21,7 @@ fn filters(yaml: &str) -> Filters {
 
 fn pr_delivery(provider: Provider) -> Delivery {
     let out = Outgoing::new(
-        "source.pull_request",
+        EventType::SourcePullRequest,
         "acme/ping",
         &v1::PullRequest::default(),
     )
@@ -30,7 +30,8 @@ fn pr_delivery(provider: Provider) -> Delivery {
 }
 
 fn push_delivery() -> Delivery {
-    let out = Outgoing::new("source.push", "acme/ping", &v1::Push::default()).expect("catalog");
+    let out =
+        Outgoing::new(EventType::SourcePush, "acme/ping", &v1::Push::default()).expect("catalog");
     Delivery::publish(Provider::GitHub, "push", "d-1".into(), out)
 }
 

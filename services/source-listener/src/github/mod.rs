@@ -12,6 +12,7 @@ mod payload;
 mod tests;
 
 use axum::http::HeaderMap;
+use flotilla_bus::EventType;
 use flotilla_proto::v1;
 
 use crate::auth::{self, Keys};
@@ -161,7 +162,7 @@ fn push(
     if let Some(why) = repos.push(&mut message) {
         return ignore(why);
     }
-    let out = delivery::event("source.push", repo, &message, &id)?;
+    let out = delivery::event(EventType::SourcePush, repo, &message, &id)?;
     Ok(Delivery::publish(provider, "push", id, out))
 }
 
@@ -233,7 +234,7 @@ fn pull_request(
     if let Some(why) = repos.pull_request(&message) {
         return Ok(Delivery::ignore(provider, "pull_request", id, why));
     }
-    let out = delivery::event("source.pull_request", repo, &message, &id)?;
+    let out = delivery::event(EventType::SourcePullRequest, repo, &message, &id)?;
     Ok(Delivery::publish(provider, "pull_request", id, out))
 }
 

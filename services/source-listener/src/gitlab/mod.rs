@@ -12,6 +12,7 @@ mod payload;
 mod tests;
 
 use axum::http::HeaderMap;
+use flotilla_bus::EventType;
 use flotilla_proto::v1;
 
 use crate::auth::{self, Keys};
@@ -129,7 +130,7 @@ fn push(id: String, body: &[u8], repos: &Repos) -> Result<Delivery, WebhookError
     if let Some(why) = repos.push(&mut message) {
         return ignore(why);
     }
-    let out = delivery::event("source.push", repo, &message, &id)?;
+    let out = delivery::event(EventType::SourcePush, repo, &message, &id)?;
     Ok(Delivery::publish(Provider::GitLab, "push", id, out))
 }
 
@@ -267,6 +268,6 @@ fn merge_request(id: String, body: &[u8], repos: &Repos) -> Result<Delivery, Web
     if let Some(why) = repos.pull_request(&message) {
         return Ok(Delivery::ignore(Provider::GitLab, "pull_request", id, why));
     }
-    let out = delivery::event("source.pull_request", repo, &message, &id)?;
+    let out = delivery::event(EventType::SourcePullRequest, repo, &message, &id)?;
     Ok(Delivery::publish(Provider::GitLab, "pull_request", id, out))
 }

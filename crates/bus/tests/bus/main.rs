@@ -1,0 +1,14 @@
+//! The bus against a real nats-server: the envelope on the wire, CloudEvents conformance, the
+//! worker runtime, probes and reconnection.
+//!
+//! One test crate with a module per topic, so the suite links once and its tests run in
+//! parallel.
+
+mod cloudevents_conformance;
+mod common;
+mod envelope;
+mod health;
+mod outcomes;
+mod process;
+mod reconnect;
+mod runtime;

@@ -1,0 +1,150 @@
+//! The `builder-trigger` binary itself, configured only through environment variables: the
+//! job backend finding its cluster through KUBECONFIG (the fake API server), and the http
+//! backend's callbacks served on FLOTILLA_HTTP_ADDR beside the probes.
+
+use crate::support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use flotilla_bus::EventType;
+use flotilla_kube_fake::FakeKube;
+use flotilla_kube_fake::jobs::{Script, run_jobs};
+use support::*;
+use tokio::process::{Child, Command};
+
+/// The binary with the test's NATS server and a free HTTP address; output inherited so a
+/// failing test shows it.
+fn binary(fx: &Fixture, http_port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_builder-trigger"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NATS_URL", fx.server.url())
+        .env("FLOTILLA_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits for /readyz, so events published afterwards are consumed.
+async fn ready(port: u16) -> Result<()> {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let client = reqwest::Client::new();
+    for _ in 0..150 {
+        if let Ok(answer) = client.get(&url).send().await
+            && answer.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the binary never became ready at {url}")
+}
+
+/// SIGTERM, then the exit status.
+async fn stop(mut child: Child) -> Result<std::process::ExitStatus> {
+    let pid = child.id().context("the binary is running")?;
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid)?).context("a pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    Ok(tokio::time::timeout(WITHIN, child.wait()).await??)
+}
+
+#[tokio::test]
+async fn the_binary_runs_build_jobs_on_the_cluster_its_kubeconfig_names() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let fake = FakeKube::batch().await;
+    run_jobs(&fake, |_| Script::succeed_after(Duration::from_millis(200)));
+    let kubeconfig = fx.file("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    namespace: builds\ncurrent-context: fake\n",
+            fake.url()
+        ),
+    )?;
+    let port = flotilla_testing::free_port();
+    let child = binary(&fx, port)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("FLOTILLA_BUILD_BACKEND", "job")
+        .env(
+            "FLOTILLA_JOB_BUILD_IMAGE",
+            "gcr.io/kaniko-project/executor:debug",
+        )
+        .spawn()?;
+    ready(port).await?;
+
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
+        .await?;
+
+    let succeeded = fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    let built = build(succeeded.first().context("build.succeeded")?)?;
+    let created = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.starts_with("POST "))
+        .context("a Job was created")?;
+    assert!(
+        created.starts_with("POST /apis/batch/v1/namespaces/builds/jobs"),
+        "in the kubeconfig context's namespace: {created}"
+    );
+    assert!(built.version.ends_with("-1a2b3c4"));
+    assert!(stop(child).await?.success(), "SIGTERM exits 0");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_binary_serves_http_backend_callbacks_beside_its_probes() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let port = flotilla_testing::free_port();
+    // The "CI system": takes the dispatch and calls back at once.
+    let ci = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let ci_url = format!("http://{}", ci.local_addr()?);
+    let router = axum::Router::new().route(
+        "/dispatch",
+        axum::routing::post(
+            |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                let url = body["callback_url"].as_str().unwrap_or_default().to_owned();
+                let token = body["callback_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                tokio::spawn(async move {
+                    let report = serde_json::json!({"status": "succeeded", "message": "ok"});
+                    let _ = reqwest::Client::new()
+                        .post(url)
+                        .bearer_auth(token)
+                        .json(&report)
+                        .send()
+                        .await;
+                });
+                axum::http::StatusCode::NO_CONTENT
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(ci, router).await });
+    let request = serde_json::json!({
+        "url": format!("{ci_url}/dispatch"),
+        "body": {"sha": "{{sha}}", "callback_url": "{{callback_url}}", "callback_token": "{{callback_token}}"},
+    });
+    let child = binary(&fx, port)
+        .env("FLOTILLA_BUILD_BACKEND", "http")
+        .env("FLOTILLA_HTTP_BUILD_REQUEST", request.to_string())
+        .env("FLOTILLA_CALLBACK_URL", format!("http://127.0.0.1:{port}"))
+        .spawn()?;
+    ready(port).await?;
+
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
+        .await?;
+
+    let events = fx.stored_exactly("flotilla.build.>", 2).await?;
+    assert!(
+        events[1].subject.starts_with("flotilla.build.succeeded."),
+        "{}",
+        events[1].subject
+    );
+    assert!(stop(child).await?.success(), "SIGTERM exits 0");
+    Ok(())
+}

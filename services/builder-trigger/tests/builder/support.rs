@@ -1,0 +1,193 @@
+//! Fixtures of builder-trigger's component tests: a private nats-server with Flotilla's
+//! streams, the worker running in-process, source events to feed it, and what it stored.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use builder_trigger::{BuilderTrigger, Config, worker_config};
+use flotilla_bus::topology::StreamLimits;
+use flotilla_bus::{Bus, Event, EventType, Handler, Names, Outgoing, Published, WorkerConfig};
+use flotilla_proto::v1::{AppVersion, Build, Environment, PullRequest, Push, TestResult};
+use flotilla_testing::NatsServer;
+
+pub const SHA: &str = "1a2b3c4d5e6f77889900aabbccddeeff00112233";
+/// A later head of the same pull request.
+pub const SHA2: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
+/// Long enough for a slow machine, short enough that a missing event fails the test quickly.
+pub const WITHIN: Duration = Duration::from_secs(15);
+
+/// A private server with the streams, and a scratch directory commands write into.
+pub struct Fixture {
+    pub server: NatsServer,
+    pub bus: Bus,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub async fn start() -> Result<Fixture> {
+        // Logs (command output included) show up under a failing test only.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .with_test_writer()
+            .try_init();
+        let server = NatsServer::start();
+        let bus = Bus::new(server.connect().await, Names::default());
+        bus.ensure_streams(&StreamLimits::default()).await?;
+        Ok(Fixture {
+            server,
+            bus,
+            dir: tempfile::tempdir().context("scratch dir")?,
+        })
+    }
+
+    /// A file in the scratch directory, for commands to leave evidence in.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs builder-trigger with `config` until the returned worker is shut down.
+    pub async fn run(&self, config: Config) -> Result<Running> {
+        self.run_handler(trigger(config).await?).await
+    }
+
+    /// Runs any handler as builder-trigger (same consumer and subjects), with fast retries.
+    pub async fn run_handler(&self, handler: impl Handler) -> Result<Running> {
+        self.run_handler_with(handler, |_| {}).await
+    }
+
+    /// Runs `handler` as builder-trigger with runtime settings adjusted by `adjust`.
+    pub async fn run_handler_with(
+        &self,
+        handler: impl Handler,
+        adjust: impl FnOnce(&mut WorkerConfig),
+    ) -> Result<Running> {
+        let mut config = flotilla_testing::quick(worker_config());
+        adjust(&mut config);
+        flotilla_testing::run_worker(&self.bus, config, handler).await
+    }
+
+    /// Publishes a source or env event as its producer would.
+    pub async fn publish(
+        &self,
+        event_type: EventType,
+        key: &str,
+        message: &impl MessageOf,
+    ) -> Result<Published> {
+        let event = message.outgoing(event_type, key)?;
+        Ok(self.bus.publisher("test").publish(event).await?)
+    }
+
+    /// The events stored under `filter`, waiting up to `within` for `want` of them.
+    pub async fn stored(&self, filter: &str, want: usize, within: Duration) -> Result<Vec<Event>> {
+        flotilla_testing::stored_events(&self.bus, filter, want, within)
+            .await
+            .map_err(|e| anyhow!(e))
+    }
+
+    /// The first `build.failed` stored, decoded.
+    pub async fn build_failed(&self) -> Result<Build> {
+        let failed = self.stored("flotilla.build.failed.>", 1, WITHIN).await?;
+        build(failed.first().context("no build.failed was stored")?)
+    }
+
+    /// Exactly `want` events under `filter` (see [`flotilla_testing::stored_exactly`]).
+    pub async fn stored_exactly(&self, filter: &str, want: usize) -> Result<Vec<Event>> {
+        flotilla_testing::stored_exactly(&self.bus, filter, want, WITHIN)
+            .await
+            .map_err(|e| anyhow!(e))
+    }
+}
+
+pub use flotilla_testing::Served as Running;
+
+/// Messages a test publishes.
+pub trait MessageOf {
+    fn outgoing(&self, event_type: EventType, key: &str) -> Result<Outgoing>;
+}
+
+impl<M: prost::Message + prost::Name> MessageOf for M {
+    fn outgoing(&self, event_type: EventType, key: &str) -> Result<Outgoing> {
+        Ok(Outgoing::new(event_type, key, self)?)
+    }
+}
+
+/// A push to acme/ping's default branch.
+pub fn push_to_main() -> Push {
+    Push {
+        provider: "github".into(),
+        repo: "acme/ping".into(),
+        r#ref: "refs/heads/main".into(),
+        branch: "main".into(),
+        default_branch: "main".into(),
+        sha: SHA.into(),
+        ..Default::default()
+    }
+}
+
+pub fn pull_request(action: &str, number: u64) -> PullRequest {
+    PullRequest {
+        provider: "github".into(),
+        repo: "acme/ping".into(),
+        number,
+        action: action.into(),
+        head_sha: SHA.into(),
+        head_ref: "feature".into(),
+        base_ref: "main".into(),
+        ..Default::default()
+    }
+}
+
+/// `env.ready` of the staging env of ping at `version`.
+pub fn env_ready(env: &str, version: &str) -> Environment {
+    Environment {
+        env: env.into(),
+        kind: "staging".into(),
+        change_id: format!("ping-{version}"),
+        apps: vec![AppVersion {
+            name: "ping".into(),
+            version: version.into(),
+            image: "registry/apps/ping".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// A config whose build command is `command` and whose timeouts suit a test.
+pub fn config(build_command: &str) -> Config {
+    let mut config = Config::new(build_command);
+    config.build_timeout = Duration::from_secs(10);
+    config.test_timeout = Duration::from_secs(10);
+    config
+}
+
+/// The handler for `config`, its backend connected.
+pub async fn trigger(config: Config) -> Result<BuilderTrigger> {
+    let (runner, _) = builder_trigger::runner(&config).await?;
+    Ok(BuilderTrigger::new(config, runner))
+}
+
+/// The same config with a test command.
+pub fn with_test_command(mut config: Config, command: &str) -> Config {
+    config.command_mut().expect("a command backend config").test = Some(command.to_owned());
+    config
+}
+
+pub fn build(event: &Event) -> Result<Build> {
+    Ok(event.decode()?)
+}
+
+pub fn test_result(event: &Event) -> Result<TestResult> {
+    Ok(event.decode()?)
+}
+
+/// Lines a command appended to `path`.
+pub fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! source-listener's tests: real HTTP to the listener, real payloads of each forge, and
+//! properties of the intake.
+//!
+//! One test crate with a module per topic, so the suite links once and its tests run in
+//! parallel.
+
+mod conformance;
+mod http;
+mod properties;
+mod support;

@@ -1,0 +1,6 @@
+//! Cross-binary end-to-end tests: Flotilla's binaries as separate processes against a real
+//! nats-server.
+//!
+//! One test crate with a module per topic, so the suite links once.
+
+mod runtime_process;
