@@ -20,6 +20,7 @@ pub mod backend;
 pub mod command;
 pub mod config;
 pub mod decide;
+mod dry_run;
 pub mod error;
 pub mod handler;
 pub mod http;
