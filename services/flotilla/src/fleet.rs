@@ -22,7 +22,7 @@ struct EnvsEnv {
 
 /// builder-trigger's config, from the same environment variables as its binary: parsing an
 /// empty command line leaves every setting to its variable.
-fn builder_trigger_config() -> Result<builder_trigger::Config, String> {
+pub fn builder_trigger_config() -> Result<builder_trigger::Config, String> {
     if std::env::var_os("FLOTILLA_BUILD_COMMAND").is_none() {
         return Err("set FLOTILLA_BUILD_COMMAND to build changes".to_owned());
     }
@@ -37,19 +37,7 @@ async fn env_manager(
     bus: &Bus,
     data_dir: &Path,
 ) -> Result<(env_manager::EnvManager, String), String> {
-    let mut argv = vec!["env-manager".to_owned()];
-    if std::env::var_os("FLOTILLA_GITOPS_URL").is_none() {
-        let branch = std::env::var("FLOTILLA_GITOPS_BRANCH").unwrap_or_else(|_| "main".into());
-        let remote = crate::local_gitops::ensure(data_dir, &branch)
-            .map_err(|e| format!("local GitOps repository: {e}"))?;
-        argv.extend(["--gitops-url".to_owned(), remote.display().to_string()]);
-    }
-    if std::env::var_os("FLOTILLA_GITOPS_DIR").is_none() {
-        let work = data_dir.join("gitops-work");
-        argv.extend(["--gitops-dir".to_owned(), work.display().to_string()]);
-    }
-    let env = EnvsEnv::try_parse_from(&argv).map_err(|e| first_line(&e.to_string()))?;
-    let config = env_manager::Config::from_args(&env.args).map_err(|e| e.to_string())?;
+    let config = env_manager_config(data_dir, true)?;
     let url = config.gitops.url.clone();
     let gitops = env_manager::gitops::GitOps::open(config.gitops.clone())
         .await
@@ -57,6 +45,36 @@ async fn env_manager(
     let envs = bus.envs().await.map_err(|e| e.to_string())?;
     let registry = flotilla_env::Registry::new(envs);
     Ok((env_manager::EnvManager::new(config, gitops, registry), url))
+}
+
+/// env-manager's config, from the same environment variables as its binary; without
+/// FLOTILLA_GITOPS_URL, the local bare repository under the data dir (created when missing if
+/// `create`, else an error), and without FLOTILLA_GITOPS_DIR a working copy beside it.
+pub fn env_manager_config(data_dir: &Path, create: bool) -> Result<env_manager::Config, String> {
+    let mut argv = vec!["env-manager".to_owned()];
+    if std::env::var_os("FLOTILLA_GITOPS_URL").is_none() {
+        let branch = std::env::var("FLOTILLA_GITOPS_BRANCH").unwrap_or_else(|_| "main".into());
+        let remote = if create {
+            crate::local_gitops::ensure(data_dir, &branch)
+                .map_err(|e| format!("local GitOps repository: {e}"))?
+        } else {
+            let path = data_dir.join("gitops.git");
+            if !path.exists() {
+                return Err(format!(
+                    "no GitOps repository: set FLOTILLA_GITOPS_URL (there is no local one at {})",
+                    path.display()
+                ));
+            }
+            path
+        };
+        argv.extend(["--gitops-url".to_owned(), remote.display().to_string()]);
+    }
+    if std::env::var_os("FLOTILLA_GITOPS_DIR").is_none() {
+        let work = data_dir.join("gitops-work");
+        argv.extend(["--gitops-dir".to_owned(), work.display().to_string()]);
+    }
+    let env = EnvsEnv::try_parse_from(&argv).map_err(|e| first_line(&e.to_string()))?;
+    env_manager::Config::from_args(&env.args).map_err(|e| e.to_string())
 }
 
 /// clap's message without its "error: " prefix, first line only.

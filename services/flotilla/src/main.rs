@@ -6,6 +6,7 @@
 
 mod bench;
 mod dlq;
+mod dry_run;
 mod error;
 mod events;
 mod fleet;

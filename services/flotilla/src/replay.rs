@@ -1,7 +1,9 @@
 //! `flotilla replay`: reads stored events from a start point up to what was stored when the
-//! replay began, and prints them or republishes them under another prefix.
+//! replay began, and prints them, republishes them under another prefix, or feeds them to a
+//! worker's handler in dry run.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -23,7 +25,8 @@ const WINDOW: usize = 256;
 /// Progress is shown on stderr at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// Replay stored events: print them, or republish them under another prefix.
+/// Replay stored events: print them, republish them under another prefix, or show what a
+/// worker would do with them.
 ///
 /// Reads the events matching SUBJECT_FILTER from the start point (the oldest stored, unless
 /// --since or --from-seq says otherwise) and stops once it has caught up with what was stored
@@ -32,12 +35,24 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// `PREFIX.<subject without "flotilla.">` with its payload and headers (ce-id included), a
 /// Nats-Msg-Id unique to this replay, and `flotilla-replayed-from: <original stream seq>`.
 /// Progress and a summary go to stderr.
+///
+/// With --dry-run WORKER each event that worker consumes is handed to its handler, built from
+/// the same environment variables as `flotilla up` builds it but in dry run: it reads the real
+/// GitOps repository (fetched into a scratch copy), registry and stream, and writes nothing.
+/// For each event it prints every side effect the handler would have (git: files written with
+/// their contents or a diff, and the commit; registry: `env X: old -> new`; build, kubernetes,
+/// github, publish) and every event it would emit (type, key, data as JSON); --json prints
+/// one object per event. Events it does not consume are skipped and counted on stderr. Each
+/// event is handled against the real state, not against what earlier events of the replay
+/// would have written. Nothing is published, committed, pushed, built or stored.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   flotilla replay 'build.>' --from-seq 120
   flotilla replay 'env.*.pr-ping-42' --since 2h --until 1h --json
-  flotilla replay 'flotilla.>' --since 2024-05-01T00:00:00Z --to flotilla.replay")]
+  flotilla replay 'flotilla.>' --since 2024-05-01T00:00:00Z --to flotilla.replay
+  flotilla replay 'build.succeeded.>' --since 1h --dry-run env-manager")]
 #[command(group(clap::ArgGroup::new("start").args(["since", "from_seq"])))]
+#[command(group(clap::ArgGroup::new("target").args(["to", "dry_run"])))]
 pub struct Args {
     /// Which events: a NATS subject pattern (quote it in a shell); `build.>` is short for
     /// `flotilla.build.>`.
@@ -56,7 +71,21 @@ pub struct Args {
     /// the new subjects: a prefix under `flotilla.` lands in FLOTILLA.
     #[arg(long, value_name = "PREFIX")]
     to: Option<String>,
-    /// Print one JSON object a line, as `flotilla tail --json` does.
+    /// Feed the events to WORKER's handler in dry run and print what it would do (env-manager,
+    /// builder-trigger); nothing is written or published.
+    #[arg(long, value_name = "WORKER")]
+    dry_run: Option<String>,
+    /// With --dry-run: where `flotilla up` keeps its local GitOps repository, used when
+    /// FLOTILLA_GITOPS_URL is not set.
+    #[arg(
+        long,
+        env = "FLOTILLA_DATA_DIR",
+        value_name = "DIR",
+        default_value = ".flotilla"
+    )]
+    data_dir: PathBuf,
+    /// Print one JSON object a line, as `flotilla tail --json` does (with --dry-run, one per
+    /// event handled).
     #[arg(long, conflicts_with = "to")]
     json: bool,
 }
@@ -74,6 +103,9 @@ impl Args {
 pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
     let bus = crate::connect(nats).await?;
     let filter = events::filter(bus.names(), &args.filter)?;
+    if let Some(worker) = &args.dry_run {
+        return dry_run(&bus, worker, &filter, &args).await;
+    }
     let mut target = match &args.to {
         Some(prefix) => Some(Republisher::new(&bus, prefix, &filter).await?),
         None => None,
@@ -100,6 +132,46 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
     }
     eprintln!("{}", progress.summary(&filter, target.as_ref()));
     Ok(())
+}
+
+/// `--dry-run WORKER`: the worker is built first, so a worker this binary cannot run fails
+/// before anything is read.
+async fn dry_run(bus: &Bus, worker: &str, filter: &str, args: &Args) -> Result<(), CliError> {
+    if !crate::dry_run::WORKERS.contains(&worker) {
+        return Err(CliError::Usage(format!(
+            "--dry-run {worker}: this binary can dry-run only {}",
+            crate::dry_run::WORKERS.join(", ")
+        )));
+    }
+    let mut reader =
+        Reader::snapshot(bus, &bus.names().stream, filter, args.start(), args.until).await?;
+    let (handled, skipped) =
+        crate::dry_run::run(bus, worker, &args.data_dir, &mut reader, args.json).await?;
+    eprintln!("{}", dry_run_summary(worker, filter, handled, &skipped));
+    Ok(())
+}
+
+fn dry_run_summary(
+    worker: &str,
+    filter: &str,
+    handled: u64,
+    skipped: &BTreeMap<String, u64>,
+) -> String {
+    let noun = |n: u64| if n == 1 { "event" } else { "events" };
+    let mut text = format!(
+        "dry run of {worker}: {handled} {} of {filter} handled; nothing was written or published",
+        noun(handled)
+    );
+    if !skipped.is_empty() {
+        let total: u64 = skipped.values().sum();
+        let types: Vec<String> = skipped.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+        text.push_str(&format!(
+            "\nskipped {total} {} {worker} does not consume: {}",
+            noun(total),
+            types.join(", ")
+        ));
+    }
+    text
 }
 
 /// Republishes replayed events under another prefix, pipelined but in order.
