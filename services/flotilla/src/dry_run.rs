@@ -18,6 +18,8 @@ use crate::render::Output;
 pub const WORKERS: &[&str] = &[env_manager::WORKER, builder_trigger::WORKER];
 
 /// A worker's handler in dry run.
+// One per replay: the size of env-manager's handler is no cost.
+#[allow(clippy::large_enum_variant)]
 enum DryWorker {
     EnvManager(env_manager::EnvManager),
     BuilderTrigger(builder_trigger::BuilderTrigger),
