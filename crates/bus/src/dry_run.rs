@@ -39,7 +39,8 @@ impl EffectKind {
 
 impl std::fmt::Display for EffectKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: callers align columns with `{:<10}`.
+        f.pad(self.as_str())
     }
 }
 

@@ -2,7 +2,7 @@
 //! replay began, and prints them, republishes them under another prefix, or feeds them to a
 //! worker's handler in dry run.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,17 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
     let bus = crate::connect(nats).await?;
     let filter = events::filter(bus.names(), &args.filter)?;
     if let Some(worker) = &args.dry_run {
-        return dry_run(&bus, worker, &filter, &args).await;
+        let start = args.start();
+        return crate::dry_run::replay(
+            &bus,
+            worker,
+            &filter,
+            start,
+            args.until,
+            &args.data_dir,
+            args.json,
+        )
+        .await;
     }
     let mut target = match &args.to {
         Some(prefix) => Some(Republisher::new(&bus, prefix, &filter).await?),
@@ -132,46 +142,6 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
     }
     eprintln!("{}", progress.summary(&filter, target.as_ref()));
     Ok(())
-}
-
-/// `--dry-run WORKER`: the worker is built first, so a worker this binary cannot run fails
-/// before anything is read.
-async fn dry_run(bus: &Bus, worker: &str, filter: &str, args: &Args) -> Result<(), CliError> {
-    if !crate::dry_run::WORKERS.contains(&worker) {
-        return Err(CliError::Usage(format!(
-            "--dry-run {worker}: this binary can dry-run only {}",
-            crate::dry_run::WORKERS.join(", ")
-        )));
-    }
-    let mut reader =
-        Reader::snapshot(bus, &bus.names().stream, filter, args.start(), args.until).await?;
-    let (handled, skipped) =
-        crate::dry_run::run(bus, worker, &args.data_dir, &mut reader, args.json).await?;
-    eprintln!("{}", dry_run_summary(worker, filter, handled, &skipped));
-    Ok(())
-}
-
-fn dry_run_summary(
-    worker: &str,
-    filter: &str,
-    handled: u64,
-    skipped: &BTreeMap<String, u64>,
-) -> String {
-    let noun = |n: u64| if n == 1 { "event" } else { "events" };
-    let mut text = format!(
-        "dry run of {worker}: {handled} {} of {filter} handled; nothing was written or published",
-        noun(handled)
-    );
-    if !skipped.is_empty() {
-        let total: u64 = skipped.values().sum();
-        let types: Vec<String> = skipped.iter().map(|(t, n)| format!("{t} ({n})")).collect();
-        text.push_str(&format!(
-            "\nskipped {total} {} {worker} does not consume: {}",
-            noun(total),
-            types.join(", ")
-        ));
-    }
-    text
 }
 
 /// Republishes replayed events under another prefix, pipelined but in order.

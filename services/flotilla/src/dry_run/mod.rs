@@ -5,14 +5,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use flotilla_bus::dry_run::{self, Effect, Recorder};
-use flotilla_bus::{Bus, Ctx, Event, Handler, HandlerError, Outgoing, Publisher, subject};
-use serde::Serialize;
-use serde_json::Value;
+use flotilla_bus::dry_run::Recorder;
+use flotilla_bus::{Bus, Ctx, Event, Handler, HandlerError, Outgoing, subject};
+use time::OffsetDateTime;
 
 use crate::error::CliError;
-use crate::events::{Reader, Stored};
+use crate::events::{Reader, Start};
 use crate::render::Output;
+
+mod report;
+
+use report::{report, text};
 
 /// The workers this binary can build in dry run.
 pub const WORKERS: &[&str] = &[env_manager::WORKER, builder_trigger::WORKER];
@@ -79,34 +82,55 @@ impl DryWorker {
     }
 }
 
-/// What one event would have caused.
-#[derive(Debug, Serialize)]
-struct Report {
-    seq: u64,
-    subject: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    id: String,
-    effects: Vec<Effect>,
-    emits: Vec<Emitted>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+/// `--dry-run WORKER`: the worker is built first, so a worker this binary cannot run fails
+/// before anything is read.
+pub async fn replay(
+    bus: &Bus,
+    worker: &str,
+    filter: &str,
+    start: Start,
+    until: Option<OffsetDateTime>,
+    data_dir: &Path,
+    json: bool,
+) -> Result<(), CliError> {
+    if !WORKERS.contains(&worker) {
+        return Err(CliError::Usage(format!(
+            "--dry-run {worker}: this binary can dry-run only {}",
+            WORKERS.join(", ")
+        )));
+    }
+    let mut reader = Reader::snapshot(bus, &bus.names().stream, filter, start, until).await?;
+    let (handled, skipped) = run(bus, worker, data_dir, &mut reader, json).await?;
+    eprintln!("{}", dry_run_summary(worker, filter, handled, &skipped));
+    Ok(())
 }
 
-/// An event the handler would emit.
-#[derive(Debug, Serialize)]
-struct Emitted {
-    #[serde(rename = "type")]
-    event_type: String,
-    key: String,
-    subject: String,
-    id: String,
-    data: Value,
+fn dry_run_summary(
+    worker: &str,
+    filter: &str,
+    handled: u64,
+    skipped: &BTreeMap<String, u64>,
+) -> String {
+    let noun = |n: u64| if n == 1 { "event" } else { "events" };
+    let mut text = format!(
+        "dry run of {worker}: {handled} {} of {filter} handled; nothing was written or published",
+        noun(handled)
+    );
+    if !skipped.is_empty() {
+        let total: u64 = skipped.values().sum();
+        let types: Vec<String> = skipped.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+        text.push_str(&format!(
+            "\nskipped {total} {} {worker} does not consume: {}",
+            noun(total),
+            types.join(", ")
+        ));
+    }
+    text
 }
 
 /// Feeds every event `reader` yields that `worker` consumes to its handler in dry run, and
 /// prints what each would have caused. Returns (handled, skipped by type).
-pub async fn run(
+async fn run(
     bus: &Bus,
     worker: &str,
     data_dir: &Path,
@@ -166,89 +190,4 @@ pub async fn run(
     }
     out.finish()?;
     Ok((handled, skipped))
-}
-
-async fn report(
-    stored: &Stored,
-    event: &Event,
-    outcome: Result<Vec<Outgoing>, HandlerError>,
-    recorder: &Recorder,
-    publisher: &Publisher,
-) -> Report {
-    let mut report = Report {
-        seq: stored.seq,
-        subject: stored.subject.clone(),
-        event_type: event.event_type().to_owned(),
-        id: event.id.clone(),
-        effects: Vec::new(),
-        emits: Vec::new(),
-        error: None,
-    };
-    match outcome {
-        Ok(outputs) => {
-            let data: Vec<(String, String, Value)> = outputs
-                .iter()
-                .map(|o| {
-                    (
-                        o.spec.event_type.to_owned(),
-                        o.key.clone(),
-                        dry_run::data_json(o),
-                    )
-                })
-                .collect();
-            // The ids and subjects the runtime would publish them with, recorded apart so
-            // they are listed as emitted events rather than as effects.
-            let aside = publisher.clone().recording(Recorder::new());
-            match aside.publish_all(outputs, Some(event)).await {
-                Ok(published) => {
-                    report.emits = data
-                        .into_iter()
-                        .zip(published)
-                        .map(|((event_type, key, data), p)| Emitted {
-                            event_type,
-                            key,
-                            subject: p.subject,
-                            id: p.id,
-                            data,
-                        })
-                        .collect();
-                }
-                Err(e) => report.error = Some(e.to_string()),
-            }
-        }
-        Err(e) => report.error = Some(format!("the handler failed: {e}")),
-    }
-    report.effects = recorder.take();
-    report
-}
-
-/// The report for people: the event, then one line per effect (details indented below it) and
-/// per emitted event.
-fn text(report: &Report) -> String {
-    let mut text = format!(
-        "{:>6}  {}  {}  id={}",
-        report.seq, report.subject, report.event_type, report.id
-    );
-    for effect in &report.effects {
-        text.push_str(&format!("\n        {:<10} {}", effect.kind, effect.summary));
-        if let Some(detail) = &effect.detail {
-            for line in detail.lines() {
-                text.push_str("\n                   | ");
-                text.push_str(line);
-            }
-        }
-    }
-    for emitted in &report.emits {
-        text.push_str(&format!(
-            "\n        {:<10} {} {}  {}",
-            "emit", emitted.event_type, emitted.key, emitted.data
-        ));
-    }
-    if report.effects.is_empty() && report.emits.is_empty() && report.error.is_none() {
-        text.push_str("\n        (nothing: no side effect, no event)");
-    }
-    if let Some(error) = &report.error {
-        text.push_str(&format!("\n        error      {error}"));
-    }
-    text
 }
