@@ -13,7 +13,6 @@ pub mod env {
     pub const TEST_TIMEOUT: &str = "FLOTILLA_TEST_TIMEOUT";
     pub const IMAGE_PREFIX: &str = "FLOTILLA_IMAGE_PREFIX";
     pub const APPS: &str = "FLOTILLA_APPS";
-    pub const PR_LABEL: &str = "FLOTILLA_PR_LABEL";
     pub const BUILD_BRANCHES: &str = "FLOTILLA_BUILD_BRANCHES";
     pub const LOG_DIR: &str = "FLOTILLA_LOG_DIR";
     pub const HTTP_BUILD_REQUEST: &str = "FLOTILLA_HTTP_BUILD_REQUEST";
@@ -85,9 +84,6 @@ pub struct Args {
     /// like the repo.
     #[arg(long, env = env::APPS, default_value = "", value_name = "REPO=APP,...")]
     pub apps: String,
-    /// Build pull requests only when they carry this label (and when it is added).
-    #[arg(long, env = env::PR_LABEL)]
-    pub pr_label: Option<String>,
     /// Branches whose pushes are built besides each repo's default branch, comma separated.
     #[arg(long, env = env::BUILD_BRANCHES, default_value = "", value_name = "BRANCH,...")]
     pub build_branches: String,

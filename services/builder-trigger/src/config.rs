@@ -61,6 +61,12 @@ impl Config {
         }
     }
 
+    /// Builds pull requests only while they carry the preview label, when one is set.
+    pub fn with_preview(mut self, preview: &flotilla_env::PreviewArgs) -> Config {
+        self.rules.pr_label = preview.label();
+        self
+    }
+
     pub fn from_args(args: &Args) -> Result<Config, Error> {
         let image_prefix = args.image_prefix.trim().trim_end_matches('/').to_owned();
         if image_prefix.is_empty() {
@@ -99,7 +105,7 @@ impl Config {
         Ok(Config {
             rules: Rules {
                 apps: AppMap::parse(&args.apps)?,
-                pr_label: nonblank(args.pr_label.as_deref()),
+                pr_label: None,
                 extra_branches: list(&args.build_branches),
             },
             image_prefix,

@@ -19,6 +19,8 @@ use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
 struct Cli {
     #[command(flatten)]
     builds: Args,
+    #[command(flatten)]
+    preview: flotilla_env::PreviewArgs,
     #[command(flatten, next_help_heading = "Worker")]
     worker: WorkerArgs,
     #[command(flatten, next_help_heading = "Process")]
@@ -32,7 +34,7 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     let config = match Config::from_args(&cli.builds) {
-        Ok(config) => config,
+        Ok(config) => config.with_preview(&cli.preview),
         Err(e) => return service::usage(&e),
     };
     let (runner, routes) = match builder_trigger::runner(&config).await {

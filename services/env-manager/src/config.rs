@@ -36,7 +36,6 @@ pub mod env {
     pub const PRODUCTION_MANIFEST: &str = "FLOTILLA_PRODUCTION_MANIFEST";
     pub const ENVS_DIR: &str = "FLOTILLA_ENVS_DIR";
     pub const ENV_TTL: &str = "FLOTILLA_ENV_TTL";
-    pub const PR_LABEL: &str = "FLOTILLA_PR_LABEL";
 }
 
 /// Pushes tried before a write gives up on a busy remote (and the event is retried later).
@@ -44,19 +43,23 @@ const PUSH_ATTEMPTS: u32 = 8;
 /// Writes grouped into one commit at most, by default.
 const GROUP_MAX: usize = 32;
 
+/// Where the working copy lives unless `FLOTILLA_GITOPS_DIR` says otherwise.
+pub const DEFAULT_GITOPS_DIR: &str = "/var/lib/flotilla/gitops";
+
 /// env-manager's flags; each also reads the environment variable it names.
 #[derive(Debug, Clone, clap::Args)]
 #[group(id = "envs")]
 pub struct Args {
-    /// The GitOps repository: a path, or an ssh:// or https:// URL.
+    /// The GitOps repository: a path, or an ssh:// or https:// URL (required).
     #[arg(long, env = env::GITOPS_URL)]
-    pub gitops_url: String,
+    pub gitops_url: Option<String>,
     /// The branch Argo CD follows.
     #[arg(long, env = env::GITOPS_BRANCH, default_value = "main")]
     pub gitops_branch: String,
-    /// Where the working copy lives (cloned there when absent).
-    #[arg(long, env = env::GITOPS_DIR, default_value = "/var/lib/flotilla/gitops")]
-    pub gitops_dir: PathBuf,
+    /// Where the working copy lives (cloned there when absent) [default:
+    /// /var/lib/flotilla/gitops].
+    #[arg(long, env = env::GITOPS_DIR)]
+    pub gitops_dir: Option<PathBuf>,
     /// Private key for SSH URLs.
     #[arg(long, env = env::GITOPS_SSH_KEY)]
     pub gitops_ssh_key: Option<PathBuf>,
@@ -116,10 +119,6 @@ pub struct Args {
     /// How long an environment lives after its build, unless torn down sooner.
     #[arg(long, env = env::ENV_TTL, default_value = "72h", value_parser = humantime::parse_duration)]
     pub env_ttl: Duration,
-    /// The label that gives a pull request its preview (builder-trigger reads the same
-    /// variable); removing it from the pull request tears the preview down.
-    #[arg(long, env = env::PR_LABEL)]
-    pub pr_label: Option<String>,
 }
 
 /// Everything env-manager needs besides its NATS connection.
@@ -171,10 +170,24 @@ impl Config {
         }
     }
 
+    /// Tears a preview down when the label that gave it is removed, when one is set.
+    pub fn with_preview(mut self, preview: &flotilla_env::PreviewArgs) -> Config {
+        self.preview_label = preview.label();
+        self
+    }
+
     pub fn from_args(args: &Args) -> Result<Config, Error> {
         let invalid = |what: &str| Err(Error::Config(what.to_owned()));
-        if args.gitops_url.trim().is_empty() {
-            return invalid(&format!("{} is empty", env::GITOPS_URL));
+        let url = args
+            .gitops_url
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default();
+        if url.is_empty() {
+            return invalid(&format!(
+                "{} is not set: the GitOps repository, a path or an ssh:// or https:// URL",
+                env::GITOPS_URL
+            ));
         }
         if args.gitops_branch.trim().is_empty() {
             return invalid(&format!("{} is empty", env::GITOPS_BRANCH));
@@ -202,7 +215,11 @@ impl Config {
                 env::GITOPS_AUTHOR_EMAIL
             ));
         }
-        let mut config = Config::new(args.gitops_url.clone(), args.gitops_dir.clone());
+        let dir = args
+            .gitops_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_GITOPS_DIR));
+        let mut config = Config::new(url.to_owned(), dir);
         config.gitops.branch = args.gitops_branch.clone();
         config.gitops.credentials = Credentials {
             ssh_key: args.gitops_ssh_key.clone(),
@@ -226,12 +243,6 @@ impl Config {
         config.production_manifest = args.production_manifest.clone();
         config.envs_dir = args.envs_dir.trim_end_matches('/').to_owned();
         config.env_ttl = args.env_ttl;
-        config.preview_label = args
-            .pr_label
-            .as_deref()
-            .map(str::trim)
-            .filter(|label| !label.is_empty())
-            .map(str::to_owned);
         config.analysis = AnalysisMap::parse(&args.analysis)?;
         config.github = secret(
             &args.github_token,
@@ -251,7 +262,7 @@ impl Config {
             }
             let repo = match &args.gitops_github_repo {
                 Some(repo) => GithubRepo::parse(repo),
-                None => GithubRepo::from_url(&args.gitops_url),
+                None => GithubRepo::from_url(url),
             };
             let repo = repo.ok_or_else(|| {
                 Error::Config(format!(

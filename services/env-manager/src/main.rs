@@ -20,6 +20,8 @@ use flotilla_env::Registry;
 struct Cli {
     #[command(flatten)]
     envs: Args,
+    #[command(flatten)]
+    preview: flotilla_env::PreviewArgs,
     #[command(flatten, next_help_heading = "Worker")]
     worker: WorkerArgs,
     #[command(flatten, next_help_heading = "Process")]
@@ -33,7 +35,7 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     let config = match Config::from_args(&cli.envs) {
-        Ok(config) => config,
+        Ok(config) => config.with_preview(&cli.preview),
         Err(e) => return service::usage(&e),
     };
     service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {

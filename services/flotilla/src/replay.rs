@@ -88,6 +88,9 @@ pub struct Args {
     /// event handled).
     #[arg(long, conflicts_with = "to")]
     json: bool,
+    /// With --dry-run: the worker's settings, the same flags and variables as `flotilla up`'s.
+    #[command(flatten, next_help_heading = "Worker settings (with --dry-run)")]
+    settings: crate::fleet::WorkerSettings,
 }
 
 impl Args {
@@ -104,17 +107,13 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
     let bus = crate::connect(nats).await?;
     let filter = events::filter(bus.names(), &args.filter)?;
     if let Some(worker) = &args.dry_run {
-        let start = args.start();
-        return crate::dry_run::replay(
-            &bus,
+        let target = crate::dry_run::DryRun {
             worker,
-            &filter,
-            start,
-            args.until,
-            &args.data_dir,
-            args.json,
-        )
-        .await;
+            settings: &args.settings,
+            data_dir: &args.data_dir,
+            json: args.json,
+        };
+        return crate::dry_run::replay(&bus, target, &filter, args.start(), args.until).await;
     }
     let mut target = match &args.to {
         Some(prefix) => Some(Republisher::new(&bus, prefix, &filter).await?),

@@ -22,8 +22,10 @@ use crate::signals::Stop;
 /// updates the streams, bucket and consumers (as `flotilla init`), serves the webhooks (as
 /// source-listener) with /healthz, /readyz and /metrics beside them, prints where everything
 /// is, and follows the events as they flow until Ctrl-C or SIGTERM, when it stops what it
-/// started. builder-trigger runs too when FLOTILLA_BUILD_COMMAND is set, configured by the
-/// same variables as its own binary (see `builder-trigger --help`).
+/// started. The workers run in this one process, each configured by the same flags and
+/// variables as its own binary (listed below): env-manager on FLOTILLA_GITOPS_URL or a local
+/// repository under --data-dir, builder-trigger once FLOTILLA_BUILD_COMMAND is set (or another
+/// backend chosen); every worker's routes are served beside the webhooks.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   flotilla up
@@ -56,6 +58,8 @@ pub struct Args {
     webhooks: source_listener::Args,
     #[command(flatten, next_help_heading = "Workers (as each worker binary)")]
     workers: WorkerArgs,
+    #[command(flatten)]
+    settings: crate::fleet::WorkerSettings,
     #[command(flatten, next_help_heading = "Stream limits (as flotilla init)")]
     limits: crate::init::Args,
 }
@@ -103,7 +107,7 @@ async fn serve(
         .worker_args(&args.workers);
     let listener = SourceListener::new(&bus, config, process.health());
     process.route(listener.router());
-    let summary = crate::fleet::assemble(&mut process, &args.data_dir).await;
+    let summary = crate::fleet::assemble(&mut process, &args.settings, &args.data_dir).await;
     let running = process.serve(args.http_addr).await?;
     let addr = running.addr();
 

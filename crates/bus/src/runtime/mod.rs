@@ -33,7 +33,40 @@ use crate::topology::Bus;
 /// The logic of a worker: one event in, the events it causes out.
 ///
 /// A handler must be safe to run again for the same event (it may be redelivered); the
-/// runtime makes its outputs idempotent by deriving their ids from the input.
+/// runtime makes its outputs idempotent by deriving their ids from the input. Dispatch on the
+/// typed [`Event::kind`], and return [`HandlerError::unhandled_type`] for a type the worker
+/// receives but does not act on, so it is counted rather than silently acknowledged. A
+/// complete worker to copy is `crates/bus/examples/ticket_closer.rs`.
+///
+/// ```no_run
+/// use flotilla_bus::{Ctx, Event, EventType, Handler, HandlerError, Outgoing};
+/// use flotilla_proto::v1::{Build, TestResult};
+///
+/// /// Passes the tests of every successful build's staging env (a toy judge).
+/// struct Judge;
+///
+/// impl Handler for Judge {
+///     async fn handle(&self, event: Event, _ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
+///         match event.kind() {
+///             Some(EventType::BuildSucceeded) => {
+///                 let build: Build = event.decode()?;
+///                 let env = format!("stg-{}", build.change_id);
+///                 let verdict = TestResult {
+///                     env: env.clone(),
+///                     change_id: build.change_id.clone(),
+///                     ..Default::default()
+///                 };
+///                 let out = Outgoing::new(EventType::TestsPassed, &env, &verdict)
+///                     .map_err(HandlerError::permanent)?
+///                     .with_change_id(&build.change_id);
+///                 Ok(vec![out])
+///             }
+///             Some(other) => Err(HandlerError::unhandled_type(other)),
+///             None => Err(HandlerError::permanent("not a Flotilla event type")),
+///         }
+///     }
+/// }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,

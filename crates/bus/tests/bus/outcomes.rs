@@ -43,7 +43,7 @@ async fn an_event_the_handler_does_not_handle_is_acked_and_counted() -> Result<(
     common::publish_build(&bus, EventType::BuildStarted, "ping-v2").await?;
 
     assert_eq!(calls.settle_at(2, SOON).await, 2, "each event handled once");
-    let metrics = worker.health.encode_metrics();
+    let metrics = worker.health().encode_metrics();
     assert!(
         metrics
             .contains(r#"flotilla_events_unhandled_total{worker="narrow",type="build.failed"} 1"#),
@@ -96,7 +96,7 @@ async fn a_typed_errors_label_reaches_the_failure_metric_and_its_causes_the_dead
         header(&letter, h::DLQ_REASON),
         "envs/production.json: app ping is not in the production manifest"
     );
-    let metrics = worker.health.encode_metrics();
+    let metrics = worker.health().encode_metrics();
     assert!(
         metrics.contains(r#"flotilla_events_failed_total{worker="typed",reason="manifest"} 1"#),
         "{metrics}"

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::error::CliError;
 use crate::events::{Reader, Start};
+use crate::fleet::WorkerSettings;
 use crate::render::Output;
 
 mod report;
@@ -33,17 +34,22 @@ impl DryWorker {
     /// The GitOps working copy is a scratch one in `scratch`: fetching into it only reads the
     /// remote.
     async fn build(
-        worker: &str,
+        target: &DryRun<'_>,
         bus: &Bus,
-        data_dir: &Path,
         scratch: &Path,
         recorder: &Recorder,
     ) -> Result<DryWorker, CliError> {
+        let DryRun {
+            worker,
+            settings,
+            data_dir,
+            ..
+        } = *target;
         let config_error = |why: String| CliError::Usage(format!("{worker}: {why}"));
         match worker {
             env_manager::WORKER => {
-                let mut config =
-                    crate::fleet::env_manager_config(data_dir, false).map_err(config_error)?;
+                let mut config = crate::fleet::env_manager_config(settings, data_dir, false)
+                    .map_err(config_error)?;
                 config.gitops.dir = scratch.join("gitops");
                 let url = config.gitops.url.clone();
                 let gitops = env_manager::gitops::GitOps::open(config.gitops.clone())
@@ -59,7 +65,8 @@ impl DryWorker {
                 )))
             }
             builder_trigger::WORKER => {
-                let config = crate::fleet::builder_trigger_config().map_err(config_error)?;
+                let config =
+                    crate::fleet::builder_trigger_config(settings).map_err(config_error)?;
                 let (runner, _routes) = builder_trigger::runner(&config)
                     .await
                     .map_err(|e| config_error(e.to_string()))?;
@@ -82,17 +89,28 @@ impl DryWorker {
     }
 }
 
-/// `--dry-run WORKER`: the worker is built first, so a worker this binary cannot run fails
+/// Which worker a dry run builds, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct DryRun<'a> {
+    pub worker: &'a str,
+    /// The workers' settings, as `flotilla up` reads them.
+    pub settings: &'a WorkerSettings,
+    /// Where `flotilla up` keeps its local GitOps repository.
+    pub data_dir: &'a Path,
+    /// One JSON object per event instead of text.
+    pub json: bool,
+}
+
+/// `--dry-run WORKER`: the worker is checked first, so one this binary cannot run fails
 /// before anything is read.
 pub async fn replay(
     bus: &Bus,
-    worker: &str,
+    target: DryRun<'_>,
     filter: &str,
     start: Start,
     until: Option<OffsetDateTime>,
-    data_dir: &Path,
-    json: bool,
 ) -> Result<(), CliError> {
+    let worker = target.worker;
     if !WORKERS.contains(&worker) {
         return Err(CliError::Usage(format!(
             "--dry-run {worker}: this binary can dry-run only {}",
@@ -100,7 +118,7 @@ pub async fn replay(
         )));
     }
     let mut reader = Reader::snapshot(bus, &bus.names().stream, filter, start, until).await?;
-    let (handled, skipped) = run(bus, worker, data_dir, &mut reader, json).await?;
+    let (handled, skipped) = run(bus, &target, &mut reader).await?;
     eprintln!("{}", dry_run_summary(worker, filter, handled, &skipped));
     Ok(())
 }
@@ -132,17 +150,16 @@ fn dry_run_summary(
 /// prints what each would have caused. Returns (handled, skipped by type).
 async fn run(
     bus: &Bus,
-    worker: &str,
-    data_dir: &Path,
+    target: &DryRun<'_>,
     reader: &mut Reader,
-    json: bool,
 ) -> Result<(u64, BTreeMap<String, u64>), CliError> {
+    let (worker, json) = (target.worker, target.json);
     let scratch = tempfile::tempdir().map_err(|source| CliError::System {
         what: "create a scratch directory for the dry run",
         source,
     })?;
     let recorder = Recorder::new();
-    let handler = DryWorker::build(worker, bus, data_dir, scratch.path(), &recorder).await?;
+    let handler = DryWorker::build(target, bus, scratch.path(), &recorder).await?;
     let publisher = bus.publisher(worker).recording(recorder.clone());
     let patterns: Vec<String> = flotilla_bus::topology::worker_subjects(worker)
         .unwrap_or_default()
