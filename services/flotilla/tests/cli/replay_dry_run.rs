@@ -199,3 +199,70 @@ async fn a_dry_run_of_a_worker_this_binary_does_not_build_names_those_it_does() 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_dry_run_of_builder_trigger_shows_the_build_it_would_run_and_runs_nothing() -> Result<()>
+{
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+    cli.init().await?;
+    let dir = tempfile::tempdir()?;
+    let marker = dir.path().join("built");
+    let command = format!("touch {}", marker.display());
+    let push = json!({
+        "provider": "github",
+        "repo": "acme/ping",
+        "ref": "refs/heads/main",
+        "branch": "main",
+        "defaultBranch": "main",
+        "sha": "1a2b3c4d5e6f",
+    });
+    cli.publish("source.push", "acme_ping", &push).await?;
+    let js = jetstream(&server).await;
+    let before = stream_state(&js, "FLOTILLA").await?;
+
+    let run = cli
+        .run_with_env(
+            &[
+                "replay",
+                "source.>",
+                "--dry-run",
+                "builder-trigger",
+                "--json",
+            ],
+            &[("FLOTILLA_BUILD_COMMAND", command.as_str())],
+        )
+        .await?
+        .success()?;
+
+    assert!(!marker.exists(), "the build command did not run");
+    assert_eq!(
+        stream_state(&js, "FLOTILLA").await?,
+        before,
+        "nothing was published"
+    );
+    let lines = run.json_lines()?;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let effects = lines[0]["effects"].as_array().context("effects")?;
+    let kinds: Vec<&str> = effects.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["publish", "build"], "{effects:?}");
+    let started = effects[0]["summary"].as_str().context("summary")?;
+    assert!(
+        started.starts_with("publish build.started on flotilla.build.started.ping-v"),
+        "{started}"
+    );
+    let build = effects[1]["summary"].as_str().context("summary")?;
+    assert!(build.starts_with("would run build of ping-v"), "{build}");
+    assert!(
+        build.ends_with(&format!("with command: sh -c {command:?}")),
+        "{build}"
+    );
+    let emits = lines[0]["emits"].as_array().context("emits")?;
+    assert_eq!(emits.len(), 1);
+    assert_eq!(
+        emits[0]["type"], "build.succeeded",
+        "a dry run's build succeeds"
+    );
+    assert_eq!(emits[0]["data"]["app"], "ping");
+    Ok(())
+}
