@@ -59,6 +59,11 @@ impl Tasks {
         self.stop.child_token()
     }
 
+    /// Tells every task to stop, without waiting.
+    pub(crate) fn cancel(&self) {
+        self.stop.cancel();
+    }
+
     /// Tells every task to stop and waits up to `grace` for them; returns how many were still
     /// running then (they are dropped with the runtime).
     pub(crate) async fn stop(&self, grace: Duration) -> usize {

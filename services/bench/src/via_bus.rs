@@ -1,16 +1,15 @@
 //! The bus pipeline: [`Publisher`] → a [`Worker`] whose handler answers `build.started` with
 //! `build.succeeded` → the end consumer.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use flotilla_bus::{
-    Bus, BusError, Ctx, Event, EventType, Handler, HandlerError, Health, Outgoing, Publisher,
-    Worker, WorkerConfig,
+    Bus, Ctx, Event, EventType, Handler, HandlerError, Outgoing, Process, Publisher, Running,
+    WorkerConfig,
 };
 use flotilla_proto::v1::Build;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::error::{BenchError, BoxError};
 use crate::fixture::Fixture;
@@ -59,28 +58,20 @@ async fn succeed(event: Event, _ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError>
     Ok(vec![Outgoing::new(OUTPUT, &event.key, &build)?])
 }
 
-/// The worker under test, running until stopped.
+/// The worker under test, in a process of its own on the bench's connection, running until
+/// stopped (or dropped, which stops it without waiting).
 pub(crate) struct RunningWorker {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), BusError>>,
+    running: Running,
 }
 
 impl RunningWorker {
     /// Asks the worker to drain and waits for it, within its grace period.
-    pub(crate) async fn stop(mut self, grace: Duration) {
-        self.stop.take();
-        match tokio::time::timeout(grace, &mut self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "benchmark worker failed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "benchmark worker panicked"),
+    pub(crate) async fn stop(self, grace: Duration) {
+        match tokio::time::timeout(grace, self.running.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "benchmark worker failed"),
             Err(_) => tracing::warn!("benchmark worker did not stop in time"),
         }
-    }
-}
-
-impl Drop for RunningWorker {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -124,38 +115,18 @@ pub(crate) async fn start_worker<H: Handler>(
     handler: H,
     what: &str,
 ) -> Result<RunningWorker, BenchError> {
-    let health = Health::new();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = Worker::new(bus.clone(), config, handler, health.clone());
-    // Dropping the sender is the worker's shutdown signal: `stop` drops it and waits for the
-    // drain; an early return drops it with the rest and aborts the task.
-    let task = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
-    let mut running = RunningWorker {
-        stop: Some(stop),
-        task,
-    };
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    while let Some(why) = health.not_ready() {
-        if running.task.is_finished() {
-            let cause: BoxError = match (&mut running.task).await {
-                Ok(Err(e)) => e.into(),
-                Ok(Ok(())) => "it stopped before binding its consumer".into(),
-                Err(e) => e.into(),
-            };
-            return Err(BenchError::Setup {
-                what: what.into(),
-                source: cause,
-            });
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(BenchError::setup(
-                what,
-                format!("not ready after {READY_TIMEOUT:?}: {why}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut process = Process::new(bus.clone());
+    process.grace(config.grace).worker(config, handler);
+    // Probes on a free loopback port: the benchmark reads readiness in-process.
+    let running = process
+        .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(|e| BenchError::setup(what, e))?;
+    if let Err(why) = running.ready(READY_TIMEOUT).await {
+        return Err(BenchError::setup(
+            what,
+            format!("not ready after {READY_TIMEOUT:?}: {why}"),
+        ));
     }
-    Ok(running)
+    Ok(RunningWorker { running })
 }

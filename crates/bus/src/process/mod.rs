@@ -340,6 +340,15 @@ impl Running {
     }
 }
 
+/// A process dropped without [`Running::stop`] (an early return, a failed test) still stops:
+/// its HTTP server and tasks are told to, without waiting for them.
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.tasks.cancel();
+    }
+}
+
 fn worker_failure(
     joined: Result<(String, Result<(), BusError>), tokio::task::JoinError>,
 ) -> Option<BusError> {
