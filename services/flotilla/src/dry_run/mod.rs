@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use flotilla_bus::dry_run::Recorder;
+use flotilla_bus::envelope::header;
 use flotilla_bus::{Bus, Ctx, Event, Handler, HandlerError, Outgoing, subject};
 use time::OffsetDateTime;
 
@@ -170,9 +171,14 @@ async fn run(
     let mut handled = 0;
     let mut skipped = BTreeMap::new();
     while let Some(stored) = reader.next().await? {
-        let consumed = patterns
-            .iter()
-            .any(|p| subject::matches(p, &stored.subject));
+        // As the runtime does: a dead letter put back for another worker is not this one's.
+        let retried_for_another = stored
+            .header(header::RETRY_FOR)
+            .is_some_and(|target| target != worker);
+        let consumed = !retried_for_another
+            && patterns
+                .iter()
+                .any(|p| subject::matches(p, &stored.subject));
         let event = Event::from_parts(
             &stored.subject,
             stored.headers.as_ref(),
