@@ -3,7 +3,8 @@
 //! Each [`NatsServer`] runs the machine's `nats-server` on a free loopback port with its own
 //! temporary JetStream store, and kills it and removes the store when dropped. Tests open with two
 //! lines: start a server, connect to it. [`stored_messages`] and [`eventually`] read back what a
-//! test caused, without sleeping for a fixed time.
+//! test caused, without sleeping for a fixed time. [`run_worker`] and [`serve`] run workers
+//! in-process, on the same process runtime as their binaries, until the test stops them.
 //!
 //! ```no_run
 //! # async fn t() {
@@ -18,6 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+mod process;
+
+pub use process::{Served, quick, run_worker, serve, serve_on};
 
 /// How long a server may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -261,66 +266,4 @@ pub async fn stored_exactly(
         .into());
     }
     Ok(events)
-}
-
-/// How long a test waits for a process it started to become ready.
-const READY_WITHIN: Duration = Duration::from_secs(10);
-
-/// A worker process running in-process on a free loopback port, stopped by [`Served::shutdown`].
-#[derive(Debug)]
-pub struct Served {
-    running: flotilla_bus::Running,
-}
-
-impl Served {
-    /// The process's health and metrics.
-    pub fn health(&self) -> &flotilla_bus::Health {
-        self.running.health()
-    }
-
-    /// Where its HTTP server listens.
-    pub fn addr(&self) -> std::net::SocketAddr {
-        self.running.addr()
-    }
-
-    /// Stops it as SIGTERM would and waits until it has drained.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        Ok(self.running.stop().await?)
-    }
-}
-
-/// Serves `process` on a free loopback port and returns once `/readyz` would answer 200.
-pub async fn serve(process: flotilla_bus::Process) -> anyhow::Result<Served> {
-    serve_on(process, std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await
-}
-
-/// Serves `process` on `addr` and returns once `/readyz` would answer 200.
-pub async fn serve_on(
-    process: flotilla_bus::Process,
-    addr: std::net::SocketAddr,
-) -> anyhow::Result<Served> {
-    let running = process.serve(addr).await?;
-    if let Err(why) = running.ready(READY_WITHIN).await {
-        let _ = running.stop().await;
-        anyhow::bail!("never became ready: {why}");
-    }
-    Ok(Served { running })
-}
-
-/// `config` with timings for tests: retries after 50 ms, a 5 s grace on shutdown.
-pub fn quick(mut config: flotilla_bus::WorkerConfig) -> flotilla_bus::WorkerConfig {
-    config.backoff = Duration::from_millis(50);
-    config.grace = Duration::from_secs(5);
-    config
-}
-
-/// Runs `handler` as worker `config` in a process of its own on `bus`; ready when returned.
-pub async fn run_worker(
-    bus: &flotilla_bus::Bus,
-    config: flotilla_bus::WorkerConfig,
-    handler: impl flotilla_bus::Handler,
-) -> anyhow::Result<Served> {
-    let mut process = flotilla_bus::Process::new(bus.clone());
-    process.grace(config.grace).worker(config, handler);
-    serve(process).await
 }

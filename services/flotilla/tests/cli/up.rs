@@ -193,3 +193,59 @@ fn production_manifest(repo: &std::path::Path) -> Result<serde_json::Value> {
     let blob = repo.find_blob(entry.id())?;
     serde_json::from_slice(blob.content()).context("the production manifest is JSON")
 }
+
+#[tokio::test]
+async fn up_serves_every_hosted_workers_routes_and_applies_the_runtime_settings() -> Result<()> {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir()?;
+    let cli = Cli::new(&server);
+    // builder-trigger on its http backend: its CI callback route must be served by `up` itself.
+    let template = r#"{"url": "http://127.0.0.1:9/dispatch", "body": {"sha": "{{sha}}"}}"#;
+    let up = Up::start(
+        &cli,
+        data.path(),
+        &[
+            ("FLOTILLA_BUILD_BACKEND", "http"),
+            ("FLOTILLA_HTTP_BUILD_REQUEST", template),
+            ("FLOTILLA_CALLBACK_URL", "http://127.0.0.1:9"),
+            ("FLOTILLA_CONCURRENCY", "3"),
+            ("FLOTILLA_MAX_DELIVER", "7"),
+        ],
+    )
+    .await?;
+    let banner = up.banner.join("\n");
+    assert!(
+        banner.contains("builder-trigger  building with the http backend"),
+        "{banner}"
+    );
+
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/callbacks/builds/no-such-run",
+            up.http
+        ))
+        .bearer_auth("any")
+        .json(&serde_json::json!({"status": "succeeded"}))
+        .send()
+        .await?;
+    let status = answer.status().as_u16();
+    let text = answer.text().await?;
+    assert_eq!(status, 404);
+    assert!(
+        text.contains("no run is waiting for a callback as no-such-run"),
+        "builder-trigger's own answer, not a missing route: {text:?}"
+    );
+
+    // FLOTILLA_MAX_DELIVER reached the consumer up bound (one more delivery than attempts).
+    let js = async_nats::jetstream::new(server.connect().await);
+    let mut consumer = js
+        .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+            "builder-trigger",
+            "FLOTILLA",
+        )
+        .await?;
+    assert_eq!(consumer.info().await?.config.max_deliver, 8);
+
+    assert_eq!(up.terminate().await?, Some(0));
+    Ok(())
+}
