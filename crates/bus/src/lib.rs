@@ -13,12 +13,14 @@
 //! - [`process`]: the process runtime a worker's `main` hands its parts to: one connection,
 //!   health and metrics, background tasks, HTTP routes, shutdown in order;
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`, served the same way by every worker;
+//! - [`dry_run`]: the recorder that stands in for every side effect in a dry run;
 //! - [`connect`]: NATS connection options from the environment with errors that say what to do.
 //!
 //! Log fields follow one convention everywhere: `subject`, `event_id`, `event_type`,
 //! `change_id`, `worker`, `stream_seq`, `delivered`, `env`.
 
 pub mod connect;
+pub mod dry_run;
 pub mod envelope;
 pub mod error;
 mod handler_error;

@@ -9,6 +9,7 @@ use async_nats::jetstream::publish::PublishAck;
 use futures::future::try_join_all;
 use uuid::Uuid;
 
+use crate::dry_run::{self, EffectKind, Recorder};
 use crate::envelope::{self, Event, Outgoing, codec, header, header_name as name};
 use crate::error::BusError;
 use crate::topology::Bus;
@@ -36,6 +37,8 @@ pub struct Publisher {
     source: Arc<str>,
     /// `source` as its header value, encoded once.
     source_header: Arc<str>,
+    /// Set in a dry run: what would be published is recorded here and nothing is sent.
+    recorder: Option<Recorder>,
 }
 
 // Here rather than beside the handle, so the handle's module does not import this one.
@@ -53,7 +56,21 @@ impl Publisher {
             bus,
             source_header: Arc::from(codec::encode(&source).as_ref()),
             source: Arc::from(source),
+            recorder: None,
         }
+    }
+
+    /// This publisher in a dry run: [`publish`](Self::publish) and
+    /// [`publish_all`](Self::publish_all) record what they would publish (subject, type, id,
+    /// data) in `recorder` and answer as if stored at sequence 0, without touching NATS.
+    pub fn recording(mut self, recorder: Recorder) -> Publisher {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// The recorder of a dry run, `None` when this publisher publishes.
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref()
     }
 
     /// The bus it publishes on, for handlers that also speak core NATS (e.g. to tell their
@@ -93,21 +110,13 @@ impl Publisher {
         events: Vec<Outgoing>,
         cause: Option<&Event>,
     ) -> Result<Vec<Published>, BusError> {
+        if let Some(recorder) = &self.recorder {
+            return Ok(self.record(recorder, events, cause));
+        }
         let mut ordinals: Vec<(&'static str, String)> = Vec::new();
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
-            let ordinal = ordinals
-                .iter()
-                .filter(|(t, k)| *t == event.spec.event_type && *k == event.key)
-                .count();
-            ordinals.push((event.spec.event_type, event.key.clone()));
-            let id = match (&event.id, cause) {
-                (Some(id), _) => id.clone(),
-                (None, Some(cause)) => {
-                    self.derive_id(&cause.id, event.spec.event_type, &event.key, ordinal)
-                }
-                (None, None) => Uuid::new_v4().to_string(),
-            };
+            let id = self.event_id(&event, cause, &mut ordinals);
             let subject = event.subject(&self.bus.names().prefix);
             let ack = self
                 .send(&subject, self.message(&event, &id, cause))
@@ -120,6 +129,56 @@ impl Publisher {
             self.confirm(id, subject, ack, move |id| self.message(&event, id, cause))
         }))
         .await
+    }
+
+    /// The id `event` is published with: its own, else derived from its cause and its ordinal
+    /// among the outputs of the same type and key (`ordinals` counts them), else random.
+    fn event_id(
+        &self,
+        event: &Outgoing,
+        cause: Option<&Event>,
+        ordinals: &mut Vec<(&'static str, String)>,
+    ) -> String {
+        let ordinal = ordinals
+            .iter()
+            .filter(|(t, k)| *t == event.spec.event_type && *k == event.key)
+            .count();
+        ordinals.push((event.spec.event_type, event.key.clone()));
+        match (&event.id, cause) {
+            (Some(id), _) => id.clone(),
+            (None, Some(cause)) => {
+                self.derive_id(&cause.id, event.spec.event_type, &event.key, ordinal)
+            }
+            (None, None) => Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// A dry run's publish: each event recorded with the id and subject it would have.
+    fn record(
+        &self,
+        recorder: &Recorder,
+        events: Vec<Outgoing>,
+        cause: Option<&Event>,
+    ) -> Vec<Published> {
+        let mut ordinals = Vec::new();
+        events
+            .into_iter()
+            .map(|event| {
+                let id = self.event_id(&event, cause, &mut ordinals);
+                let subject = event.subject(&self.bus.names().prefix);
+                recorder.record_with(
+                    EffectKind::Publish,
+                    format!("publish {} on {subject} (id {id})", event.spec.event_type),
+                    dry_run::data_json(&event).to_string(),
+                );
+                Published {
+                    id,
+                    subject,
+                    sequence: 0,
+                    duplicate: false,
+                }
+            })
+            .collect()
     }
 
     /// The message of `event`: payload and envelope headers.
@@ -164,6 +223,18 @@ impl Publisher {
             .get(header::MSG_ID)
             .map(|v| v.as_str().to_owned())
             .unwrap_or_default();
+        if let Some(recorder) = &self.recorder {
+            recorder.record(
+                EffectKind::Publish,
+                format!("publish a copy on {subject} (id {id})"),
+            );
+            return Ok(Published {
+                id,
+                subject: subject.to_owned(),
+                sequence: 0,
+                duplicate: false,
+            });
+        }
         let message = PublishMessage::build().payload(payload).headers(headers);
         let ack = self.send(subject, message.clone()).await?;
         self.confirm(id, subject.to_owned(), ack, move |_| message.clone())
@@ -222,3 +293,6 @@ fn published(id: String, subject: String, ack: &PublishAck) -> Published {
 fn retry_ack(error: &PublishError, attempt: u32) -> bool {
     error.kind() == PublishErrorKind::TimedOut && attempt < PUBLISH_ATTEMPTS
 }
+
+#[cfg(test)]
+mod tests;

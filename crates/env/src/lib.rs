@@ -9,6 +9,7 @@
 //!
 //! [`Error`] says which of these failed, keeping the cause.
 
+mod dry_run;
 pub mod envid;
 pub mod error;
 pub mod preview;

@@ -3,6 +3,7 @@
 //! (env-manager's replicas, the reaper, sync-watcher) never overwrite each other blindly.
 
 use async_nats::jetstream::kv::{self, Operation};
+use flotilla_bus::dry_run::Recorder;
 use flotilla_proto::v1::AppVersion;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -86,12 +87,26 @@ impl From<&AppVersion> for App {
 #[derive(Debug, Clone)]
 pub struct Registry {
     store: kv::Store,
+    /// Set in a dry run: updates are computed from the real records and recorded here, not
+    /// written.
+    recorder: Option<Recorder>,
 }
 
 impl Registry {
     /// The registry in `store`, the `flotilla-envs` bucket.
     pub fn new(store: kv::Store) -> Registry {
-        Registry { store }
+        Registry {
+            store,
+            recorder: None,
+        }
+    }
+
+    /// This registry in a dry run: reads are real; [`update`](Self::update) computes the new
+    /// record from the current one and records `env X: <old state> -> <new state>` (with the
+    /// record as JSON) in `recorder` instead of writing it.
+    pub fn recording(mut self, recorder: Recorder) -> Registry {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// The record of `env`, `None` when there is none (or it was deleted).
@@ -108,6 +123,7 @@ impl Registry {
     ) -> Result<(), Error> {
         for _ in 0..CAS_ATTEMPTS {
             let (revision, current) = self.read(env).await?;
+            let old_state = current.as_ref().map(|c| c.state.clone());
             let Some(record) = change(current) else {
                 return Ok(());
             };
@@ -115,6 +131,10 @@ impl Registry {
                 env: env.to_owned(),
                 source,
             })?;
+            if let Some(recorder) = &self.recorder {
+                crate::dry_run::record_update(recorder, env, old_state.as_ref(), &record, &value);
+                return Ok(());
+            }
             // Revision 0 expects no value: on a new key, update is a create.
             match self.store.update(env, value.into(), revision).await {
                 Ok(_) => return Ok(()),

@@ -91,3 +91,60 @@ async fn records_written_with_plain_state_names_read_back_typed() -> Result<()> 
     assert_eq!(value["state"], "hibernating");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_recording_registry_reads_real_records_and_records_updates_without_writing() -> Result<()>
+{
+    let server = flotilla_testing::NatsServer::start();
+    let store = bucket(&server).await?;
+    Registry::new(store.clone())
+        .update("pr-ping-1", |_| Some(record(State::Requested)))
+        .await?;
+    let stream = format!("KV_{}", Names::default().envs_bucket);
+    let js = async_nats::jetstream::new(server.connect().await);
+    let before = js.get_stream(&stream).await?.info().await?.state.clone();
+
+    let recorder = flotilla_bus::dry_run::Recorder::new();
+    let registry = Registry::new(store.clone()).recording(recorder.clone());
+    let seen = registry.get("pr-ping-1").await?.context("a real read")?;
+    assert_eq!(seen.state, State::Requested);
+    registry
+        .update("pr-ping-1", |current| {
+            let current = current?;
+            Some(EnvRecord {
+                state: State::Ready,
+                ..current
+            })
+        })
+        .await?;
+    registry
+        .update("pr-ping-2", |_| Some(record(State::Requested)))
+        .await?;
+
+    let effects = recorder.take();
+    let summaries: Vec<&str> = effects.iter().map(|e| e.summary.as_str()).collect();
+    assert_eq!(
+        summaries,
+        [
+            "env pr-ping-1: requested -> ready",
+            "env pr-ping-2: (none) -> requested"
+        ]
+    );
+    let written: EnvRecord = serde_json::from_str(effects[0].detail.as_deref().context("detail")?)?;
+    assert_eq!(written.state, State::Ready);
+
+    let after = js.get_stream(&stream).await?.info().await?.state.clone();
+    assert_eq!(
+        (after.last_sequence, after.messages),
+        (before.last_sequence, before.messages),
+        "a dry run writes nothing to the bucket"
+    );
+    assert_eq!(
+        Registry::new(store)
+            .get("pr-ping-1")
+            .await?
+            .map(|r| r.state),
+        Some(State::Requested)
+    );
+    Ok(())
+}

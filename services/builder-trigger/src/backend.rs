@@ -5,6 +5,8 @@
 //! whatever the backend reports into `build.*` or `tests.*` events. A backend never fails the
 //! handler: a run that cannot even start is a failed outcome with the reason.
 
+use flotilla_bus::dry_run::Recorder;
+
 use crate::command;
 use crate::http;
 use crate::job;
@@ -19,6 +21,9 @@ pub enum Runner {
     Command(command::Backend),
     Http(http::Backend),
     Job(job::Backend),
+    /// A dry run on the backend inside: each run is recorded and succeeds at once
+    /// ([`Runner::recording`]).
+    Recording(Box<Runner>, Recorder),
 }
 
 impl Runner {
@@ -28,6 +33,17 @@ impl Runner {
             Runner::Command(backend) => backend.run(run, cancel).await,
             Runner::Http(backend) => backend.run(run, cancel).await,
             Runner::Job(backend) => backend.run(run, cancel).await,
+            Runner::Recording(backend, recorder) => crate::dry_run::record(backend, recorder, run),
+        }
+    }
+
+    /// This backend in a dry run: nothing is run, created or requested; each run is recorded
+    /// in `recorder` (`would run build of <change> with <backend>: <command or request>`) and
+    /// succeeds, so the handler takes the path a successful run leads to.
+    pub fn recording(self, recorder: Recorder) -> Runner {
+        match self {
+            Runner::Recording(backend, _) => Runner::Recording(backend, recorder),
+            backend => Runner::Recording(Box::new(backend), recorder),
         }
     }
 
@@ -45,6 +61,7 @@ impl Runner {
             Runner::Command(backend) => backend.runs_tests(),
             Runner::Http(backend) => backend.runs_tests(),
             Runner::Job(_) => true,
+            Runner::Recording(backend, _) => backend.runs_tests(),
         }
     }
 
@@ -53,6 +70,7 @@ impl Runner {
             Runner::Command(_) => "command",
             Runner::Http(_) => "http",
             Runner::Job(_) => "job",
+            Runner::Recording(backend, _) => backend.name(),
         }
     }
 }

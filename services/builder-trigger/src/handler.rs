@@ -42,10 +42,18 @@ impl Handler for BuilderTrigger {
 impl BuilderTrigger {
     /// Builds and tests with `runner` (see [`crate::runner`]).
     pub fn new(config: Config, runner: Runner) -> BuilderTrigger {
+        BuilderTrigger::with_supersede(config, runner, Supersede::new())
+    }
+
+    pub(crate) fn with_supersede(
+        config: Config,
+        runner: Runner,
+        supersede: Supersede,
+    ) -> BuilderTrigger {
         BuilderTrigger {
             config: Arc::new(config),
             runner,
-            supersede: Supersede::new(),
+            supersede,
         }
     }
 

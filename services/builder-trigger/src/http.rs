@@ -152,6 +152,19 @@ impl Backend {
         self.settings.test.is_some()
     }
 
+    /// The request that would start `run` (`METHOD url`), `None` for tests when none is
+    /// configured; the reason when the template cannot be filled in.
+    pub fn request_line(&self, run: &Run) -> Option<String> {
+        let template = match run.kind {
+            Kind::Build => &self.settings.build,
+            Kind::Test => self.settings.test.as_ref()?,
+        };
+        Some(match template.render(&template::values(run)) {
+            Ok(request) => format!("{} {}", request.method, request.url),
+            Err(e) => format!("(cannot make the start request: {e})"),
+        })
+    }
+
     pub async fn run(&self, run: &Run, cancel: &Cancel) -> Outcome {
         let template = match run.kind {
             Kind::Build => &self.settings.build,

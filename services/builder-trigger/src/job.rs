@@ -96,6 +96,11 @@ impl Backend {
         }
     }
 
+    /// The namespace the Jobs are created in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     pub async fn run(&self, run: &Run, cancel: &Cancel) -> Outcome {
         let name = run.id.clone();
         if let Err(outcome) = self.create(run).await {

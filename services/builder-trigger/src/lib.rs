@@ -13,13 +13,15 @@
 //! out); [`backend`] is what every backend is given and reports; [`command`] (a shell command
 //! here), [`http`] (a CI system's API and its callback or status URL) and [`job`] (a
 //! Kubernetes Job) run builds and tests; [`supersede`] lets a newer push to a pull request
-//! cancel its running build; [`handler`] ties them to the bus.
+//! cancel its running build; [`handler`] ties them to the bus. [`BuilderTrigger::recording`]
+//! builds the handler for a dry run: runs recorded and reported successful, nothing started.
 
 pub mod args;
 pub mod backend;
 pub mod command;
 pub mod config;
 pub mod decide;
+mod dry_run;
 pub mod error;
 pub mod handler;
 pub mod http;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flotilla_bus::Tasks;
+use flotilla_bus::dry_run::{EffectKind, Recorder};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -40,6 +41,8 @@ pub struct Supersede {
     /// Set once this replica listens on [`SUBJECT`].
     listening: Arc<AtomicBool>,
     replica: Arc<str>,
+    /// Set in a dry run: announcements are recorded here instead of sent.
+    recorder: Option<Recorder>,
 }
 
 #[derive(Debug)]
@@ -91,6 +94,13 @@ impl Supersede {
             replica: Arc::from(uuid::Uuid::new_v4().to_string()),
             ..Supersede::default()
         }
+    }
+
+    /// This registry of running builds in a dry run: it tracks them as usual, and records the
+    /// announcements to other replicas instead of sending them.
+    pub fn recording(mut self, recorder: Recorder) -> Supersede {
+        self.recorder = Some(recorder);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PrKey, Entry>> {
@@ -155,6 +165,16 @@ impl Supersede {
         let Ok(payload) = serde_json::to_vec(&announcement) else {
             return;
         };
+        if let Some(recorder) = &self.recorder {
+            recorder.record(
+                EffectKind::Publish,
+                format!(
+                    "announce {} as the head of {}#{} on {SUBJECT}",
+                    announcement.sha, announcement.repo, announcement.pr
+                ),
+            );
+            return;
+        }
         if let Err(e) = client.publish(SUBJECT, payload.into()).await {
             tracing::warn!(error = %e, "could not announce the new head to other replicas");
         }

@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use flotilla_bus::dry_run::Recorder;
 use git2::Repository;
 use tokio::sync::oneshot;
 
@@ -30,6 +31,7 @@ use ops::{file_history, open_or_clone, snapshot, sync};
 
 mod auth;
 mod batch;
+mod dry_run;
 mod ops;
 
 pub use auth::{Answer, Credentials, Secret};
@@ -149,6 +151,9 @@ impl Snapshot<'_> {
 #[derive(Clone)]
 pub struct GitOps {
     inner: Arc<Inner>,
+    /// Set in a dry run: commits are computed against the remote's head and recorded here,
+    /// never committed or pushed.
+    recorder: Option<Recorder>,
 }
 
 struct Inner {
@@ -183,7 +188,18 @@ impl GitOps {
                 repo: Mutex::new(repo),
                 queue: Mutex::new(Queue::default()),
             }),
+            recorder: None,
         })
+    }
+
+    /// This working copy in a dry run: [`commit`](Self::commit) fetches, computes the change
+    /// against the remote's head and records each file it would write or remove (with the new
+    /// contents or a diff), then answers with the current head and `committed: false`. The
+    /// remote is only fetched from. The working copy is reset on every call, so it must not be
+    /// one a running env-manager uses.
+    pub fn recording(mut self, recorder: Recorder) -> GitOps {
+        self.recorder = Some(recorder);
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -205,6 +221,9 @@ impl GitOps {
         E: From<GitError> + Send + 'static,
         F: FnMut(&Snapshot<'_>) -> Result<(Vec<FileChange>, T), E> + Send + 'static,
     {
+        if let Some(recorder) = &self.recorder {
+            return self.dry_commit(recorder.clone(), message, change).await;
+        }
         let (done, answer) = oneshot::channel();
         self.enqueue(Box::new(TypedJob::new(message, change, done)));
         match answer.await {

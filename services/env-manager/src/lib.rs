@@ -17,8 +17,11 @@
 //! (fetch, grouped commits, push, redo on a moved remote), [`github`] the REST API, and
 //! [`handler`] ties them to the bus. Env ids and the registry's records (compare-and-set) are
 //! the environment contract shared with the other workers, in `flotilla_env`.
+//! [`EnvManager::recording`] builds the handler for a dry run, in which each of those layers
+//! reads real state and records its writes instead of making them.
 
 pub mod config;
+mod dry_run;
 pub mod error;
 pub mod github;
 pub mod gitops;

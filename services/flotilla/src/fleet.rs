@@ -19,7 +19,9 @@ pub struct WorkerSettings {
 }
 
 /// builder-trigger's config; off until a build command or another backend is set.
-fn builder_trigger_config(settings: &WorkerSettings) -> Result<builder_trigger::Config, String> {
+pub fn builder_trigger_config(
+    settings: &WorkerSettings,
+) -> Result<builder_trigger::Config, String> {
     let builds = &settings.builds;
     if builds.backend == builder_trigger::args::Backend::Command && builds.build_command.is_none() {
         return Err("set FLOTILLA_BUILD_COMMAND to build changes".to_owned());
@@ -36,18 +38,7 @@ async fn env_manager(
     settings: &WorkerSettings,
     data_dir: &Path,
 ) -> Result<(env_manager::EnvManager, String), String> {
-    let mut args = settings.envs.clone();
-    if args.gitops_url.is_none() {
-        let remote = crate::local_gitops::ensure(data_dir, &args.gitops_branch)
-            .map_err(|e| format!("local GitOps repository: {e}"))?;
-        args.gitops_url = Some(remote.display().to_string());
-    }
-    if args.gitops_dir.is_none() {
-        args.gitops_dir = Some(data_dir.join("gitops-work"));
-    }
-    let config = env_manager::Config::from_args(&args)
-        .map_err(|e| e.to_string())?
-        .with_preview(&settings.preview);
+    let config = env_manager_config(settings, data_dir, true)?;
     let url = config.gitops.url.clone();
     let gitops = env_manager::gitops::GitOps::open(config.gitops.clone())
         .await
@@ -55,6 +46,39 @@ async fn env_manager(
     let envs = bus.envs().await.map_err(|e| e.to_string())?;
     let registry = flotilla_env::Registry::new(envs);
     Ok((env_manager::EnvManager::new(config, gitops, registry), url))
+}
+
+/// env-manager's config; without FLOTILLA_GITOPS_URL, the local bare repository under the
+/// data dir (created when missing if `create`, else an error), and without
+/// FLOTILLA_GITOPS_DIR a working copy beside it.
+pub fn env_manager_config(
+    settings: &WorkerSettings,
+    data_dir: &Path,
+    create: bool,
+) -> Result<env_manager::Config, String> {
+    let mut args = settings.envs.clone();
+    if args.gitops_url.is_none() {
+        let remote = if create {
+            crate::local_gitops::ensure(data_dir, &args.gitops_branch)
+                .map_err(|e| format!("local GitOps repository: {e}"))?
+        } else {
+            let path = data_dir.join("gitops.git");
+            if !path.exists() {
+                return Err(format!(
+                    "no GitOps repository: set FLOTILLA_GITOPS_URL (there is no local one at {})",
+                    path.display()
+                ));
+            }
+            path
+        };
+        args.gitops_url = Some(remote.display().to_string());
+    }
+    if args.gitops_dir.is_none() {
+        args.gitops_dir = Some(data_dir.join("gitops-work"));
+    }
+    Ok(env_manager::Config::from_args(&args)
+        .map_err(|e| e.to_string())?
+        .with_preview(&settings.preview))
 }
 
 /// Adds the workers this binary runs to `process` and says, one line each, what runs or why it

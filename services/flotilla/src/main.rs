@@ -6,6 +6,7 @@
 
 mod bench;
 mod dlq;
+mod dry_run;
 mod error;
 mod events;
 mod fleet;
@@ -50,12 +51,12 @@ const EXAMPLES: &str = "Examples:
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    // Boxed: its flags outweigh every other command's several times over.
+    // Boxed (as is replay): the workers' flags outweigh every other command's several times over.
     Up(Box<up::Args>),
     Init(init::Args),
     Publish(publish::Args),
     Tail(tail::Args),
-    Replay(replay::Args),
+    Replay(Box<replay::Args>),
     #[command(subcommand)]
     Dlq(dlq::Command),
     #[command(subcommand)]
@@ -91,7 +92,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Init(args) => init::run(nats, args).await,
         Command::Publish(args) => publish::run(nats, args).await,
         Command::Tail(args) => tail::run(nats, args).await,
-        Command::Replay(args) => replay::run(nats, args).await,
+        Command::Replay(args) => replay::run(nats, *args).await,
         Command::Dlq(command) => dlq::run(nats, command).await,
         Command::Bench(command) => bench::run(nats, command).await,
     }

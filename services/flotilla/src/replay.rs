@@ -1,7 +1,9 @@
 //! `flotilla replay`: reads stored events from a start point up to what was stored when the
-//! replay began, and prints them or republishes them under another prefix.
+//! replay began, and prints them, republishes them under another prefix, or feeds them to a
+//! worker's handler in dry run.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -23,7 +25,8 @@ const WINDOW: usize = 256;
 /// Progress is shown on stderr at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// Replay stored events: print them, or republish them under another prefix.
+/// Replay stored events: print them, republish them under another prefix, or show what a
+/// worker would do with them.
 ///
 /// Reads the events matching SUBJECT_FILTER from the start point (the oldest stored, unless
 /// --since or --from-seq says otherwise) and stops once it has caught up with what was stored
@@ -32,12 +35,24 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// `PREFIX.<subject without "flotilla.">` with its payload and headers (ce-id included), a
 /// Nats-Msg-Id unique to this replay, and `flotilla-replayed-from: <original stream seq>`.
 /// Progress and a summary go to stderr.
+///
+/// With --dry-run WORKER each event that worker consumes is handed to its handler, built from
+/// the same environment variables as `flotilla up` builds it but in dry run: it reads the real
+/// GitOps repository (fetched into a scratch copy), registry and stream, and writes nothing.
+/// For each event it prints every side effect the handler would have (git: files written with
+/// their contents or a diff, and the commit; registry: `env X: old -> new`; build, kubernetes,
+/// github, publish) and every event it would emit (type, key, data as JSON); --json prints
+/// one object per event. Events it does not consume are skipped and counted on stderr. Each
+/// event is handled against the real state, not against what earlier events of the replay
+/// would have written. Nothing is published, committed, pushed, built or stored.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   flotilla replay 'build.>' --from-seq 120
   flotilla replay 'env.*.pr-ping-42' --since 2h --until 1h --json
-  flotilla replay 'flotilla.>' --since 2024-05-01T00:00:00Z --to flotilla.replay")]
+  flotilla replay 'flotilla.>' --since 2024-05-01T00:00:00Z --to flotilla.replay
+  flotilla replay 'build.succeeded.>' --since 1h --dry-run env-manager")]
 #[command(group(clap::ArgGroup::new("start").args(["since", "from_seq"])))]
+#[command(group(clap::ArgGroup::new("target").args(["to", "dry_run"])))]
 pub struct Args {
     /// Which events: a NATS subject pattern (quote it in a shell); `build.>` is short for
     /// `flotilla.build.>`.
@@ -56,9 +71,26 @@ pub struct Args {
     /// the new subjects: a prefix under `flotilla.` lands in FLOTILLA.
     #[arg(long, value_name = "PREFIX")]
     to: Option<String>,
-    /// Print one JSON object a line, as `flotilla tail --json` does.
+    /// Feed the events to WORKER's handler in dry run and print what it would do (env-manager,
+    /// builder-trigger); nothing is written or published.
+    #[arg(long, value_name = "WORKER")]
+    dry_run: Option<String>,
+    /// With --dry-run: where `flotilla up` keeps its local GitOps repository, used when
+    /// FLOTILLA_GITOPS_URL is not set.
+    #[arg(
+        long,
+        env = "FLOTILLA_DATA_DIR",
+        value_name = "DIR",
+        default_value = ".flotilla"
+    )]
+    data_dir: PathBuf,
+    /// Print one JSON object a line, as `flotilla tail --json` does (with --dry-run, one per
+    /// event handled).
     #[arg(long, conflicts_with = "to")]
     json: bool,
+    /// With --dry-run: the worker's settings, the same flags and variables as `flotilla up`'s.
+    #[command(flatten, next_help_heading = "Worker settings (with --dry-run)")]
+    settings: crate::fleet::WorkerSettings,
 }
 
 impl Args {
@@ -74,6 +106,15 @@ impl Args {
 pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
     let bus = crate::connect(nats).await?;
     let filter = events::filter(bus.names(), &args.filter)?;
+    if let Some(worker) = &args.dry_run {
+        let target = crate::dry_run::DryRun {
+            worker,
+            settings: &args.settings,
+            data_dir: &args.data_dir,
+            json: args.json,
+        };
+        return crate::dry_run::replay(&bus, target, &filter, args.start(), args.until).await;
+    }
     let mut target = match &args.to {
         Some(prefix) => Some(Republisher::new(&bus, prefix, &filter).await?),
         None => None,

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 pub use config::{WorkerArgs, WorkerConfig};
 
+use crate::dry_run::Recorder;
 use crate::envelope::{Event, Outgoing};
 use crate::error::{BusError, HandlerError};
 use crate::health::{Health, Ready};
@@ -112,6 +113,16 @@ pub struct Ctx {
     /// 1 for the first delivery.
     pub delivered: u64,
     pub stream_seq: u64,
+    /// Set when this is a dry run (`flotilla replay --dry-run`): the side effects the handler's
+    /// interfaces record instead of performing; `publisher` records into it too.
+    pub dry_run: Option<Recorder>,
+}
+
+impl Ctx {
+    /// Whether this is a dry run, in which nothing may be written.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.is_some()
+    }
 }
 
 const PULL_EXPIRES: Duration = Duration::from_secs(10);

@@ -179,6 +179,7 @@ impl<H: Handler> Job<H> {
             publisher: self.publisher.clone(),
             delivered: delivery.delivered,
             stream_seq: delivery.stream_seq,
+            dry_run: None,
         };
         // The handler owns its event; the copy (headers shared) is the cause of the outputs.
         match self.run_handler(delivery, event.clone(), ctx).await {

@@ -48,6 +48,14 @@ impl Backend {
         self.settings.test.is_some()
     }
 
+    /// The shell command a run of `kind` is, `None` for tests when none is configured.
+    pub fn command(&self, kind: Kind) -> Option<&str> {
+        match kind {
+            Kind::Build => Some(&self.settings.build),
+            Kind::Test => self.settings.test.as_deref(),
+        }
+    }
+
     pub async fn run(&self, run: &Run, cancel: &Cancel) -> Outcome {
         let command = match run.kind {
             Kind::Build => &self.settings.build,

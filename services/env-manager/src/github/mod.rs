@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use flotilla_bus::dry_run::{EffectKind, Recorder};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -34,6 +35,8 @@ pub struct Github {
     api: String,
     token: Secret,
     http: reqwest::Client,
+    /// Set in a dry run: reads are sent, writes recorded here instead.
+    recorder: Option<Recorder>,
 }
 
 impl std::fmt::Debug for Github {
@@ -59,7 +62,19 @@ impl Github {
             .user_agent(concat!("flotilla-env-manager/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(format!("the GitHub client: {e}")))?;
-        Ok(Github { api, token, http })
+        Ok(Github {
+            api,
+            token,
+            http,
+            recorder: None,
+        })
+    }
+
+    /// This client in a dry run: `GET`s are sent as usual; every write (a commit status, a
+    /// branch, a file, a pull request) is recorded in `recorder` and answered as if it worked.
+    pub fn recording(mut self, recorder: Recorder) -> Github {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// Sets `status` on commit `sha` of `repo`.
@@ -187,6 +202,11 @@ impl Github {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, GithubError> {
+        if let Some(recorder) = &self.recorder
+            && method != Method::GET
+        {
+            return Ok(record_write(recorder, &method, path, body));
+        }
         let token = self.token.reveal().map_err(GithubError::Token)?;
         let http = |source| GithubError::Http {
             method: method.clone(),
@@ -218,6 +238,16 @@ impl Github {
         }
         serde_json::from_str(&text).map_err(|e| answer_error(path, &e.to_string()))
     }
+}
+
+/// A write not sent in a dry run, recorded; the answer is what callers read from a real one.
+fn record_write(recorder: &Recorder, method: &Method, path: &str, body: Option<Value>) -> Value {
+    let summary = format!("{method} {path}");
+    match body {
+        Some(body) => recorder.record_with(EffectKind::Github, summary, body.to_string()),
+        None => recorder.record(EffectKind::Github, summary),
+    }
+    json!({"number": 0, "html_url": "(dry run: not opened)"})
 }
 
 /// A new version of a file, for [`Github::update_file`].

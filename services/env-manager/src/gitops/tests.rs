@@ -10,6 +10,8 @@ use super::*;
 
 const REMOTE: &str = "origin";
 
+mod dry_run;
+
 /// A bare remote with one commit on `main`, and a place for working copies.
 struct Remote {
     dir: tempfile::TempDir,

@@ -8,6 +8,7 @@ mod dlq;
 mod init;
 mod publish;
 mod replay;
+mod replay_dry_run;
 mod support;
 mod tail;
 mod up;

@@ -1,0 +1,112 @@
+//! builder-trigger in a dry run: builds and tests recorded, not run; Jobs not created;
+//! announcements to other replicas not sent.
+
+use flotilla_bus::dry_run::{EffectKind, Recorder};
+
+use crate::backend::{Kind, Outcome, Run, Runner, Status};
+use crate::config::Config;
+use crate::handler::BuilderTrigger;
+use crate::supersede::Supersede;
+
+impl BuilderTrigger {
+    /// The handler of `config` on `runner` in a dry run: every build or test run is recorded in
+    /// `recorder` and succeeds at once, and nothing is sent to other replicas. Events the
+    /// handler publishes itself go through its context's publisher, which the caller makes
+    /// recording too.
+    pub fn recording(config: Config, runner: Runner, recorder: &Recorder) -> BuilderTrigger {
+        BuilderTrigger::with_supersede(
+            config,
+            runner.recording(recorder.clone()),
+            Supersede::new().recording(recorder.clone()),
+        )
+    }
+}
+
+/// What the dry run of `run` on `backend` records; the run succeeds.
+pub(crate) fn record(backend: &Runner, recorder: &Recorder, run: &Run) -> Outcome {
+    let what = match (run.kind, &run.env) {
+        (Kind::Build, _) => format!("build of {}", run.change_id),
+        (Kind::Test, Some(env)) => format!("tests of {} against {env}", run.change_id),
+        (Kind::Test, None) => format!("tests of {}", run.change_id),
+    };
+    let vars: Vec<String> = run.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let vars = vars.join("\n");
+    let name = backend.name();
+    match backend {
+        Runner::Command(command) => {
+            let command = command.command(run.kind).unwrap_or("(none configured)");
+            recorder.record_with(
+                EffectKind::Build,
+                format!("would run {what} with {name}: sh -c {command:?}"),
+                vars,
+            );
+        }
+        Runner::Http(http) => {
+            let request = http
+                .request_line(run)
+                .unwrap_or_else(|| "(none configured)".into());
+            recorder.record_with(
+                EffectKind::Build,
+                format!("would run {what} with {name}: {request}"),
+                vars,
+            );
+        }
+        Runner::Job(job) => {
+            let spec = serde_json::to_string_pretty(&job.job(run))
+                .unwrap_or_else(|e| format!("(the Job does not serialize: {e})"));
+            recorder.record_with(
+                EffectKind::Kubernetes,
+                format!(
+                    "would run {what} with {name}: create Job {} in namespace {}",
+                    run.id,
+                    job.namespace()
+                ),
+                spec,
+            );
+        }
+        Runner::Recording(inner, _) => return record(inner, recorder, run),
+    }
+    Outcome::new(Status::Succeeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::command;
+
+    #[tokio::test]
+    async fn a_recording_runner_records_the_command_and_runs_nothing() {
+        let marker = tempfile::tempdir().expect("a temp dir");
+        let touched = marker.path().join("built");
+        let command = format!("touch {}; exit 3", touched.display());
+        let recorder = Recorder::new();
+        let runner = Runner::Command(command::Backend::new(command::Settings::new(
+            command.clone(),
+        )))
+        .recording(recorder.clone());
+        let run = Run {
+            kind: Kind::Build,
+            id: "build-ping-v1".into(),
+            change_id: "ping-v1".into(),
+            env: None,
+            vars: vec![("FLOTILLA_APP", "ping".into())],
+            timeout: Duration::from_secs(5),
+        };
+
+        let outcome = runner.run(&run, &Default::default()).await;
+
+        assert!(outcome.succeeded(), "a dry run's build succeeds");
+        assert!(!touched.exists(), "the command did not run");
+        assert_eq!(runner.name(), "command");
+        let effects = recorder.take();
+        assert_eq!(effects.len(), 1);
+        assert_eq!(effects[0].kind, EffectKind::Build);
+        assert_eq!(
+            effects[0].summary,
+            format!("would run build of ping-v1 with command: sh -c {command:?}")
+        );
+        assert_eq!(effects[0].detail.as_deref(), Some("FLOTILLA_APP=ping"));
+    }
+}
