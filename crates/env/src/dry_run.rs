@@ -2,7 +2,6 @@
 
 use flotilla_bus::dry_run::{EffectKind, Recorder};
 
-use crate::registry::EnvRecord;
 use crate::state::State;
 
 /// Records `env X: <old state> -> <new state>` with the record that would be written.
@@ -10,13 +9,13 @@ pub(crate) fn record_update(
     recorder: &Recorder,
     env: &str,
     old: Option<&State>,
-    new: &EnvRecord,
+    new: &State,
     encoded: &[u8],
 ) {
     let old = old.map_or("(none)", State::as_str);
     recorder.record_with(
         EffectKind::Registry,
-        format!("env {env}: {old} -> {}", new.state.as_str()),
+        format!("env {env}: {old} -> {}", new.as_str()),
         String::from_utf8_lossy(encoded).into_owned(),
     );
 }

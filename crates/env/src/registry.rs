@@ -132,7 +132,13 @@ impl Registry {
                 source,
             })?;
             if let Some(recorder) = &self.recorder {
-                crate::dry_run::record_update(recorder, env, old_state.as_ref(), &record, &value);
+                crate::dry_run::record_update(
+                    recorder,
+                    env,
+                    old_state.as_ref(),
+                    &record.state,
+                    &value,
+                );
                 return Ok(());
             }
             // Revision 0 expects no value: on a new key, update is a create.

@@ -7,6 +7,8 @@
 
 use flotilla_bus::dry_run::Recorder;
 
+mod record;
+
 use crate::command;
 use crate::http;
 use crate::job;
@@ -33,7 +35,7 @@ impl Runner {
             Runner::Command(backend) => backend.run(run, cancel).await,
             Runner::Http(backend) => backend.run(run, cancel).await,
             Runner::Job(backend) => backend.run(run, cancel).await,
-            Runner::Recording(backend, recorder) => crate::dry_run::record(backend, recorder, run),
+            Runner::Recording(backend, recorder) => record::record(backend, recorder, run),
         }
     }
 

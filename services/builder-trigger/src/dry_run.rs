@@ -1,9 +1,9 @@
 //! builder-trigger in a dry run: builds and tests recorded, not run; Jobs not created;
 //! announcements to other replicas not sent.
 
-use flotilla_bus::dry_run::{EffectKind, Recorder};
+use flotilla_bus::dry_run::Recorder;
 
-use crate::backend::{Kind, Outcome, Run, Runner, Status};
+use crate::backend::Runner;
 use crate::config::Config;
 use crate::handler::BuilderTrigger;
 use crate::supersede::Supersede;
@@ -22,58 +22,14 @@ impl BuilderTrigger {
     }
 }
 
-/// What the dry run of `run` on `backend` records; the run succeeds.
-pub(crate) fn record(backend: &Runner, recorder: &Recorder, run: &Run) -> Outcome {
-    let what = match (run.kind, &run.env) {
-        (Kind::Build, _) => format!("build of {}", run.change_id),
-        (Kind::Test, Some(env)) => format!("tests of {} against {env}", run.change_id),
-        (Kind::Test, None) => format!("tests of {}", run.change_id),
-    };
-    let vars: Vec<String> = run.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let vars = vars.join("\n");
-    let name = backend.name();
-    match backend {
-        Runner::Command(command) => {
-            let command = command.command(run.kind).unwrap_or("(none configured)");
-            recorder.record_with(
-                EffectKind::Build,
-                format!("would run {what} with {name}: sh -c {command:?}"),
-                vars,
-            );
-        }
-        Runner::Http(http) => {
-            let request = http
-                .request_line(run)
-                .unwrap_or_else(|| "(none configured)".into());
-            recorder.record_with(
-                EffectKind::Build,
-                format!("would run {what} with {name}: {request}"),
-                vars,
-            );
-        }
-        Runner::Job(job) => {
-            let spec = serde_json::to_string_pretty(&job.job(run))
-                .unwrap_or_else(|e| format!("(the Job does not serialize: {e})"));
-            recorder.record_with(
-                EffectKind::Kubernetes,
-                format!(
-                    "would run {what} with {name}: create Job {} in namespace {}",
-                    run.id,
-                    job.namespace()
-                ),
-                spec,
-            );
-        }
-        Runner::Recording(inner, _) => return record(inner, recorder, run),
-    }
-    Outcome::new(Status::Succeeded)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use flotilla_bus::dry_run::EffectKind;
+
     use super::*;
+    use crate::backend::{Kind, Run};
     use crate::command;
 
     #[tokio::test]

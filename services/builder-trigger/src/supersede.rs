@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::backend::Cancel;
+use crate::run::Cancel;
 
 /// Where replicas announce the newest head of a pull request. Outside `flotilla.>`, so the
 /// event stream does not store it.
