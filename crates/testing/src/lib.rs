@@ -22,7 +22,7 @@ use tempfile::TempDir;
 
 mod process;
 
-pub use process::{Served, quick, run_worker, serve, serve_on};
+pub use process::{Served, bus, quick, run_worker, serve, serve_on};
 
 /// How long a server may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(15);

@@ -3,6 +3,20 @@
 
 use std::time::Duration;
 
+/// A private server with Flotilla's streams and the env registry (as `flotilla init` makes
+/// them), and the bus on it. Logs go to the test's output, shown under a failing test only.
+pub async fn bus() -> anyhow::Result<(crate::NatsServer, flotilla_bus::Bus)> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_test_writer()
+        .try_init();
+    let server = crate::NatsServer::start();
+    let bus = flotilla_bus::Bus::new(server.connect().await, flotilla_bus::Names::default());
+    bus.ensure_streams(&flotilla_bus::topology::StreamLimits::default())
+        .await?;
+    Ok((server, bus))
+}
+
 /// How long a test waits for a process it started to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(10);
 

@@ -6,21 +6,13 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, EventType, Handler, Names, Outgoing, Published, WorkerConfig};
+use flotilla_bus::{Bus, Event, EventType, Handler, Outgoing, Published, WorkerConfig};
 use flotilla_proto::v1::Build;
 use flotilla_testing::NatsServer;
 
 /// A private server with FLOTILLA, FLOTILLA_DLQ and the env registry.
 pub async fn setup() -> Result<(NatsServer, Bus)> {
-    // Logs show up under a failing test only.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-        .with_test_writer()
-        .try_init();
-    let server = NatsServer::start();
-    let bus = Bus::new(server.connect().await, Names::default());
-    bus.ensure_streams(&StreamLimits::default()).await?;
+    let (server, bus) = flotilla_testing::bus().await?;
     Ok((server, bus))
 }
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use builder_trigger::{BuilderTrigger, Config, worker_config};
-use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, EventType, Handler, Names, Outgoing, Published, WorkerConfig};
+use flotilla_bus::{Bus, Event, EventType, Handler, Outgoing, Published, WorkerConfig};
 use flotilla_proto::v1::{AppVersion, Build, Environment, PullRequest, Push, TestResult};
 use flotilla_testing::NatsServer;
 
@@ -28,14 +27,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start() -> Result<Fixture> {
-        // Logs (command output included) show up under a failing test only.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .with_test_writer()
-            .try_init();
-        let server = NatsServer::start();
-        let bus = Bus::new(server.connect().await, Names::default());
-        bus.ensure_streams(&StreamLimits::default()).await?;
+        let (server, bus) = flotilla_testing::bus().await?;
         Ok(Fixture {
             server,
             bus,

@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Names, Process};
+use flotilla_bus::{Bus, Process};
 use flotilla_testing::NatsServer;
 use serde_json::Value;
 use source_listener::auth::{Keys, github_signature};
@@ -47,14 +46,7 @@ impl Harness {
     }
 
     pub async fn with(config: Config) -> Result<Harness> {
-        // Logs show up under a failing test only.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .with_test_writer()
-            .try_init();
-        let nats = NatsServer::start();
-        let bus = Bus::new(nats.connect().await, Names::default());
-        bus.ensure_streams(&StreamLimits::default()).await?;
+        let (nats, bus) = flotilla_testing::bus().await?;
         let mut process = Process::new(bus.clone());
         process.grace(Duration::from_secs(5));
         let listener = SourceListener::new(&bus, config, process.health());

@@ -12,8 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use env_manager::gitops::GitOps;
 use env_manager::{Config, EnvManager, worker_config};
-use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Event, EventType, Handler, Names, Outgoing, Published};
+use flotilla_bus::{Bus, Event, EventType, Handler, Outgoing, Published};
 use flotilla_env::{EnvRecord, Registry};
 use flotilla_proto::v1::{Build, Image};
 use flotilla_testing::NatsServer;
@@ -41,13 +40,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start() -> Result<Fixture> {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .with_test_writer()
-            .try_init();
-        let server = NatsServer::start();
-        let bus = Bus::new(server.connect().await, Names::default());
-        bus.ensure_streams(&StreamLimits::default()).await?;
+        let (server, bus) = flotilla_testing::bus().await?;
         let dir = tempfile::tempdir().context("scratch dir")?;
         let fx = Fixture { server, bus, dir };
         Repository::init_bare(fx.remote()).context("bare remote")?;
