@@ -7,6 +7,8 @@
 //! and draining on shutdown within a grace period.
 
 mod config;
+mod counters;
+mod delivery;
 mod dlq;
 mod process;
 

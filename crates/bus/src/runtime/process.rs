@@ -2,19 +2,19 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::message::Acker;
 use async_nats::jetstream::{AckKind, Message};
-use bytes::Bytes;
 use futures::FutureExt;
 use tracing::Instrument;
 
+use super::counters::Counters;
+use super::delivery::Delivery;
 use super::{Ctx, Handler, WorkerConfig, dlq};
 use crate::envelope::{Event, Outgoing, header_name};
 use crate::error::HandlerError;
-use crate::health::{FailureLabels, Health, Metrics, UnhandledLabels, WorkerLabel};
+use crate::health::{FailureLabels, Health, Metrics, UnhandledLabels};
 use crate::publish::Publisher;
 use crate::subject;
 use crate::tasks::panic_text;
@@ -26,46 +26,10 @@ enum Failure {
     Panic(String),
 }
 
-/// One delivery, split from its acker so the headers move into the event without a copy.
-struct Delivery {
-    subject: String,
-    headers: Arc<HeaderMap>,
-    payload: Bytes,
-    acker: Acker,
-    delivered: u64,
-    stream_seq: u64,
-}
-
-impl Delivery {
-    fn new(message: Message) -> Delivery {
-        let (delivered, stream_seq) = match message.info() {
-            Ok(info) => (info.delivered.max(1) as u64, info.stream_sequence),
-            Err(_) => (1, 0),
-        };
-        let (message, acker) = message.split();
-        Delivery {
-            subject: message.subject.to_string(),
-            headers: Arc::new(message.headers.unwrap_or_default()),
-            payload: message.payload,
-            acker,
-            delivered,
-            stream_seq,
-        }
-    }
-
-    /// Sends an ack of `kind`; a lost ack only means a redelivery, whose outputs are
-    /// duplicates.
-    async fn settle(&self, kind: AckKind) {
-        if let Err(e) = self.acker.ack_with(kind).await {
-            tracing::warn!(error = %e, "ack failed; the event may be redelivered");
-        }
-    }
-}
-
 /// Everything a delivery needs, shared by the tasks of one worker.
 pub(super) struct Job<H> {
     name: Arc<str>,
-    label: WorkerLabel,
+    counters: Counters,
     config: WorkerConfig,
     handler: Arc<H>,
     publisher: Publisher,
@@ -84,7 +48,7 @@ impl<H: Handler> Job<H> {
             (patterns.len() > 1 && !bus.supports_multi_filter()).then_some(patterns);
         Job {
             name: Arc::from(config.name.as_str()),
-            label: Metrics::worker(&config.name),
+            counters: Counters::new(health, &config.name),
             config: config.clone(),
             handler,
             publisher: bus.publisher(&config.name),
@@ -106,23 +70,13 @@ impl<H: Handler> Job<H> {
         let started = Instant::now();
         let delivery = Delivery::new(message);
         if delivery.delivered > 1 {
-            self.metrics().redelivered.get_or_create(&self.label).inc();
+            self.counters.redelivered().inc();
         }
         if self.skips(&delivery) {
-            self.metrics().skipped.get_or_create(&self.label).inc();
+            self.counters.skipped().inc();
             delivery.settle(AckKind::Ack).await;
             return;
         }
-        let span = tracing::info_span!(
-            "handle",
-            worker = %self.name,
-            subject = %delivery.subject,
-            event_id = tracing::field::Empty,
-            event_type = tracing::field::Empty,
-            change_id = tracing::field::Empty,
-            stream_seq = delivery.stream_seq,
-            delivered = delivery.delivered,
-        );
         let event = match Event::from_shared(
             &delivery.subject,
             delivery.headers.clone(),
@@ -130,22 +84,35 @@ impl<H: Handler> Job<H> {
         ) {
             Ok(event) => event,
             Err(e) => {
+                let span = tracing::info_span!(
+                    "handle",
+                    worker = %self.name,
+                    subject = %delivery.subject,
+                    stream_seq = delivery.stream_seq,
+                    delivered = delivery.delivered,
+                );
                 let _enter = span.enter();
                 self.count_failure("envelope");
                 self.give_up(&delivery, &e.to_string(), AckKind::Term).await;
                 return;
             }
         };
-        span.record("event_id", event.id.as_str());
-        span.record("event_type", event.event_type());
-        if let Some(change_id) = &event.change_id {
-            span.record("change_id", change_id.as_str());
-        }
+        // Every field given at creation (in the order the log has always shown them): each one
+        // recorded afterwards is another call into every layer.
+        let span = tracing::info_span!(
+            "handle",
+            worker = %self.name,
+            subject = %delivery.subject,
+            stream_seq = delivery.stream_seq,
+            delivered = delivery.delivered,
+            event_id = %event.id,
+            event_type = event.event_type(),
+            change_id = event.change_id.as_deref(),
+        );
         crate::trace::set_parent(&span, &event.headers);
         self.attempt(&delivery, event).instrument(span).await;
-        self.metrics()
-            .duration
-            .get_or_create(&self.label)
+        self.counters
+            .duration()
             .observe(started.elapsed().as_secs_f64());
     }
 
@@ -186,7 +153,7 @@ impl<H: Handler> Job<H> {
             Ok(outputs) => match self.publisher.publish_all(outputs, Some(&event)).await {
                 Ok(published) => {
                     delivery.settle(AckKind::Ack).await;
-                    self.metrics().handled.get_or_create(&self.label).inc();
+                    self.counters.handled().inc();
                     tracing::debug!(outputs = published.len(), "handled");
                 }
                 Err(e) => {
@@ -224,17 +191,16 @@ impl<H: Handler> Job<H> {
     ) -> Result<Vec<Outgoing>, Failure> {
         let work = AssertUnwindSafe(self.handler.handle(event, ctx)).catch_unwind();
         tokio::pin!(work);
+        // A handler that finishes at its first poll (a pure transform) needs no progress timer:
+        // arming one costs a timer-wheel entry per event.
+        if let Poll::Ready(result) = futures::poll!(&mut work) {
+            return outcome(result);
+        }
         let every = (self.config.ack_wait / 3).max(Duration::from_millis(100));
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
-                result = &mut work => {
-                    return match result {
-                        Ok(Ok(outputs)) => Ok(outputs),
-                        Ok(Err(e)) => Err(Failure::Handler(e)),
-                        Err(panic) => Err(Failure::Panic(panic_text(panic.as_ref()))),
-                    };
-                }
+                result = &mut work => return outcome(result),
                 _ = progress.tick() => delivery.settle(AckKind::Progress).await,
             }
         }
@@ -268,10 +234,7 @@ impl<H: Handler> Job<H> {
         match dlq::send(&self.publisher, &self.dlq_subject, &letter).await {
             Ok(()) => {
                 tracing::error!(error = %reason, dlq = %self.dlq_subject, "event dead-lettered");
-                self.metrics()
-                    .dead_lettered
-                    .get_or_create(&self.label)
-                    .inc();
+                self.counters.dead_lettered().inc();
                 delivery.settle(settle).await;
             }
             Err(e) => {
@@ -300,6 +263,17 @@ impl<H: Handler> Job<H> {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+}
+
+/// What a handler's run (panic caught) amounts to.
+fn outcome(
+    result: std::thread::Result<Result<Vec<Outgoing>, HandlerError>>,
+) -> Result<Vec<Outgoing>, Failure> {
+    match result {
+        Ok(Ok(outputs)) => Ok(outputs),
+        Ok(Err(e)) => Err(Failure::Handler(e)),
+        Err(panic) => Err(Failure::Panic(panic_text(panic.as_ref()))),
     }
 }
 

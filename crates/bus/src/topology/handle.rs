@@ -10,11 +10,12 @@ use super::Names;
 use crate::error::BusError;
 
 /// A connection to NATS with the names of Flotilla's streams: the handle every worker and tool
-/// holds. Cheap to clone.
+/// holds. Cheap to clone: a handler's context clones it per event, and a bare client or
+/// JetStream context clone costs channel handles and an allocation, hence the `Arc`s.
 #[derive(Clone, Debug)]
 pub struct Bus {
-    pub(super) client: async_nats::Client,
-    pub(super) js: jetstream::Context,
+    pub(super) client: Arc<async_nats::Client>,
+    pub(super) js: Arc<jetstream::Context>,
     pub(super) names: Arc<Names>,
 }
 
@@ -29,8 +30,8 @@ impl Bus {
             .backpressure_on_inflight(true)
             .build(client.clone());
         Bus {
-            client,
-            js,
+            client: Arc::new(client),
+            js: Arc::new(js),
             names: Arc::new(names),
         }
     }
