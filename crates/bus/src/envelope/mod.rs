@@ -7,14 +7,16 @@
 //! lowercase header names and reads any case. Structured mode is read too ([`structured`]).
 
 pub mod codec;
+pub mod header;
+pub mod header_name;
 mod kind;
+mod outgoing;
 mod structured;
 
 use std::sync::Arc;
 
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
-use flotilla_proto::EventType;
 use flotilla_proto::catalog::{self, EventSpec};
 use flotilla_proto::json;
 use prost::Message;
@@ -22,57 +24,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::BusError;
-use crate::subject::sanitize_key;
 
-/// Header names of the envelope and of Flotilla's own extensions.
-pub mod header {
-    pub const SPECVERSION: &str = "ce-specversion";
-    pub const ID: &str = "ce-id";
-    pub const SOURCE: &str = "ce-source";
-    pub const TYPE: &str = "ce-type";
-    pub const TIME: &str = "ce-time";
-    pub const SUBJECT: &str = "ce-subject";
-    pub const CONTENT_TYPE: &str = "content-type";
-    /// The binding maps every attribute to `ce-<name>`, `datacontenttype` included; Flotilla
-    /// sends it beside `content-type` and reads either.
-    pub const DATACONTENTTYPE: &str = "ce-datacontenttype";
-    pub const CHANGE_ID: &str = "flotilla-change-id";
-    pub const TRACEPARENT: &str = "traceparent";
-    pub const TRACESTATE: &str = "tracestate";
-    pub const MSG_ID: &str = "Nats-Msg-Id";
-    /// Set by `flotilla dlq retry`: only the named worker handles the message.
-    pub const RETRY_FOR: &str = "flotilla-retry-for";
-    /// Set by `flotilla replay --to`: the stream sequence the event was copied from.
-    pub const REPLAYED_FROM: &str = "flotilla-replayed-from";
-    pub const DLQ_SUBJECT: &str = "flotilla-dlq-subject";
-    pub const DLQ_REASON: &str = "flotilla-dlq-reason";
-    pub const DLQ_WORKER: &str = "flotilla-dlq-worker";
-    pub const DLQ_DELIVERIES: &str = "flotilla-dlq-deliveries";
-    pub const DLQ_STREAM_SEQ: &str = "flotilla-dlq-stream-seq";
-    pub const DLQ_TIME: &str = "flotilla-dlq-time";
-}
-
-/// The same names as [`header`], as `HeaderName`s: inserting or looking up with these allocates
-/// nothing, which matters on the per-event path.
-pub mod header_name {
-    use async_nats::HeaderName;
-
-    use super::header;
-
-    pub const SPECVERSION: HeaderName = HeaderName::from_static(header::SPECVERSION);
-    pub const ID: HeaderName = HeaderName::from_static(header::ID);
-    pub const SOURCE: HeaderName = HeaderName::from_static(header::SOURCE);
-    pub const TYPE: HeaderName = HeaderName::from_static(header::TYPE);
-    pub const TIME: HeaderName = HeaderName::from_static(header::TIME);
-    pub const SUBJECT: HeaderName = HeaderName::from_static(header::SUBJECT);
-    pub const CONTENT_TYPE: HeaderName = HeaderName::from_static(header::CONTENT_TYPE);
-    pub const DATACONTENTTYPE: HeaderName = HeaderName::from_static(header::DATACONTENTTYPE);
-    pub const CHANGE_ID: HeaderName = HeaderName::from_static(header::CHANGE_ID);
-    pub const TRACEPARENT: HeaderName = HeaderName::from_static(header::TRACEPARENT);
-    pub const TRACESTATE: HeaderName = HeaderName::from_static(header::TRACESTATE);
-    pub const MSG_ID: HeaderName = HeaderName::from_static(header::MSG_ID);
-    pub const RETRY_FOR: HeaderName = HeaderName::from_static(header::RETRY_FOR);
-}
+pub use outgoing::Outgoing;
 
 pub const SPECVERSION: &str = "1.0";
 pub const CONTENT_TYPE_JSON: &str = "application/json";
@@ -269,103 +222,6 @@ impl Event {
     }
 }
 
-/// An event a handler or a tool wants published.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub spec: &'static EventSpec,
-    /// Sanitized key token.
-    pub key: String,
-    pub content_type: String,
-    pub payload: Bytes,
-    pub change_id: Option<String>,
-    /// An explicit event id (e.g. a webhook delivery id); derived from the input when `None`.
-    pub id: Option<String>,
-    /// Extra headers copied onto the message (replay and retry markers).
-    pub extra_headers: Vec<(&'static str, String)>,
-}
-
-impl Outgoing {
-    /// A protobuf-encoded event of `event_type` about `key`.
-    pub fn new<M: Message + prost::Name>(
-        event_type: EventType,
-        key: &str,
-        message: &M,
-    ) -> Result<Outgoing, BusError> {
-        let spec = event_type.spec();
-        let name = M::full_name();
-        if name != spec.message {
-            return Err(BusError::Envelope(format!(
-                "{event_type} carries {}, not {name}",
-                spec.message
-            )));
-        }
-        Ok(Outgoing::raw(
-            spec,
-            key,
-            content_type(Encoding::Protobuf, spec.message),
-            Bytes::from(message.encode_to_vec()),
-        ))
-    }
-
-    /// An event from proto3 JSON, checked against the schema and its required fields, encoded as
-    /// protobuf (or kept as JSON with [`Encoding::Json`]).
-    pub fn from_json(
-        event_type: EventType,
-        key: &str,
-        data: &[u8],
-        encoding: Encoding,
-    ) -> Result<Outgoing, BusError> {
-        let spec = event_type.spec();
-        let message = json::parse_json(spec.message, data, spec.required)?;
-        let payload = match encoding {
-            Encoding::Protobuf => Bytes::from(message.encode_to_vec()),
-            Encoding::Json => Bytes::from(
-                serde_json::to_vec(&message)
-                    .map_err(|e| BusError::Envelope(format!("render JSON: {e}")))?,
-            ),
-        };
-        Ok(Outgoing::raw(
-            spec,
-            key,
-            content_type(encoding, spec.message),
-            payload,
-        ))
-    }
-
-    /// An event with an already encoded payload.
-    pub fn raw(spec: &'static EventSpec, key: &str, content_type: String, payload: Bytes) -> Self {
-        Outgoing {
-            spec,
-            key: sanitize_key(key),
-            content_type,
-            payload,
-            change_id: None,
-            id: None,
-            extra_headers: Vec::new(),
-        }
-    }
-
-    pub fn with_change_id(mut self, change_id: impl Into<String>) -> Self {
-        self.change_id = Some(change_id.into()).filter(|c| !c.is_empty());
-        self
-    }
-
-    pub fn with_id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.extra_headers.push((name, value.into()));
-        self
-    }
-
-    /// `<prefix>.<domain>.<event>.<key>`.
-    pub fn subject(&self, prefix: &str) -> String {
-        format!("{prefix}.{}.{}", self.spec.event_type, self.key)
-    }
-}
-
 /// Now as RFC 3339, the `ce-time` format.
 pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
@@ -376,6 +232,7 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_proto::EventType;
     use flotilla_proto::v1::Build;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
