@@ -78,12 +78,17 @@ impl Process {
     /// and `flotilla up`, which handles its own signals).
     pub fn new(bus: Bus) -> Process {
         let health = Health::new();
+        let tasks = Tasks::new(health.clone());
+        Process::with(bus, health, tasks, CancellationToken::new())
+    }
+
+    fn with(bus: Bus, health: Health, tasks: Tasks, shutdown: CancellationToken) -> Process {
         health.watch_connection(bus.client());
         Process {
-            tasks: Tasks::new(health.clone()),
             bus,
             health,
-            shutdown: CancellationToken::new(),
+            shutdown,
+            tasks,
             routes: Router::new(),
             workers: Vec::new(),
             worker_args: None,
@@ -91,9 +96,9 @@ impl Process {
         }
     }
 
-    /// The process of a worker binary: stops on SIGTERM or Ctrl-C, connects as `name` with the
-    /// settings in `args` (retrying up to their deadline), and applies their runtime settings to
-    /// every worker it hosts. `None` when a stop signal came before NATS answered.
+    /// The process of a worker binary: stops on SIGTERM or Ctrl-C, and connects as `name` with
+    /// the settings in `args` (retrying up to their deadline; its drain grace is theirs too).
+    /// `None` when a stop signal came before NATS answered.
     pub async fn connect(name: &str, args: &ServiceArgs) -> Result<Option<Process>, BusError> {
         let shutdown = CancellationToken::new();
         let health = Health::new();
@@ -123,17 +128,10 @@ impl Process {
                 return Err(e);
             }
         };
-        health.watch_connection(&client);
-        Ok(Some(Process {
-            bus: Bus::new(client, Names::default()),
-            health,
-            shutdown,
-            tasks,
-            routes: Router::new(),
-            workers: Vec::new(),
-            worker_args: None,
-            grace: args.shutdown_grace,
-        }))
+        let mut process =
+            Process::with(Bus::new(client, Names::default()), health, tasks, shutdown);
+        process.grace(args.shutdown_grace);
+        Ok(Some(process))
     }
 
     /// The process's one connection, for handlers, buckets and control subjects.
