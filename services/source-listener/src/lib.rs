@@ -45,4 +45,4 @@ pub use delivery::{Delivery, Provider, Verdict};
 pub use error::{ConfigError, WebhookError};
 pub use filter::Filters;
 pub use intake::{Endpoint, Intake};
-pub use server::{Server, SourceListener, WORKER};
+pub use server::{SourceListener, WORKER};

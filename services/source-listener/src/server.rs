@@ -5,7 +5,6 @@
 //! [`Intake`], and its events published; the answer is 202 only once JetStream acknowledged every one. While the
 //! NATS connection is down the answer is 503 at once, without waiting for a publish timeout.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +17,9 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
-use flotilla_bus::{Bus, BusError, Health, Outgoing, Published, Publisher, health};
+use flotilla_bus::{Bus, Health, Outgoing, Published, Publisher};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
 use crate::answer::{self, Answer};
@@ -65,26 +63,6 @@ impl std::fmt::Debug for SourceListener {
     }
 }
 
-/// A running HTTP server.
-#[derive(Debug)]
-pub struct Server {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    /// The bound address (useful when serving on port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Waits for the server to finish after shutdown, at most `grace`; false when in-flight
-    /// deliveries were still running then.
-    pub async fn finished(self, grace: Duration) -> bool {
-        tokio::time::timeout(grace, self.task).await.is_ok()
-    }
-}
-
 impl SourceListener {
     /// A listener publishing on `bus`, with its metrics and readiness registered in `health`.
     pub fn new(bus: &Bus, config: Config, health: &Health) -> SourceListener {
@@ -111,28 +89,6 @@ impl SourceListener {
             .route(Endpoint::GitLab.path(), post(gitlab))
             .route(Endpoint::Generic.path(), post(generic))
             .with_state(self.clone())
-    }
-
-    /// Binds `addr` and serves the webhooks and `health`'s probes until `shutdown` is
-    /// cancelled; in-flight deliveries then finish (see [`Server::finished`]). `/readyz` says
-    /// ready from the bind until shutdown, while the NATS connection is up.
-    pub async fn serve(
-        &self,
-        addr: SocketAddr,
-        health: &Health,
-        shutdown: CancellationToken,
-    ) -> Result<Server, BusError> {
-        let ready = health.latch(WORKER);
-        let serving = ready.clone();
-        let stop = async move {
-            shutdown.cancelled().await;
-            // Load balancers stop sending before the listener stops taking.
-            ready.set(false);
-        };
-        let router = self.router().merge(health.router());
-        let (addr, task) = health::serve(addr, router, stop).await?;
-        serving.set(true);
-        Ok(Server { addr, task })
     }
 
     async fn receive(&self, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
-use flotilla_bus::Health;
+use flotilla_bus::Process;
 use serde_json::json;
 use source_listener::auth::{Keys, github_signature};
 use source_listener::{Config, Secrets, SourceListener};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::args::split;
 use crate::cpu;
@@ -127,11 +126,13 @@ async fn measure(
     });
     // Room for every sender and the paced run's backlog, should one build up.
     config.max_in_flight = args.clients.max(args.rate as usize) * 4;
-    let health = Health::new();
-    let listener = SourceListener::new(&bus, config, &health);
-    let stop = CancellationToken::new();
-    let served = listener
-        .serve(([127, 0, 0, 1], 0).into(), &health, stop.clone())
+    // The intake served as source-listener's binary serves it: in a process of its own.
+    let mut process = Process::new(bus.clone());
+    process.grace(Duration::from_secs(5));
+    let listener = SourceListener::new(&bus, config, process.health());
+    process.route(listener.router());
+    let served = process
+        .serve(([127, 0, 0, 1], 0).into())
         .await
         .map_err(|e| BenchError::setup("serve the webhook intake", e))?;
     let body = push_body(args.payload);
@@ -159,8 +160,9 @@ async fn measure(
     });
 
     let result = sides(&target, args).await;
-    stop.cancel();
-    served.finished(Duration::from_secs(5)).await;
+    if let Err(e) = served.stop().await {
+        tracing::warn!(error = %e, "the webhook intake did not stop cleanly");
+    }
     let (bare, intake, paced, paced_rate) = result?;
     Ok(WebhookReport {
         args: args.clone(),
