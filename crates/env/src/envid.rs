@@ -1,7 +1,7 @@
 //! Environment ids and every other name that must be a DNS-1123 label (namespaces, Job names,
 //! run ids), made by one function, [`dns_label`].
 //!
-//! `pr-<repo name>-<number>` for a pull request's preview, `stg-<app>-<version>` for a change
+//! `pr-<owner>-<repo name>-<number>` for a pull request's preview, `stg-<app>-<version>` for a change
 //! to the default branch. Ids longer than 63 characters keep a prefix and end in a hash of the
 //! whole id, so two long ids that share a prefix stay distinct and the same input always gives
 //! the same id.
@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 pub const MAX_LEN: usize = 63;
 /// Hex digits of the hash that ends a shortened id.
 const HASH_LEN: usize = 8;
+/// Hex digits of the hash that stands for a long owner in a preview id.
+const OWNER_HASH_LEN: usize = 6;
 
 /// What an environment is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +45,21 @@ impl Kind {
     }
 }
 
-/// The preview env of pull request `number` of `repo` (`owner/name`): `pr-<name>-<number>`.
+/// The preview env of pull request `number` of `repo` (`owner/name`):
+/// `pr-<owner>-<name>-<number>`. The owner is part of the id because two forks' pull requests
+/// share a repo name and number (`acme/web#5`, `labs/web#5`). When the id is too long for a
+/// label, the owner gives way first (a short hash of it), so the repo name and the number
+/// stay readable.
 pub fn preview(repo: &str, number: u64) -> String {
-    let name = repo.rsplit('/').next().unwrap_or(repo);
-    dns_label(&["pr", name, &number.to_string()])
+    let (owner, name) = repo.split_once('/').unwrap_or(("", repo));
+    let number = number.to_string();
+    let full = ["pr", owner, name, &number];
+    if joined(&full).len() <= MAX_LEN {
+        return dns_label(&full);
+    }
+    let mut owner_hash = hash(owner);
+    owner_hash.truncate(OWNER_HASH_LEN);
+    dns_label(&["pr", &owner_hash, name, &number])
 }
 
 /// The staging env of `app` at `version`: `stg-<app>-<version>`.
@@ -59,17 +72,21 @@ pub fn staging(app: &str, version: &str) -> String {
 /// whole when longer. Deterministic, so a redelivered event names the same env, Job or run.
 /// Parts are expected to hold some letter or digit; an id made of none is a hash alone.
 pub fn dns_label(parts: &[&str]) -> String {
-    let joined = parts
-        .iter()
-        .map(|part| sanitize(part))
-        .collect::<Vec<_>>()
-        .join("-");
-    // Only an empty first or last part leaves a dash at an end; a label cannot have one.
-    let joined = joined.trim_matches('-');
+    let joined = joined(parts);
     if joined.is_empty() {
         return hash(&parts.join("-"));
     }
-    label(joined)
+    label(&joined)
+}
+
+/// `parts` sanitized and joined by `-`, before any shortening.
+fn joined(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|part| sanitize(part))
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Whether `id` is a DNS-1123 label: 1 to 63 of `[a-z0-9-]`, starting and ending with a letter

@@ -1,5 +1,5 @@
 //! CPU time used by this process, where the OS reports it without a system call wrapper
-//! (`unsafe` is forbidden in the workspace): Linux's `/proc/self/stat`.
+//! (`unsafe` is denied in the workspace): Linux's `/proc/self/stat`.
 
 use std::time::Duration;
 

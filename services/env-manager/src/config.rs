@@ -11,6 +11,9 @@ use crate::gitops::{Author, Credentials, Secret, Settings};
 
 pub use analysis::AnalysisMap;
 use args::GROUP_MAX;
+
+/// libgit2's network timeout unless `FLOTILLA_GIT_TIMEOUT` says otherwise.
+pub const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub use args::{Args, DEFAULT_GITOPS_DIR, env};
 
 mod analysis;
@@ -57,6 +60,7 @@ impl Config {
                 push_attempts: PUSH_ATTEMPTS,
                 author: Author::default(),
                 group_max: GROUP_MAX,
+                network_timeout: GIT_TIMEOUT,
             },
             production_manifest: "apps/production.json".into(),
             envs_dir: "envs".into(),
@@ -138,6 +142,10 @@ impl Config {
             email: args.gitops_author_email.clone(),
         };
         config.gitops.group_max = args.gitops_group_max;
+        if args.git_timeout.is_zero() {
+            return invalid(&format!("{} must be more than 0", env::GIT_TIMEOUT));
+        }
+        config.gitops.network_timeout = args.git_timeout;
         config.production_manifest = args.production_manifest.clone();
         config.envs_dir = args.envs_dir.trim_end_matches('/').to_owned();
         config.env_ttl = args.env_ttl;

@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use flotilla_bus::dry_run::Recorder;
 use git2::Repository;
@@ -33,8 +34,10 @@ mod auth;
 mod batch;
 mod dry_run;
 mod ops;
+mod redact;
 
 pub use auth::{Answer, Credentials, Secret};
+pub use redact::redact_url;
 
 /// Why the repository could not be read or written. Always worth retrying: the remote may be
 /// back, or have stopped moving.
@@ -71,7 +74,7 @@ fn git(op: &'static str) -> impl FnOnce(git2::Error) -> GitError {
 }
 
 /// Where the repository is, how to reach it and how to write it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// A path, `file://`, `ssh://`, `git@host:path` or `https://` URL.
     pub url: String,
@@ -85,6 +88,26 @@ pub struct Settings {
     pub author: Author,
     /// Writes grouped into one commit at most; 1 commits every write on its own.
     pub group_max: usize,
+    /// How long connecting to the remote, and each read or write on the connection, may take.
+    /// libgit2 waits forever by default: a remote that accepts the connection and never
+    /// answers would hold env-manager's writer for good.
+    pub network_timeout: Duration,
+}
+
+/// The URL is shown without its credentials: `Settings` reaches logs through `GitOps`.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &redact_url(&self.url))
+            .field("branch", &self.branch)
+            .field("dir", &self.dir)
+            .field("credentials", &self.credentials)
+            .field("push_attempts", &self.push_attempts)
+            .field("author", &self.author)
+            .field("group_max", &self.group_max)
+            .field("network_timeout", &self.network_timeout)
+            .finish()
+    }
 }
 
 /// Who env-manager's commits are by.

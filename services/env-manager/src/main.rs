@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use env_manager::gitops::GitOps;
+use env_manager::gitops::{GitOps, redact_url};
 use env_manager::{Args, Config, EnvManager, WORKER, worker_config};
 use flotilla_bus::WorkerArgs;
 use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
@@ -40,7 +40,10 @@ async fn main() -> ExitCode {
     };
     service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {
         let gitops = GitOps::open(config.gitops.clone()).await.map_err(|e| {
-            service::unavailable(&format!("GitOps repository {}: {e}", config.gitops.url))
+            service::unavailable(&format!(
+                "GitOps repository {}: {e}",
+                redact_url(&config.gitops.url)
+            ))
         })?;
         // The registry shares the process's one connection.
         let envs = process
@@ -49,7 +52,7 @@ async fn main() -> ExitCode {
             .await
             .map_err(|e| service::unavailable(&format!("{e} (run `flotilla init`)")))?;
         tracing::info!(
-            gitops = %config.gitops.url,
+            gitops = %redact_url(&config.gitops.url),
             branch = %config.gitops.branch,
             ttl = %humantime::format_duration(config.env_ttl),
             group_max = config.gitops.group_max,

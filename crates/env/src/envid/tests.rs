@@ -1,8 +1,23 @@
 use super::*;
 
 #[test]
-fn a_pull_request_env_is_named_after_the_repo_name_and_number() {
-    assert_eq!(preview("acme/ping", 42), "pr-ping-42");
+fn a_pull_request_env_is_named_after_the_owner_repo_name_and_number() {
+    assert_eq!(preview("acme/ping", 42), "pr-acme-ping-42");
+}
+
+#[test]
+fn pull_requests_of_two_owners_repos_of_one_name_get_distinct_envs() {
+    assert_ne!(preview("acme/web", 5), preview("labs/web", 5));
+}
+
+#[test]
+fn a_long_owner_gives_way_to_a_hash_and_the_name_and_number_stay() {
+    let owner = "o".repeat(60);
+    let id = preview(&format!("{owner}/web"), 5);
+    assert!(is_dns_label(&id), "{id}");
+    assert!(id.starts_with("pr-") && id.ends_with("-web-5"), "{id}");
+    assert_eq!(id.len(), "pr-".len() + OWNER_HASH_LEN + "-web-5".len(), "{id}");
+    assert_ne!(id, preview(&format!("{owner}x/web"), 5));
 }
 
 #[test]
@@ -15,16 +30,19 @@ fn a_staging_env_is_named_after_the_app_and_version() {
 
 #[test]
 fn characters_outside_a_dns_label_become_single_dashes() {
-    assert_eq!(preview("Acme/My_Service..API", 7), "pr-my-service-api-7");
+    assert_eq!(
+        preview("Acme/My_Service..API", 7),
+        "pr-acme-my-service-api-7"
+    );
     assert_eq!(staging("Ping", "V1.2.3+build"), "stg-ping-v1-2-3-build");
 }
 
 #[test]
 fn an_id_of_exactly_63_characters_is_kept_as_is() {
-    let name = "a".repeat(MAX_LEN - "pr--1".len());
+    let name = "a".repeat(MAX_LEN - "pr-acme--1".len());
     let id = preview(&format!("acme/{name}"), 1);
     assert_eq!(id.len(), MAX_LEN);
-    assert_eq!(id, format!("pr-{name}-1"));
+    assert_eq!(id, format!("pr-acme-{name}-1"));
 }
 
 #[test]

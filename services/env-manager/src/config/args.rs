@@ -22,6 +22,7 @@ pub mod env {
     pub const GITOPS_AUTHOR_NAME: &str = "FLOTILLA_GITOPS_AUTHOR_NAME";
     pub const GITOPS_AUTHOR_EMAIL: &str = "FLOTILLA_GITOPS_AUTHOR_EMAIL";
     pub const GITOPS_GROUP_MAX: &str = "FLOTILLA_GITOPS_GROUP_MAX";
+    pub const GIT_TIMEOUT: &str = "FLOTILLA_GIT_TIMEOUT";
     pub const PROMOTE: &str = "FLOTILLA_PROMOTE";
     pub const GITOPS_GITHUB_REPO: &str = "FLOTILLA_GITOPS_GITHUB_REPO";
     pub const ANALYSIS: &str = "FLOTILLA_ANALYSIS";
@@ -79,6 +80,10 @@ pub struct Args {
     /// grouping off (a commit per write).
     #[arg(long, env = env::GITOPS_GROUP_MAX, default_value_t = GROUP_MAX)]
     pub gitops_group_max: usize,
+    /// How long connecting to the GitOps remote, and each read or write on the connection, may
+    /// take before the git operation fails (and the event is retried later).
+    #[arg(long, env = env::GIT_TIMEOUT, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub git_timeout: Duration,
     /// How a tested staging change reaches production: `commit` (to the branch) or
     /// `pull-request` (a branch and a pull request through the GitHub API).
     #[arg(long, env = env::PROMOTE, default_value = "commit", value_parser = ["commit", "pull-request"])]

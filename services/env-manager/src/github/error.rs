@@ -24,6 +24,10 @@ pub enum GithubError {
     Token(String),
     #[error("GitHub {path}: unexpected answer: {reason}")]
     Answer { path: String, reason: String },
+    /// A value bound for a request path is not what it claims to be (a commit id that is not
+    /// hex): nothing is sent.
+    #[error("not sent to GitHub: {0}")]
+    Invalid(String),
 }
 
 impl GithubError {
@@ -36,7 +40,7 @@ impl GithubError {
                     || *status == StatusCode::TOO_MANY_REQUESTS
                     || *status == StatusCode::FORBIDDEN // secondary rate limits answer 403
             }
-            GithubError::Token(_) | GithubError::Answer { .. } => false,
+            GithubError::Token(_) | GithubError::Answer { .. } | GithubError::Invalid(_) => false,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use flotilla_bus::dry_run::{EffectKind, Recorder};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -93,7 +94,7 @@ impl Github {
         if let Some(url) = &status.target_url {
             body["target_url"] = url.as_str().into();
         }
-        let path = format!("/repos/{repo}/statuses/{sha}");
+        let path = format!("/repos/{repo}/statuses/{}", commit_id(sha)?);
         self.call(Method::POST, &path, Some(body)).await?;
         Ok(())
     }
@@ -104,7 +105,7 @@ impl Github {
         repo: &GithubRepo,
         branch: &str,
     ) -> Result<String, GithubError> {
-        let path = format!("/repos/{repo}/git/ref/heads/{branch}");
+        let path = format!("/repos/{repo}/git/ref/heads/{}", encode_path(branch));
         let answer = self.call(Method::GET, &path, None).await?;
         text_at(&answer, "/object/sha", &path)
     }
@@ -118,7 +119,7 @@ impl Github {
         sha: &str,
     ) -> Result<(), GithubError> {
         let path = format!("/repos/{repo}/git/refs");
-        let body = json!({"ref": format!("refs/heads/{branch}"), "sha": sha});
+        let body = json!({"ref": format!("refs/heads/{branch}"), "sha": commit_id(sha)?});
         match self.call(Method::POST, &path, Some(body)).await {
             Ok(_) => Ok(()),
             Err(GithubError::Status { status, body, .. })
@@ -138,7 +139,11 @@ impl Github {
         file: &str,
         reference: &str,
     ) -> Result<(Vec<u8>, String), GithubError> {
-        let path = format!("/repos/{repo}/contents/{file}?ref={reference}");
+        let path = format!(
+            "/repos/{repo}/contents/{}?ref={}",
+            encode_path(file),
+            encode(reference)
+        );
         let answer = self.call(Method::GET, &path, None).await?;
         let encoded: String = text_at(&answer, "/content", &path)?
             .chars()
@@ -158,7 +163,7 @@ impl Github {
         branch: &str,
         update: FileUpdate<'_>,
     ) -> Result<(), GithubError> {
-        let path = format!("/repos/{repo}/contents/{file}");
+        let path = format!("/repos/{repo}/contents/{}", encode_path(file));
         let body = json!({
             "message": update.message,
             "content": BASE64.encode(update.contents),
@@ -185,7 +190,10 @@ impl Github {
             Err(GithubError::Status { status, .. })
                 if status == StatusCode::UNPROCESSABLE_ENTITY =>
             {
-                let open = format!("{path}?state=open&head={}:{head}", repo.owner);
+                let open = format!(
+                    "{path}?state=open&head={}",
+                    encode(&format!("{}:{head}", repo.owner))
+                );
                 let answer = self.call(Method::GET, &open, None).await?;
                 let first = answer
                     .get(0)
@@ -240,6 +248,46 @@ impl Github {
     }
 }
 
+/// What a URL path segment or query value keeps as it is (RFC 3986 unreserved); everything
+/// else is percent-encoded, so a branch named `x?a=b` or `..` stays one segment of one path.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `value` as one path segment or query value.
+fn encode(value: &str) -> String {
+    utf8_percent_encode(value, UNRESERVED).to_string()
+}
+
+/// A repository path or branch name (`a/b/c`): each segment encoded, `.` and `..` segments
+/// encoded too so that no client or proxy resolves them.
+fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment {
+            "." => "%2E".to_owned(),
+            ".." => "%2E%2E".to_owned(),
+            other => encode(other),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `sha` when it is a full commit id (40 hex digits, or 64 in a SHA-256 repository), the only
+/// thing the statuses and refs endpoints take; anything else never reaches a request path.
+fn commit_id(sha: &str) -> Result<&str, GithubError> {
+    let hex = sha.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && matches!(sha.len(), 40 | 64) {
+        Ok(sha)
+    } else {
+        Err(GithubError::Invalid(format!(
+            "{:?} is not a full commit id (40 or 64 hex digits)",
+            sha.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
 /// A write not sent in a dry run, recorded; the answer is what callers read from a real one.
 fn record_write(recorder: &Recorder, method: &Method, path: &str, body: Option<Value>) -> Value {
     let summary = format!("{method} {path}");
@@ -287,6 +335,22 @@ fn answer_error(path: &str, reason: &str) -> GithubError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_id_must_be_a_full_hex_sha() {
+        assert!(commit_id(&"a".repeat(40)).is_ok());
+        assert!(commit_id(&"0".repeat(64)).is_ok());
+        for bad in ["", "abc1234", "../../orgs/x", &format!("{}?x=1", "a".repeat(40))] {
+            assert!(matches!(commit_id(bad), Err(GithubError::Invalid(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_segments_and_query_values_are_percent_encoded() {
+        assert_eq!(encode("feature/x?a=b&c#d"), "feature%2Fx%3Fa%3Db%26c%23d");
+        assert_eq!(encode_path("apps/production.json"), "apps/production.json");
+        assert_eq!(encode_path("../x/./y z"), "%2E%2E/x/%2E/y%20z");
+    }
 
     #[test]
     fn only_http_api_urls_are_accepted() {

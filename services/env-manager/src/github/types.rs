@@ -11,8 +11,10 @@ impl GithubRepo {
     /// `owner/name`.
     pub fn parse(repo: &str) -> Option<GithubRepo> {
         let (owner, name) = repo.trim().split_once('/')?;
+        // `.` and `..` would climb the API's path; GitHub allows neither as a name.
         let valid = |part: &str| {
             !part.is_empty()
+                && part.chars().any(|c| c != '.')
                 && part
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -102,5 +104,8 @@ mod tests {
         assert_eq!(GithubRepo::from_url("/srv/gitops.git"), None);
         assert_eq!(GithubRepo::parse("no-slash"), None);
         assert_eq!(GithubRepo::parse("a/b c"), None);
+        for climbing in ["../x", "acme/..", "./x", "acme/.", "acme/..."] {
+            assert_eq!(GithubRepo::parse(climbing), None, "{climbing}");
+        }
     }
 }

@@ -40,6 +40,7 @@ impl Remote {
             push_attempts: 3,
             author: Author::default(),
             group_max: 32,
+            network_timeout: std::time::Duration::from_secs(30),
         }
     }
 

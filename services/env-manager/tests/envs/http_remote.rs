@@ -185,3 +185,36 @@ async fn a_wrong_or_missing_token_fails_with_a_reason_instead_of_looping() -> Re
     assert!(err.to_string().contains("FLOTILLA_GITOPS_TOKEN"), "{err}");
     Ok(())
 }
+
+/// A remote that accepts the connection and never answers (a hung proxy, a half-dead host)
+/// fails the fetch after the network timeout instead of holding the writer forever; the error
+/// and the working copy's description do not show the token in the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_that_accepts_and_never_answers_fails_within_the_network_timeout() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let url = format!("http://{USER}:{TOKEN}@{addr}/gitops.git");
+    let mut config = env_manager::Config::new(url, dir.path().join("work"));
+    config.gitops.network_timeout = std::time::Duration::from_secs(3);
+    let gitops = GitOps::open(config.gitops).await?;
+    assert!(!format!("{gitops:?}").contains(TOKEN), "{gitops:?}");
+
+    // Other tests of this binary may set libgit2's process-wide timeout to 30s meanwhile.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        gitops.read("apps/production.json".into()),
+    )
+    .await
+    .context("the fetch from a silent remote still waits after 90s")?;
+    let error = read.expect_err("nothing can be read from a silent remote");
+    assert!(!error.to_string().contains(TOKEN), "{error}");
+    held.abort();
+    Ok(())
+}
