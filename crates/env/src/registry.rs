@@ -45,9 +45,13 @@ pub struct EnvRecord {
     pub expires_at: String,
     #[serde(default)]
     pub owner: String,
-    /// Why the env failed, when it did.
+    /// Why the env failed, or why it was torn down.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// When its teardown was asked for (RFC 3339): a build of the env's pull request from
+    /// before that time does not bring it back.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deleted_at: String,
     /// Fields other workers added: kept as they are.
     #[serde(flatten)]
     pub other: Map<String, Value>,

@@ -37,6 +37,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_recording_github_client_records_a_status_and_sends_nothing() {
+        const SHA: &str = "abc1234abc1234abc1234abc1234abc1234abc12";
         // Nothing listens on port 1: a request actually sent would fail.
         let recorder = Recorder::new();
         let github = Github::new("http://127.0.0.1:1", Secret::Value("t".into()))
@@ -50,13 +51,16 @@ mod tests {
             target_url: None,
         };
         github
-            .post_status(&repo, "abc123", &status)
+            .post_status(&repo, SHA, &status)
             .await
             .expect("recorded, not sent");
         let effects = recorder.take();
         assert_eq!(effects.len(), 1);
         assert_eq!(effects[0].kind, EffectKind::Github);
-        assert_eq!(effects[0].summary, "POST /repos/acme/ping/statuses/abc123");
+        assert_eq!(
+            effects[0].summary,
+            format!("POST /repos/acme/ping/statuses/{SHA}")
+        );
         assert!(
             effects[0]
                 .detail

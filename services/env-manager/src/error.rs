@@ -19,6 +19,16 @@ pub enum Error {
         event_id: String,
         reason: String,
     },
+    /// The event claims what the registry or the GitOps repository contradicts (a promotion of
+    /// a version the env does not hold, a teardown of an env that never existed, a build older
+    /// than what its env runs): nothing is changed, and it goes to the dead-letter stream with
+    /// the reason.
+    #[error("refused {event_type} event {event_id}: {reason}")]
+    Refused {
+        event_type: String,
+        event_id: String,
+        reason: String,
+    },
     /// The GitOps repository's manifests do not allow the change (an app missing from
     /// production, a manifest that does not parse): a person must fix the repository, then
     /// retry the dead letter.
@@ -45,7 +55,10 @@ pub enum Error {
 impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Config(_) | Error::BadEvent { .. } | Error::Manifest { .. } => false,
+            Error::Config(_)
+            | Error::BadEvent { .. }
+            | Error::Refused { .. }
+            | Error::Manifest { .. } => false,
             Error::Git(_) => true,
             Error::Registry(e) => e.is_retryable(),
             Error::Github(e) => e.is_retryable(),
@@ -58,6 +71,7 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::BadEvent { .. } => "bad_event",
+            Error::Refused { .. } => "refused",
             Error::Manifest { .. } => "manifest",
             Error::Git(_) => "git",
             Error::Github(_) => "github",

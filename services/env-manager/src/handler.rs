@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use flotilla_bus::{Ctx, Event, EventType, Handler, HandlerError, Outgoing};
-use flotilla_proto::v1::{Build, Environment, PullRequest, TeardownRequest};
+use flotilla_proto::v1::{AppVersion, Build, Environment, PullRequest, TeardownRequest};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -22,6 +22,7 @@ use report::Reporter;
 pub mod input;
 mod promote;
 pub mod report;
+mod trust;
 mod verdict;
 
 /// Commits searched for the version a promotion replaced, when it was already promoted.
@@ -62,9 +63,7 @@ impl EnvManager {
             Input::BuildSucceeded(build) => self.request(build, event).await,
             Input::TestsPassed(result) => self.tests_passed(result, event).await,
             Input::TestsFailed(result) => self.tests_failed(result, event).await,
-            Input::PullRequest(pr) => {
-                pull_request(&pr, event, self.config.preview_label.as_deref())
-            }
+            Input::PullRequest(pr) => self.pull_request(&pr, event).await,
             Input::TeardownRequested(request) => self.teardown(request, event).await,
             Input::EnvReady(env) => self.env_verdict(env, true, event).await,
             Input::EnvFailed(env) => self.env_verdict(env, false, event).await,
@@ -75,12 +74,25 @@ impl EnvManager {
 
     /// Writes the env of a build into the GitOps repository and records it.
     ///
-    /// Everything written derives from the event (its time included), so a redelivery finds
-    /// the file as it would write it: no commit, the same revision, the same event (a
-    /// duplicate, by its derived id).
+    /// A change is written once: a redelivered or repeated build of it (a rebuild, a CI
+    /// system's duplicate callback) finds it in the registry or in git and writes nothing; a
+    /// build older than what its env runs, or from before its env was torn down, is refused.
+    /// Everything written derives from the event, so a redelivery that does get this far finds
+    /// the file as it would write it: no commit, the same event (a duplicate, by its derived id).
     async fn request(&self, build: Build, event: &Event) -> Result<Vec<Outgoing>, Error> {
         let spec = self.env_spec(&build, event)?;
         let env = spec.env.clone();
+        let current = self.registry.get(&env).await?;
+        match trust::build(current.as_ref(), &spec).map_err(|reason| refused(event, &reason))? {
+            trust::Prior::Written { republish } => {
+                tracing::info!(env = %env, change_id = %spec.change_id, republish, "the change's env was written already: not written again");
+                return match current.filter(|_| republish) {
+                    Some(record) => Ok(vec![requested(&env, &record)?]),
+                    None => Ok(Vec::new()),
+                };
+            }
+            trust::Prior::Fresh => {}
+        }
         let path = self.config.env_manifest(&env);
         let production = self.config.production_manifest.clone();
         let message = format!(
@@ -89,9 +101,23 @@ impl EnvManager {
             spec.change_id
         );
         let render = spec.clone();
+        let refuse = {
+            let (event_type, event_id) = (event.event_type().to_owned(), event.id.clone());
+            move |reason| Error::Refused {
+                event_type: event_type.clone(),
+                event_id: event_id.clone(),
+                reason,
+            }
+        };
         let (pushed, apps) = self
             .gitops
             .commit(message, move |tree: &Snapshot<'_>| {
+                // Git has the last word: the registry may lag behind another replica's write.
+                if let Some(existing) = tree.read(&path)?
+                    && let Some(apps) = written(&existing, &render).map_err(&refuse)?
+                {
+                    return Ok((Vec::new(), apps));
+                }
                 let current = read_manifest(tree, &production)?;
                 let rendered = manifest::render_env(&current, &render)
                     .map_err(|source| manifest_error(&production, source))?;
@@ -118,6 +144,7 @@ impl EnvManager {
             expires_at: spec.expires_at.clone(),
             owner: String::new(),
             reason: String::new(),
+            deleted_at: String::new(),
             other: Default::default(),
         };
         self.registry
@@ -132,21 +159,8 @@ impl EnvManager {
             })
             .await?;
 
-        let requested = Environment {
-            env: env.clone(),
-            kind: spec.kind.as_str().into(),
-            change_id: spec.change_id.clone(),
-            apps,
-            revision,
-            repo: spec.repo,
-            pr: spec.pr,
-            created_at: spec.created_at,
-            expires_at: spec.expires_at,
-            ..Default::default()
-        };
-        let out = Outgoing::new(EventType::EnvRequested, &env, &requested)?
-            .with_change_id(&spec.change_id);
-        let short = requested.revision.get(..7).unwrap_or(&requested.revision);
+        let out = requested(&env, &record)?;
+        let short = revision.get(..7).unwrap_or(&revision);
         self.reporter
             .status(
                 &build.repo,
@@ -204,13 +218,14 @@ impl EnvManager {
     }
 
     /// Removes the env's manifest from the GitOps repository and marks it deleting; the reaper
-    /// checks it is gone and reports `env.deleted`.
+    /// checks it is gone and reports `env.deleted`. Only an env that exists is torn down, and
+    /// a teardown meant for an earlier change of a preview leaves its newer change alone.
     async fn teardown(
         &self,
         request: TeardownRequest,
         event: &Event,
     ) -> Result<Vec<Outgoing>, Error> {
-        let env = request.env;
+        let env = request.env.clone();
         if !envid::is_dns_label(&env) {
             return Err(bad_event(
                 event,
@@ -218,6 +233,13 @@ impl EnvManager {
             ));
         }
         let path = self.config.env_manifest(&env);
+        let record = self.registry.get(&env).await?;
+        let in_git = match &record {
+            Some(_) => true,
+            None => self.gitops.read(path.clone()).await?.is_some(),
+        };
+        trust::teardown(record.as_ref(), &request, || in_git)
+            .map_err(|reason| refused(event, &reason))?;
         let message = format!("env-manager: remove env {env} ({})", request.reason);
         let (pushed, ()) = self
             .gitops
@@ -226,30 +248,59 @@ impl EnvManager {
             })
             .await?;
         tracing::info!(env = %env, reason = %request.reason, committed = pushed.committed, "environment removed");
+        let deleted_at = event.time.clone().unwrap_or_else(now);
         self.registry
             .update(&env, |current| {
-                let record = current.filter(|c| c.state != EnvState::Deleting)?;
+                let record = current.filter(|c| !c.state.is_going_away())?;
                 Some(EnvRecord {
                     state: EnvState::Deleting,
+                    reason: request.reason.clone(),
+                    deleted_at: deleted_at.clone(),
                     ..record
                 })
             })
             .await?;
         Ok(Vec::new())
     }
+
+    /// A closed or unlabelled pull request tears its preview down; one that never had a
+    /// preview, or whose preview is going already, asks for nothing.
+    async fn pull_request(&self, pr: &PullRequest, event: &Event) -> Result<Vec<Outgoing>, Error> {
+        let Some(teardown) = pull_request(pr, event, self.config.preview_label.as_deref())? else {
+            return Ok(Vec::new());
+        };
+        let env = teardown.env.clone();
+        match self.registry.get(&env).await? {
+            Some(record) if !record.state.is_going_away() => {}
+            Some(_) => {
+                tracing::debug!(env = %env, "the preview is on its way out already");
+                return Ok(Vec::new());
+            }
+            None => {
+                tracing::debug!(env = %env, "the pull request has no preview env");
+                return Ok(Vec::new());
+            }
+        }
+        tracing::info!(env = %env, reason = %teardown.reason, "tearing a pull request's preview down");
+        Ok(vec![Outgoing::new(
+            EventType::EnvTeardownRequested,
+            &env,
+            &teardown,
+        )?])
+    }
 }
 
-/// A pull request's preview env is torn down when the pull request is closed, or when the
-/// label that gave it its preview (`preview_label`) is removed.
+/// The teardown a pull request event asks for, if any: its preview's, when the pull request
+/// is closed or loses the label that gave it its preview (`preview_label`).
 fn pull_request(
     pr: &PullRequest,
     event: &Event,
     preview_label: Option<&str>,
-) -> Result<Vec<Outgoing>, Error> {
+) -> Result<Option<TeardownRequest>, Error> {
     let unlabeled = pr.action == "unlabeled"
         && preview_label.is_some_and(|label| pr.label.eq_ignore_ascii_case(label));
     if pr.action != "closed" && !unlabeled {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     if pr.repo.is_empty() || pr.number == 0 {
         return Err(bad_event(
@@ -267,18 +318,63 @@ fn pull_request(
         let how = if pr.merged { "merged" } else { "closed" };
         ("pr_closed", format!("{}#{} was {how}", pr.repo, pr.number))
     };
-    let teardown = TeardownRequest {
-        env: env.clone(),
+    Ok(Some(TeardownRequest {
+        env,
         reason: reason.into(),
         change_id: String::new(),
         message,
+    }))
+}
+
+/// The `env.requested` of `env` as its record says.
+fn requested(env: &str, record: &EnvRecord) -> Result<Outgoing, Error> {
+    let requested = Environment {
+        env: env.to_owned(),
+        kind: record.kind.clone(),
+        change_id: record.change_id.clone(),
+        apps: record
+            .apps
+            .iter()
+            .map(flotilla_env::App::to_proto)
+            .collect(),
+        revision: record.revision.clone(),
+        repo: record.repo.clone(),
+        pr: record.pr,
+        created_at: record.created_at.clone(),
+        expires_at: record.expires_at.clone(),
+        ..Default::default()
     };
-    tracing::info!(env = %env, reason, "tearing a pull request's preview down");
-    Ok(vec![Outgoing::new(
-        EventType::EnvTeardownRequested,
-        &env,
-        &teardown,
-    )?])
+    Ok(Outgoing::new(EventType::EnvRequested, env, &requested)?.with_change_id(&record.change_id))
+}
+
+/// What the env file in git says of the change `spec` would write: `Some(apps)` when it holds
+/// that change already (written before, under another event id), `None` when the change may be
+/// written over it, the reason when it holds a newer change. A file that does not parse is
+/// written over (it is env-manager's own file).
+fn written(existing: &[u8], spec: &EnvSpec) -> Result<Option<Vec<AppVersion>>, String> {
+    let Ok(holding) = manifest::holding(existing, &spec.app) else {
+        return Ok(None);
+    };
+    if holding.change_id == spec.change_id {
+        let apps = manifest::parse(existing)
+            .and_then(|m| manifest::apps_of(&m))
+            .unwrap_or_default();
+        return Ok(Some(apps));
+    }
+    if manifest::is_older(&spec.version, &holding.version) {
+        return Err(format!(
+            "{} in git runs {} {} ({}), newer than {}: an older change is not written over it",
+            spec.env, spec.app, holding.version, holding.change_id, spec.change_id
+        ));
+    }
+    Ok(None)
+}
+
+/// Now, in RFC 3339, for a teardown event without a `ce-time`.
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 pub(crate) fn read_manifest(tree: &Snapshot<'_>, path: &str) -> Result<Vec<u8>, Error> {
@@ -290,6 +386,16 @@ pub(crate) fn manifest_error(path: &str, source: ManifestError) -> Error {
     Error::Manifest {
         path: path.to_owned(),
         source,
+    }
+}
+
+/// The event contradicts the registry or the repository: refused, nothing changed.
+pub(crate) fn refused(event: &Event, reason: &str) -> Error {
+    tracing::warn!(event_type = %event.event_type(), event_id = %event.id, reason, "event refused");
+    Error::Refused {
+        event_type: event.event_type().to_owned(),
+        event_id: event.id.clone(),
+        reason: reason.to_owned(),
     }
 }
 

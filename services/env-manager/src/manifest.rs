@@ -13,6 +13,7 @@ use flotilla_proto::v1::AppVersion;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 
 use flotilla_env::Kind;
 
@@ -148,11 +149,7 @@ pub enum Reverting {
 /// Whether `candidate` was built before `current`. Versions are `v<UTC yyyyMMddHHmmss>-<sha7>`,
 /// so their timestamps order them; a version of another shape is never called older.
 pub fn is_older(candidate: &str, current: &str) -> bool {
-    fn stamp(version: &str) -> Option<&str> {
-        let (stamp, _) = version.strip_prefix('v')?.split_once('-')?;
-        (stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit())).then_some(stamp)
-    }
-    matches!((stamp(candidate), stamp(current)), (Some(a), Some(b)) if a < b)
+    matches!((version_stamp(candidate), version_stamp(current)), (Some(a), Some(b)) if a < b)
 }
 
 /// When an env created at `created_at` (RFC 3339) expires after `ttl`, in RFC 3339 (UTC).
@@ -193,6 +190,49 @@ pub fn apps_of(manifest: &Map<String, Value>) -> Result<Vec<AppVersion>, Manifes
             image: text(app, "image"),
         })
         .collect())
+}
+
+/// What an env manifest says it holds: its change and the version of `app` (empty when the app
+/// is not in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub change_id: String,
+    pub version: String,
+}
+
+/// The change an env manifest holds, and the version of `app` in it.
+pub fn holding(env_manifest: &[u8], app: &str) -> Result<Holding, ManifestError> {
+    let manifest = parse(env_manifest)?;
+    let version = apps_of(&manifest)?
+        .into_iter()
+        .find(|a| a.name == app)
+        .map(|a| a.version)
+        .unwrap_or_default();
+    Ok(Holding {
+        change_id: manifest
+            .get("change_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        version,
+    })
+}
+
+/// The build time in a version `v<UTC yyyyMMddHHmmss>-<sha7>`, as `yyyyMMddHHmmss`.
+pub fn version_stamp(version: &str) -> Option<&str> {
+    let (stamp, _) = version.strip_prefix('v')?.split_once('-')?;
+    (stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit())).then_some(stamp)
+}
+
+/// An RFC 3339 time as `yyyyMMddHHmmss` in UTC, comparable with [`version_stamp`].
+pub fn time_stamp(rfc3339: &str) -> Option<String> {
+    let at = OffsetDateTime::parse(rfc3339, &Rfc3339)
+        .ok()?
+        .to_offset(time::UtcOffset::UTC);
+    at.format(format_description!(
+        "[year][month][day][hour][minute][second]"
+    ))
+    .ok()
 }
 
 /// Parses a manifest: a JSON object with an `apps` object.

@@ -16,7 +16,11 @@ fn a_long_owner_gives_way_to_a_hash_and_the_name_and_number_stay() {
     let id = preview(&format!("{owner}/web"), 5);
     assert!(is_dns_label(&id), "{id}");
     assert!(id.starts_with("pr-") && id.ends_with("-web-5"), "{id}");
-    assert_eq!(id.len(), "pr-".len() + OWNER_HASH_LEN + "-web-5".len(), "{id}");
+    assert_eq!(
+        id.len(),
+        "pr-".len() + OWNER_HASH_LEN + "-web-5".len(),
+        "{id}"
+    );
     assert_ne!(id, preview(&format!("{owner}x/web"), 5));
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use flotilla_bus::dry_run::{EffectKind, Recorder};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -340,8 +340,16 @@ mod tests {
     fn a_commit_id_must_be_a_full_hex_sha() {
         assert!(commit_id(&"a".repeat(40)).is_ok());
         assert!(commit_id(&"0".repeat(64)).is_ok());
-        for bad in ["", "abc1234", "../../orgs/x", &format!("{}?x=1", "a".repeat(40))] {
-            assert!(matches!(commit_id(bad), Err(GithubError::Invalid(_))), "{bad}");
+        for bad in [
+            "",
+            "abc1234",
+            "../../orgs/x",
+            &format!("{}?x=1", "a".repeat(40)),
+        ] {
+            assert!(
+                matches!(commit_id(bad), Err(GithubError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 

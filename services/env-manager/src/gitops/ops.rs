@@ -38,7 +38,9 @@ pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError>
 /// the working copy is first used.
 #[allow(unsafe_code)] // git2 exposes these options only as `unsafe fn`s.
 fn set_network_timeout(timeout: std::time::Duration) -> Result<(), GitError> {
-    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(1);
+    let millis = i32::try_from(timeout.as_millis())
+        .unwrap_or(i32::MAX)
+        .max(1);
     // SAFETY: libgit2 reads these options when a connection opens; setting them races with
     // nothing here, as it happens before this working copy's first network operation.
     unsafe {

@@ -86,8 +86,14 @@ mod tests {
     #[test]
     fn an_ssh_user_stays_and_a_password_goes() {
         assert_eq!(redact_url("ssh://git@host/x.git"), "ssh://git@host/x.git");
-        assert_eq!(redact_url("ssh://git:pw@host/x.git"), "ssh://git:***@host/x.git");
-        assert_eq!(redact_url("git@github.com:acme/x.git"), "git@github.com:acme/x.git");
+        assert_eq!(
+            redact_url("ssh://git:pw@host/x.git"),
+            "ssh://git:***@host/x.git"
+        );
+        assert_eq!(
+            redact_url("git@github.com:acme/x.git"),
+            "git@github.com:acme/x.git"
+        );
     }
 
     #[test]
@@ -100,7 +106,11 @@ mod tests {
 
     #[test]
     fn a_url_without_secrets_is_unchanged() {
-        for url in ["/srv/gitops.git", "file:///srv/gitops.git", "https://github.com/a/b.git"] {
+        for url in [
+            "/srv/gitops.git",
+            "file:///srv/gitops.git",
+            "https://github.com/a/b.git",
+        ] {
             assert_eq!(redact_url(url), url);
         }
     }

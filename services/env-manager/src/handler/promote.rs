@@ -4,7 +4,7 @@
 use flotilla_bus::{Event, EventType, Outgoing};
 use flotilla_proto::v1::{Release, TeardownRequest, TestResult};
 
-use super::{EnvManager, HISTORY_DEPTH, bad_event, manifest_error, read_manifest, report};
+use super::{EnvManager, HISTORY_DEPTH, manifest_error, read_manifest, refused, report, trust};
 use crate::config::Promote;
 use crate::error::Error;
 use crate::github::{FileUpdate, GithubRepo, State};
@@ -23,14 +23,39 @@ struct Promoted {
 }
 
 impl EnvManager {
-    /// Tests passed: the commit hears of it; a staging env's version is promoted.
+    /// Tests passed: the commit hears of it; a staging env's version is promoted, when the
+    /// registry and the GitOps repository agree that the env holds the tested change.
     pub(super) async fn tests_passed(
         &self,
         result: TestResult,
         event: &Event,
     ) -> Result<Vec<Outgoing>, Error> {
-        let record = self.registry.get(&result.env).await?.unwrap_or_default();
-        let staging = Kind::of(&result.env) == Some(Kind::Staging);
+        let record = self.registry.get(&result.env).await?;
+        if Kind::of(&result.env) != Some(Kind::Staging) {
+            // A preview's result is only reported, on the commit of the change it tested.
+            match record {
+                Some(record)
+                    if result.change_id.is_empty() || result.change_id == record.change_id =>
+                {
+                    self.report_passed(&result, &record).await;
+                }
+                _ => {
+                    tracing::debug!(env = %result.env, change_id = %result.change_id, "tests passed for a change the env does not hold: not reported");
+                }
+            }
+            return Ok(Vec::new());
+        }
+        let how =
+            trust::promotion(record.as_ref(), &result).map_err(|reason| refused(event, &reason))?;
+        let record = record.unwrap_or_default();
+        if how == trust::Promotion::Promote {
+            self.check_env_file(&result, event).await?;
+        }
+        self.report_passed(&result, &record).await;
+        self.promote(result, &record, how, event).await
+    }
+
+    async fn report_passed(&self, result: &TestResult, record: &EnvRecord) {
         self.reporter
             .status(
                 &record.repo,
@@ -41,11 +66,35 @@ impl EnvManager {
                 None,
             )
             .await;
-        if !staging {
-            tracing::debug!(env = %result.env, "tests passed outside staging: nothing to promote");
-            return Ok(Vec::new());
+    }
+
+    /// The env's file in git must hold the tested change at the tested version: git, not the
+    /// event, says what was deployed there.
+    async fn check_env_file(&self, result: &TestResult, event: &Event) -> Result<(), Error> {
+        let path = self.config.env_manifest(&result.env);
+        let Some(bytes) = self.gitops.read(path.clone()).await? else {
+            return Err(refused(
+                event,
+                &format!("{path} is not in the GitOps repository: nothing to promote"),
+            ));
+        };
+        let holding = manifest::holding(&bytes, &result.app)
+            .map_err(|source| manifest_error(&path, source))?;
+        if holding.change_id != result.change_id || holding.version != result.version {
+            return Err(refused(
+                event,
+                &format!(
+                    "{path} holds {} ({} {}), not the tested {} ({} {})",
+                    holding.change_id,
+                    result.app,
+                    holding.version,
+                    result.change_id,
+                    result.app,
+                    result.version
+                ),
+            ));
         }
-        self.promote(result, &record, event).await
+        Ok(())
     }
 
     /// A staging env passed its tests: production gets its version, and the env can go.
@@ -53,18 +102,16 @@ impl EnvManager {
         &self,
         result: TestResult,
         record: &EnvRecord,
+        how: trust::Promotion,
         event: &Event,
     ) -> Result<Vec<Outgoing>, Error> {
         let env = result.env.clone();
-        if result.app.is_empty() || result.version.is_empty() {
-            return Err(bad_event(
-                event,
-                "the test result carries no app or version",
-            ));
-        }
         let (app, version) = (result.app.clone(), result.version.clone());
         let promoted = match &self.config.promote {
-            Promote::Commit => self.promote_by_commit(&result).await?,
+            Promote::Commit => {
+                let replay_only = how == trust::Promotion::ReplayOnly;
+                self.promote_by_commit(&result, replay_only, event).await?
+            }
             Promote::PullRequest(repo) => self.promote_by_pull_request(repo, &result).await?,
         };
         let promoted = match promoted {
@@ -126,9 +173,14 @@ impl EnvManager {
 
     /// Commits the promotion to the GitOps branch. `Err(current)` when production runs a
     /// newer build already.
+    ///
+    /// `replay_only` (the env is being torn down): production must hold the version already (a
+    /// redelivered result of a promotion that happened); anything else is refused.
     async fn promote_by_commit(
         &self,
         result: &TestResult,
+        replay_only: bool,
+        event: &Event,
     ) -> Result<Result<Promoted, String>, Error> {
         let (app, version) = (result.app.clone(), result.version.clone());
         let production = self.config.production_manifest.clone();
@@ -136,13 +188,30 @@ impl EnvManager {
             "env-manager: promote {app} to {version} ({})",
             result.change_id
         );
-        let (target, name) = (version.clone(), app.clone());
+        let (target, name, env_id) = (version.clone(), app.clone(), result.env.clone());
+        let refuse = {
+            let (event_type, event_id) = (event.event_type().to_owned(), event.id.clone());
+            move |reason| Error::Refused {
+                event_type: event_type.clone(),
+                event_id: event_id.clone(),
+                reason,
+            }
+        };
         let (pushed, promotion) = self
             .gitops
             .commit(message, move |tree: &Snapshot<'_>| {
                 let current = read_manifest(tree, &production)?;
                 let promotion = manifest::promote(&current, &name, &target)
                     .map_err(|source| manifest_error(&production, source))?;
+                if let (true, Promotion::Updated { previous, .. }) = (replay_only, &promotion)
+                    && previous != &target
+                {
+                    return Err(refuse(format!(
+                        "{} is being torn down and production runs {name} {previous}, not \
+                         {target}: a late result promotes nothing",
+                        env_id
+                    )));
+                }
                 let writes = match &promotion {
                     Promotion::Updated { contents, .. } => vec![FileChange::Write {
                         path: production.clone(),

@@ -4,7 +4,7 @@
 use flotilla_bus::{Event, EventType, Outgoing};
 use flotilla_proto::v1::{Canary, Environment, Rollback, TestResult};
 
-use super::{EnvManager, bad_event, manifest_error, read_manifest, report};
+use super::{EnvManager, bad_event, manifest_error, read_manifest, refused, report};
 use crate::WORKER;
 use crate::error::Error;
 use crate::github::State;
@@ -169,15 +169,25 @@ impl EnvManager {
             ));
         }
         let (app, version) = (canary.app.clone(), canary.version.clone());
-        let restored = if canary.previous_version.is_empty() {
-            self.version_before(&app, &version).await?
-        } else {
-            canary.previous_version.clone()
-        };
+        // The version to restore comes from production's history, never from the event: an
+        // event naming an old version must not be able to put it back in production.
+        let restored = self.version_before(&app, &version).await?;
         if restored.is_empty() {
-            return Err(bad_event(
+            return Err(refused(
                 event,
-                &format!("no version of {app} before {version} to roll back to"),
+                &format!(
+                    "production's history has no version of {app} before {version}: no release \
+                     of {version} to roll back"
+                ),
+            ));
+        }
+        if !canary.previous_version.is_empty() && canary.previous_version != restored {
+            return Err(refused(
+                event,
+                &format!(
+                    "the canary says {version} replaced {}, production's history says {restored}",
+                    canary.previous_version
+                ),
             ));
         }
         let production = self.config.production_manifest.clone();

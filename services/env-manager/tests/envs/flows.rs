@@ -91,7 +91,7 @@ async fn failed_tests_mark_the_env_failed_with_the_reason_and_leave_it_in_git() 
 async fn an_aborted_canary_rolls_production_back_to_the_version_it_replaced() -> Result<()> {
     let fx = Fixture::start().await?;
     let worker = fx.run().await?;
-    let env = staging_env();
+    let env = fx.stage().await?;
     fx.publish(EventType::TestsPassed, &env, &tests_result(&env, ""))
         .await?;
     fx.stored_exactly("flotilla.release.requested.>", 1).await?;
@@ -272,8 +272,7 @@ async fn a_promotion_can_be_proposed_as_a_pull_request_through_the_github_api() 
     config.github = Some(Github::new(&github.url, Secret::Value("gh-token".into()))?);
     config.promote = Promote::PullRequest(GithubRepo::parse("acme/gitops").context("repo")?);
     let worker = fx.run_with(config).await?;
-    let env = staging_env();
-    let commits = fx.remote_commits()?;
+    let env = fx.stage().await?;
 
     fx.publish(EventType::TestsPassed, &env, &tests_result(&env, ""))
         .await?;
@@ -301,9 +300,15 @@ async fn a_promotion_can_be_proposed_as_a_pull_request_through_the_github_api() 
         .context("main")?;
     assert_eq!(main, PRODUCTION.as_bytes(), "main waits for the merge");
     assert_eq!(
-        fx.remote_commits()?,
-        commits,
-        "the GitOps clone is not written"
+        fx.remote_json("apps/production.json")?["apps"]["ping"]["version"],
+        PRODUCTION_VERSION,
+        "production in the GitOps branch waits for the merge"
+    );
+    assert!(
+        !fx.remote_messages()?
+            .iter()
+            .any(|m| m.starts_with("env-manager: promote")),
+        "no promotion commit on the GitOps branch"
     );
 
     // A redelivery finds the branch, the file and the pull request it made.

@@ -11,4 +11,5 @@ mod http_remote;
 mod registry;
 mod ssh_remote;
 mod support;
+mod trust;
 mod worker;

@@ -82,9 +82,9 @@ async fn a_pull_request_build_gets_a_preview_env_named_after_the_pull_request() 
     let env: Environment = requested.first().context("one env.requested")?.decode()?;
     assert_eq!(
         (env.env.as_str(), env.kind.as_str(), env.pr),
-        ("pr-ping-42", "preview", 42)
+        (PREVIEW, "preview", 42)
     );
-    assert_eq!(fx.remote_json("envs/pr-ping-42.json")?["pr"], 42);
+    assert_eq!(fx.remote_json(&format!("envs/{PREVIEW}.json"))?["pr"], 42);
     worker.shutdown().await
 }
 
@@ -220,12 +220,8 @@ async fn passed_preview_tests_change_nothing() -> Result<()> {
     let worker = fx.run().await?;
     let commits_before = fx.remote_commits()?;
 
-    fx.publish(
-        EventType::TestsPassed,
-        "pr-ping-42",
-        &tests_passed("pr-ping-42"),
-    )
-    .await?;
+    fx.publish(EventType::TestsPassed, PREVIEW, &tests_passed(PREVIEW))
+        .await?;
 
     fx.stored_exactly("flotilla.tests.passed.>", 1).await?;
     fx.stored_exactly("flotilla.release.requested.>", 0).await?;
@@ -275,10 +271,10 @@ async fn removing_the_preview_label_tears_the_preview_down_and_other_labels_do_n
     let teardown: TeardownRequest = teardowns.first().context("one teardown")?.decode()?;
     assert_eq!(
         (teardown.env.as_str(), teardown.reason.as_str()),
-        ("pr-ping-42", "pr_unlabeled")
+        (PREVIEW, "pr_unlabeled")
     );
     let removed = fx
-        .remote_eventually(|fx| matches!(fx.remote_file("envs/pr-ping-42.json"), Ok(None)))
+        .remote_eventually(|fx| matches!(fx.remote_file(&format!("envs/{PREVIEW}.json")), Ok(None)))
         .await;
     assert!(removed, "the preview's manifest is removed from main");
     worker.shutdown().await
@@ -295,7 +291,7 @@ async fn a_closed_pull_request_tears_its_preview_env_down() -> Result<()> {
     )
     .await?;
     fx.stored_exactly("flotilla.env.requested.>", 1).await?;
-    assert!(fx.remote_file("envs/pr-ping-42.json")?.is_some());
+    assert!(fx.remote_file(&format!("envs/{PREVIEW}.json"))?.is_some());
 
     let closed = PullRequest {
         repo: "acme/ping".into(),
@@ -312,10 +308,10 @@ async fn a_closed_pull_request_tears_its_preview_env_down() -> Result<()> {
     let teardown: TeardownRequest = teardowns.first().context("one teardown")?.decode()?;
     assert_eq!(
         (teardown.env.as_str(), teardown.reason.as_str()),
-        ("pr-ping-42", "pr_closed")
+        (PREVIEW, "pr_closed")
     );
     let removed = fx
-        .remote_eventually(|fx| matches!(fx.remote_file("envs/pr-ping-42.json"), Ok(None)))
+        .remote_eventually(|fx| matches!(fx.remote_file(&format!("envs/{PREVIEW}.json")), Ok(None)))
         .await;
     assert!(removed, "the preview's manifest is removed from main");
     worker.shutdown().await
@@ -366,7 +362,7 @@ async fn redelivered_passed_tests_release_the_same_previous_version_without_a_ne
         outputs: outputs.clone(),
     };
     let worker = fx.run_handler(handler).await?;
-    let env = staging_env();
+    let env = fx.stage().await?;
     let commits_before = fx.remote_commits()?;
 
     fx.publish(EventType::TestsPassed, &env, &tests_passed(&env))
@@ -390,11 +386,13 @@ async fn redelivered_passed_tests_release_the_same_previous_version_without_a_ne
         assert_eq!(release.previous_version, PRODUCTION_VERSION);
     }
     fx.stored_exactly("flotilla.release.requested.>", 1).await?;
-    assert_eq!(
-        fx.remote_commits()?,
-        commits_before + 1,
-        "one promotion commit"
-    );
+    let promotions = fx
+        .remote_messages()?
+        .iter()
+        .filter(|m| m.starts_with("env-manager: promote"))
+        .count();
+    assert_eq!(promotions, 1, "one promotion commit");
+    assert!(fx.remote_commits()? > commits_before);
     worker.shutdown().await
 }
 
@@ -452,14 +450,14 @@ async fn a_later_push_to_a_pull_request_updates_its_preview_env_in_place() -> Re
         .last()
         .context("a second env.requested")?
         .decode()?;
-    assert_eq!(second.env, "pr-ping-42", "the same env");
+    assert_eq!(second.env, PREVIEW, "the same env");
     assert_ne!(second.revision, first_revision);
     assert_eq!(second.revision, fx.remote_head()?);
-    let manifest = fx.remote_json("envs/pr-ping-42.json")?;
+    let manifest = fx.remote_json(&format!("envs/{PREVIEW}.json"))?;
     assert_eq!(manifest["apps"]["ping"]["version"], later.version.as_str());
     assert_eq!(manifest["change_id"], later.change_id.as_str());
-    assert_eq!(fx.remote_files("envs")?, ["pr-ping-42.json"]);
-    let record = fx.record("pr-ping-42").await?.context("registered")?;
+    assert_eq!(fx.remote_files("envs")?, [format!("{PREVIEW}.json")]);
+    let record = fx.record(PREVIEW).await?.context("registered")?;
     assert_eq!((record.change_id, record.sha), (later.change_id, later.sha));
     worker.shutdown().await
 }

@@ -131,12 +131,13 @@ async fn serve(
         .map(|q| {
             q.split('&')
                 .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .map(|(k, v)| (k.to_owned(), decode(v)))
                 .collect()
         })
         .unwrap_or_default();
-    // /repos/{owner}/{repo}/...
-    let parts: Vec<&str> = uri.path().split('/').skip(4).collect();
+    // /repos/{owner}/{repo}/..., each segment decoded as a server does
+    let decoded: Vec<String> = uri.path().split('/').skip(4).map(decode).collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let repo = &mut inner.repo;
     match (method, parts.as_slice()) {
         (Method::POST, ["statuses", _sha]) => {
@@ -272,4 +273,11 @@ fn unprocessable(message: &str) -> Response {
         axum::Json(json!({"message": message})),
     )
         .into_response()
+}
+
+/// A percent-encoded path segment or query value, decoded.
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }

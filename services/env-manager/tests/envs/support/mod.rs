@@ -48,6 +48,19 @@ impl Fixture {
         Ok(fx)
     }
 
+    /// Builds ping at [`VERSION`] on main and waits for its staging env: what passed tests
+    /// may promote.
+    pub async fn stage(&self) -> Result<String> {
+        self.publish(
+            EventType::BuildSucceeded,
+            &format!("ping-{VERSION}"),
+            &build(0),
+        )
+        .await?;
+        self.stored("flotilla.env.requested.>", 1, WITHIN).await?;
+        Ok(staging_env())
+    }
+
     /// The bare repository Argo CD would follow.
     pub fn remote(&self) -> PathBuf {
         self.dir.path().join("gitops.git")
@@ -165,6 +178,18 @@ impl Fixture {
         let mut walk = repo.revwalk()?;
         walk.push_ref("refs/heads/main")?;
         Ok(walk.count())
+    }
+
+    /// The summaries of `main`'s commits, newest first.
+    pub fn remote_messages(&self) -> Result<Vec<String>> {
+        let repo = Repository::open_bare(self.remote())?;
+        let mut walk = repo.revwalk()?;
+        walk.push_ref("refs/heads/main")?;
+        walk.map(|oid| {
+            let commit = repo.find_commit(oid?)?;
+            Ok(commit.summary().unwrap_or_default().to_owned())
+        })
+        .collect()
     }
 
     /// Waits until `check` holds for the remote, or `WITHIN` passes.
@@ -305,6 +330,9 @@ pub fn build(pr: u64) -> Build {
         ..Default::default()
     }
 }
+
+/// The preview env of acme/ping#42.
+pub const PREVIEW: &str = "pr-acme-ping-42";
 
 pub fn staging_env() -> String {
     format!("stg-ping-{VERSION}")

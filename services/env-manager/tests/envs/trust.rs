@@ -1,0 +1,321 @@
+//! Events are claims: env-manager acts only where the registry and the GitOps repository agree,
+//! and a late or repeated event never moves an env or production backwards. Each refusal goes
+//! to the dead-letter stream with its reason, and nothing changes.
+
+use crate::support;
+
+use anyhow::{Context, Result};
+use flotilla_bus::EventType;
+use flotilla_env::State;
+use flotilla_proto::v1::{Build, Canary, PullRequest, TeardownRequest, TestResult};
+use support::*;
+
+/// A version built after [`VERSION`] (an hour later).
+const LATER: &str = "v20240101130000-ddddddd";
+
+fn passed(env: &str, change_id: &str, version: &str) -> TestResult {
+    TestResult {
+        env: env.into(),
+        change_id: change_id.into(),
+        app: "ping".into(),
+        version: version.into(),
+        ..Default::default()
+    }
+}
+
+fn pr_build(version: &str) -> Build {
+    let mut build = build(42);
+    build.version = version.into();
+    build.change_id = format!("ping-{version}");
+    build
+}
+
+fn production_version(fx: &Fixture) -> Result<String> {
+    Ok(
+        fx.remote_json("apps/production.json")?["apps"]["ping"]["version"]
+            .as_str()
+            .context("a version")?
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn passed_tests_of_a_staging_env_that_was_never_built_promote_nothing() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    let env = staging_env();
+    let commits = fx.remote_commits()?;
+
+    // What one POST to a generic webhook could publish: any version, straight to production.
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, &format!("ping-{VERSION}"), VERSION),
+    )
+    .await?;
+
+    let reasons = fx.dead_letters(1).await?;
+    assert!(
+        reasons[0].contains("no env") && reasons[0].contains(&env),
+        "{reasons:?}"
+    );
+    assert_eq!(production_version(&fx)?, PRODUCTION_VERSION);
+    assert_eq!(fx.remote_commits()?, commits);
+    fx.stored_exactly("flotilla.release.requested.>", 0).await?;
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn passed_tests_claiming_another_version_or_change_than_the_env_holds_are_refused()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    let env = fx.stage().await?;
+
+    // The env's id, another version: the registry, not the event, says what the env runs.
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, &format!("ping-{LATER}"), LATER),
+    )
+    .await?;
+    // The right version, but a change the env does not hold.
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, "ping-something-else", VERSION),
+    )
+    .await?;
+
+    let reasons = fx.dead_letters(2).await?;
+    assert!(reasons.iter().all(|r| r.contains("refused")), "{reasons:?}");
+    assert_eq!(production_version(&fx)?, PRODUCTION_VERSION);
+    fx.stored_exactly("flotilla.release.requested.>", 0).await?;
+    let record = fx.record(&env).await?.context("still registered")?;
+    assert_eq!(record.state, State::Requested, "the env is left as it was");
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn passed_tests_of_a_failed_env_promote_nothing() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    let env = fx.stage().await?;
+    let mut failed = passed(&env, &format!("ping-{VERSION}"), VERSION);
+    failed.reason = "GET /ping: 500".into();
+    fx.publish(EventType::TestsFailed, &env, &failed).await?;
+    fx.stored_exactly("flotilla.env.failed.>", 1).await?;
+
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, &format!("ping-{VERSION}"), VERSION),
+    )
+    .await?;
+
+    let reasons = fx.dead_letters(1).await?;
+    assert!(reasons[0].contains("failed"), "{reasons:?}");
+    assert_eq!(production_version(&fx)?, PRODUCTION_VERSION);
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_change_built_again_under_another_id_is_not_written_again() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    let env = fx.stage().await?;
+    let file = fx
+        .remote_file(&format!("envs/{env}.json"))?
+        .context("written")?;
+    // sync-watcher saw it ready; then someone else commits to the GitOps branch.
+    fx.registry()
+        .await?
+        .update(&env, |c| {
+            c.map(|c| flotilla_env::EnvRecord {
+                state: State::Ready,
+                ..c
+            })
+        })
+        .await?;
+    fx.commit_as_someone(&[("README.md", b"hello\n")], "docs")?;
+    let commits = fx.remote_commits()?;
+
+    // The same change's build.succeeded again, under a new event id and a later time (a
+    // rebuild, a CI system's duplicate callback, a redelivery after the dedup window).
+    let again = fx
+        .publish(
+            EventType::BuildSucceeded,
+            &format!("ping-{VERSION}"),
+            &build(0),
+        )
+        .await?;
+    fx.handled(again.sequence).await?;
+
+    assert_eq!(fx.remote_commits()?, commits, "no second commit");
+    assert_eq!(
+        fx.remote_file(&format!("envs/{env}.json"))?.as_deref(),
+        Some(file.as_str()),
+        "the file (its created_at too) is as first written"
+    );
+    fx.stored_exactly("flotilla.env.requested.>", 1).await?;
+    let record = fx.record(&env).await?.context("registered")?;
+    assert_eq!(record.state, State::Ready, "the record is not reset");
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn an_older_change_is_not_written_over_a_newer_one_in_a_preview() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{LATER}"),
+        &pr_build(LATER),
+    )
+    .await?;
+    fx.stored_exactly("flotilla.env.requested.>", 1).await?;
+
+    // The earlier push's build finishes last.
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &pr_build(VERSION),
+    )
+    .await?;
+
+    let reasons = fx.dead_letters(1).await?;
+    assert!(reasons[0].contains("newer"), "{reasons:?}");
+    let manifest = fx.remote_json(&format!("envs/{PREVIEW}.json"))?;
+    assert_eq!(manifest["apps"]["ping"]["version"], LATER);
+    fx.stored_exactly("flotilla.env.requested.>", 1).await?;
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_pull_request_build_arriving_after_its_teardown_does_not_bring_the_preview_back()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &pr_build(VERSION),
+    )
+    .await?;
+    fx.stored_exactly("flotilla.env.requested.>", 1).await?;
+    let closed = PullRequest {
+        repo: "acme/ping".into(),
+        number: 42,
+        action: "closed".into(),
+        ..Default::default()
+    };
+    fx.publish(EventType::SourcePullRequest, "acme/ping", &closed)
+        .await?;
+    let path = format!("envs/{PREVIEW}.json");
+    let removed = fx
+        .remote_eventually(|fx| matches!(fx.remote_file(&path), Ok(None)))
+        .await;
+    assert!(removed, "the preview is removed");
+    fx.record_state_eventually(PREVIEW, "deleting").await?;
+
+    // A build of a push from before the close (its version's time is in 2024) lands late.
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{LATER}"),
+        &pr_build(LATER),
+    )
+    .await?;
+
+    let reasons = fx.dead_letters(1).await?;
+    assert!(reasons[0].contains("torn down"), "{reasons:?}");
+    assert_eq!(fx.remote_file(&path)?, None, "the preview stays gone");
+    fx.stored_exactly("flotilla.env.requested.>", 1).await?;
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn only_an_env_that_exists_is_torn_down_and_a_pr_without_preview_asks_for_nothing()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    let teardown = TeardownRequest {
+        env: "pr-acme-ping-404".into(),
+        reason: "manual".into(),
+        ..Default::default()
+    };
+    fx.publish(EventType::EnvTeardownRequested, &teardown.env, &teardown)
+        .await?;
+    let closed = PullRequest {
+        repo: "acme/ping".into(),
+        number: 7,
+        action: "closed".into(),
+        ..Default::default()
+    };
+    let last = fx
+        .publish(EventType::SourcePullRequest, "acme/ping", &closed)
+        .await?;
+    fx.handled(last.sequence).await?;
+
+    let reasons = fx.dead_letters(1).await?;
+    assert!(reasons[0].contains("nothing to tear down"), "{reasons:?}");
+    fx.stored_exactly("flotilla.env.teardown.requested.>", 1)
+        .await?;
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn an_aborted_canary_naming_another_previous_version_rolls_nothing_back() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    let env = fx.stage().await?;
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, &format!("ping-{VERSION}"), VERSION),
+    )
+    .await?;
+    fx.stored_exactly("flotilla.release.requested.>", 1).await?;
+    assert_eq!(production_version(&fx)?, VERSION);
+
+    // A forged abort that would put an old, vulnerable version back in production.
+    let forged = Canary {
+        release: format!("ping-{VERSION}"),
+        change_id: format!("ping-{VERSION}"),
+        app: "ping".into(),
+        version: VERSION.into(),
+        previous_version: "v20200101000000-0000000".into(),
+        phase: "Failed".into(),
+        ..Default::default()
+    };
+    fx.publish(EventType::CanaryAborted, &forged.release, &forged)
+        .await?;
+
+    let reasons = fx.dead_letters(1).await?;
+    assert!(reasons[0].contains(PRODUCTION_VERSION), "{reasons:?}");
+    assert_eq!(
+        production_version(&fx)?,
+        VERSION,
+        "production is left alone"
+    );
+    fx.stored_exactly("flotilla.release.rolled_back.>", 0)
+        .await?;
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn pull_requests_of_two_owners_with_one_repo_name_get_two_previews() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    for repo in ["acme/ping", "labs/ping"] {
+        let mut build = pr_build(VERSION);
+        build.repo = repo.into();
+        fx.publish(EventType::BuildSucceeded, &build.change_id.clone(), &build)
+            .await?;
+    }
+    fx.stored_exactly("flotilla.env.requested.>", 2).await?;
+    assert_eq!(
+        fx.remote_files("envs")?,
+        ["pr-acme-ping-42.json", "pr-labs-ping-42.json"]
+    );
+    worker.shutdown().await
+}
