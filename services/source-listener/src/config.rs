@@ -1,12 +1,13 @@
 //! The listener's settings: flags and environment variables (names in [`mod@env`]), and the filter
 //! file `FLOTILLA_CONFIG` names.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::Keys;
 use crate::error::ConfigError;
 use crate::filter::Filters;
+use crate::tokens::{self, Tokens};
 
 /// The environment variables the listener reads, in one place.
 pub mod env {
@@ -79,6 +80,9 @@ pub struct Secrets {
 #[derive(Debug)]
 pub struct Config {
     pub secrets: Secrets,
+    /// The generic endpoint's tokens and their scopes: `secrets.generic` as `default`, then the
+    /// `genericTokens:` of `FLOTILLA_CONFIG`.
+    pub tokens: Tokens,
     pub max_body: usize,
     pub publish_timeout: Duration,
     pub request_timeout: Duration,
@@ -89,8 +93,11 @@ pub struct Config {
 impl Config {
     /// Defaults for everything but the secrets, with no filters.
     pub fn new(secrets: Secrets) -> Config {
+        // Cannot fail: one token has nothing to clash with.
+        let tokens = Tokens::new(secrets.generic.clone(), Vec::new()).unwrap_or_default();
         Config {
             secrets,
+            tokens,
             max_body: 5 << 20,
             publish_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
@@ -111,28 +118,43 @@ impl Config {
                 )));
             }
         }
-        let filters = match &args.config {
-            Some(path) => Filters::load(path)?,
-            None => Filters::default(),
+        let (filters, configured) = match &args.config {
+            Some(path) => {
+                let text = read_config(path)?;
+                let origin = path.display().to_string();
+                let filters = Filters::from_yaml(&text, &origin)?;
+                let tokens = tokens::from_yaml(&text, &origin, |name| std::env::var(name).ok())?;
+                (filters, tokens)
+            }
+            None => (Filters::default(), Vec::new()),
         };
+        let secrets = Secrets {
+            github: keys(
+                &args.github_webhook_secret,
+                &args.github_webhook_secret_file,
+                env::GITHUB_WEBHOOK_SECRET_FILE,
+            )?,
+            gitlab: keys(
+                &args.gitlab_webhook_token,
+                &args.gitlab_webhook_token_file,
+                env::GITLAB_WEBHOOK_TOKEN_FILE,
+            )?,
+            generic: keys(
+                &args.generic_webhook_token,
+                &args.generic_webhook_token_file,
+                env::GENERIC_WEBHOOK_TOKEN_FILE,
+            )?,
+        };
+        let tokens = Tokens::new(secrets.generic.clone(), configured).map_err(|reason| {
+            ConfigError::Invalid(format!(
+                "{} and {}: {reason}",
+                env::GENERIC_WEBHOOK_TOKEN,
+                env::CONFIG
+            ))
+        })?;
         Ok(Config {
-            secrets: Secrets {
-                github: keys(
-                    &args.github_webhook_secret,
-                    &args.github_webhook_secret_file,
-                    env::GITHUB_WEBHOOK_SECRET_FILE,
-                )?,
-                gitlab: keys(
-                    &args.gitlab_webhook_token,
-                    &args.gitlab_webhook_token_file,
-                    env::GITLAB_WEBHOOK_TOKEN_FILE,
-                )?,
-                generic: keys(
-                    &args.generic_webhook_token,
-                    &args.generic_webhook_token_file,
-                    env::GENERIC_WEBHOOK_TOKEN_FILE,
-                )?,
-            },
+            secrets,
+            tokens,
             max_body: args.max_body,
             publish_timeout: args.publish_timeout,
             request_timeout: args.request_timeout,
@@ -140,6 +162,13 @@ impl Config {
             filters,
         })
     }
+}
+
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// The secrets of an endpoint: the one in the environment and those of the file, if any. A
@@ -270,5 +299,41 @@ mod tests {
             error.to_string().contains("GITLAB_WEBHOOK_TOKEN_FILE"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_generic_token_keeps_working_beside_scoped_tokens_of_the_config_file() {
+        use clap::Parser;
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = dir.path().join("ci-token");
+        std::fs::write(&token, "ci\n").expect("written");
+        let file = dir.path().join("flotilla.yaml");
+        let yaml = format!(
+            "genericTokens:\n- {{name: ci, tokenFile: {}, events: [tests.passed]}}\n",
+            token.display()
+        );
+        std::fs::write(&file, yaml).expect("written");
+        let path = file.to_str().expect("utf-8 path");
+        let cli = Cli::try_parse_from(["x", "--generic-webhook-token", "gen", "--config", path])
+            .expect("parses");
+        let config = Config::from_args(&cli.args).expect("valid");
+        let names: Vec<_> = config.tokens.names().collect();
+        assert_eq!(names, ["default", "ci"]);
+        let default = config.tokens.verify("gen").expect("the variable's token");
+        assert_eq!(default.events, ["source.custom"]);
+        assert_eq!(
+            config.tokens.verify("ci").expect("the file's").events,
+            ["tests.passed"]
+        );
+
+        let cli = Cli::try_parse_from(["x", "--generic-webhook-token", "ci", "--config", path])
+            .expect("parses");
+        let error = Config::from_args(&cli.args).expect_err("the same value twice");
+        assert!(error.to_string().contains("same value"), "{error}");
     }
 }

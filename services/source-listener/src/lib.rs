@@ -39,10 +39,12 @@ pub mod gitlab;
 pub mod intake;
 pub mod metrics;
 pub mod server;
+pub mod tokens;
 
 pub use config::{Args, Config, Secrets};
 pub use delivery::{Delivery, Provider, Verdict};
 pub use error::{ConfigError, WebhookError};
 pub use filter::Filters;
-pub use intake::{Endpoint, Intake};
+pub use intake::{Endpoint, Intake, Sender};
 pub use server::{SourceListener, WORKER};
+pub use tokens::{Token, Tokens};

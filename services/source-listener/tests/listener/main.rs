@@ -8,3 +8,4 @@ mod conformance;
 mod http;
 mod properties;
 mod support;
+mod tokens;
