@@ -17,7 +17,7 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
-use flotilla_bus::{Bus, Health, Outgoing, Published, Publisher};
+use flotilla_bus::{Bus, Health, Outgoing, Process, Published, Publisher};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, field};
@@ -85,6 +85,14 @@ impl SourceListener {
                 metrics: Metrics::register(health),
             }),
         }
+    }
+
+    /// Serves the webhooks on `process`, whose connections get `FLOTILLA_REQUEST_TIMEOUT` to
+    /// send their headers as they get it to send their bodies.
+    pub fn install(&self, process: &mut Process) {
+        process
+            .route(self.router())
+            .header_timeout(self.inner.request_timeout);
     }
 
     /// The webhook routes alone, to merge into a router that serves more (as `flotilla up` does).

@@ -7,5 +7,6 @@
 mod conformance;
 mod http;
 mod properties;
+mod slow_senders;
 mod support;
 mod tokens;
