@@ -30,6 +30,7 @@
 mod answer;
 pub mod auth;
 pub mod config;
+mod content;
 pub mod delivery;
 pub mod error;
 pub mod filter;

@@ -5,6 +5,7 @@
 //! parallel.
 
 mod conformance;
+mod form;
 mod http;
 mod properties;
 mod slow_senders;
