@@ -43,27 +43,34 @@ pub struct Args {
     /// File with GitLab webhook tokens, one a line (rotation as for GitHub secrets).
     #[arg(long, env = env::GITLAB_WEBHOOK_TOKEN_FILE, value_name = "FILE")]
     pub gitlab_webhook_token_file: Option<PathBuf>,
-    /// Bearer token of /webhooks/generic. Without it (or a token file) the endpoint refuses
-    /// everything.
+    /// Bearer token of /webhooks/generic, named `default`; it may publish source.custom only.
+    /// Tokens that may publish more (tests.passed for a CI system, say) are listed under
+    /// `genericTokens:` in the --config file, each with its name and event types. Without any
+    /// token the endpoint refuses everything.
     #[arg(long, env = env::GENERIC_WEBHOOK_TOKEN, hide_env_values = true)]
     pub generic_webhook_token: Option<String>,
-    /// File with bearer tokens of /webhooks/generic, one a line.
+    /// File with bearer tokens of /webhooks/generic, one a line; all are the `default` token.
     #[arg(long, env = env::GENERIC_WEBHOOK_TOKEN_FILE, value_name = "FILE")]
     pub generic_webhook_token_file: Option<PathBuf>,
     /// Largest request body accepted, e.g. 5MiB, 512KiB, 1MB or a number of bytes.
     #[arg(long, env = env::MAX_BODY, default_value = "5MiB", value_parser = parse_byte_size)]
     pub max_body: usize,
-    /// YAML file with filter rules (`filters:`, Argo Events data-filter style; see README.md).
+    /// YAML file with filter rules (`filters:`, Argo Events data-filter style), per-repository
+    /// rules (`repos:`) and the generic endpoint's scoped tokens (`genericTokens:`, each
+    /// `{name, tokenFile | tokenEnv, events}`); see README.md.
     #[arg(long, env = env::CONFIG, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// How long a delivery may wait for JetStream to store its events before the answer is 503.
     #[arg(long, env = env::PUBLISH_TIMEOUT, default_value = "5s", value_parser = humantime::parse_duration)]
     pub publish_timeout: Duration,
-    /// How long a sender may take to send a request's body; a slower one is answered 408.
+    /// How long a sender may take to send a request's headers (a slower one is disconnected)
+    /// and, once let in, its body (a slower one is answered 408).
     #[arg(long, env = env::REQUEST_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// Deliveries handled at once; one more is answered 503 with Retry-After at once instead of
-    /// queueing behind the others (senders retry, and a retry is deduplicated).
+    /// Deliveries of authenticated senders handled at once; one more is answered 503 with
+    /// Retry-After at once instead of queueing (senders retry, and a retry is deduplicated).
+    /// Signed (GitHub, Gitea) bodies, which authenticate only once read, are read in half as
+    /// many slots of their own; a token endpoint refuses a bad token before reading anything.
     #[arg(long, env = env::MAX_IN_FLIGHT, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 }

@@ -1,6 +1,7 @@
 //! The HTTP side: routes, reading bodies within the limit, publishing, answering.
 //!
-//! A delivery is read (413 past `FLOTILLA_MAX_BODY`, 408 when slower than
+//! A token endpoint's sender is authenticated from the headers first (401 before a byte of the
+//! body is read). A delivery is then read (413 past `FLOTILLA_MAX_BODY`, 408 when slower than
 //! `FLOTILLA_REQUEST_TIMEOUT`, 503 at once past `FLOTILLA_MAX_IN_FLIGHT`), handed to the pure
 //! [`Intake`], and its events published; the answer is 202 only once JetStream acknowledged every one. While the
 //! NATS connection is down the answer is 503 at once, without waiting for a publish timeout.
