@@ -138,7 +138,8 @@ mod tests {
     }
 
     #[test]
-    fn any_catalog_type_is_accepted_and_tagged_with_its_change_id() {
+    fn any_catalog_type_parses_and_is_tagged_with_its_change_id_the_scope_is_checked_by_the_intake()
+    {
         let body = json!({
             "type": "build.succeeded",
             "key": "ping-v1",
