@@ -6,12 +6,16 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -281,12 +285,29 @@ async fn metrics(State(health): State<Health>) -> impl IntoResponse {
     )
 }
 
+/// How long a client may take to send a request's headers when nothing else is set: a client
+/// that dribbles them (a slow-loris) is cut off rather than holding a connection forever.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Binds `addr` and serves `router` until `shutdown` resolves. Returns the bound address (so
 /// `127.0.0.1:0` works in tests) and the server task.
 pub async fn serve(
     addr: SocketAddr,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BusError> {
+    serve_with(addr, router, shutdown, HEADER_TIMEOUT).await
+}
+
+/// [`serve`], closing a connection whose request headers take longer than `header_timeout`.
+///
+/// hyper enforces its header timeout only with a timer, which `axum::serve` does not give it,
+/// so connections are served here with one.
+pub async fn serve_with(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    header_timeout: Duration,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), BusError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -298,13 +319,44 @@ pub async fn serve(
         addr: addr.to_string(),
         source,
     })?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let task = tokio::spawn(accept(listener, router, shutdown, header_timeout));
     Ok((bound, task))
+}
+
+/// Serves every accepted connection until `shutdown`, then lets the open ones finish.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    header_timeout: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin, as axum::serve does.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

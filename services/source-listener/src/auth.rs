@@ -23,7 +23,7 @@ impl Secret {
         (!value.is_empty()).then_some(Secret(value))
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
 }
@@ -66,6 +66,15 @@ impl Keys {
 
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    pub(crate) fn secrets(&self) -> &[Secret] {
+        &self.0
+    }
+
+    /// Whether a value is in both (checked at start-up, so not in constant time).
+    pub(crate) fn shares_a_secret(&self, other: &Keys) -> bool {
+        self.0.iter().any(|secret| other.0.contains(secret))
     }
 }
 

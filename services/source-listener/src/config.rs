@@ -1,12 +1,13 @@
 //! The listener's settings: flags and environment variables (names in [`mod@env`]), and the filter
 //! file `FLOTILLA_CONFIG` names.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::Keys;
 use crate::error::ConfigError;
 use crate::filter::Filters;
+use crate::tokens::{self, Tokens};
 
 /// The environment variables the listener reads, in one place.
 pub mod env {
@@ -42,27 +43,34 @@ pub struct Args {
     /// File with GitLab webhook tokens, one a line (rotation as for GitHub secrets).
     #[arg(long, env = env::GITLAB_WEBHOOK_TOKEN_FILE, value_name = "FILE")]
     pub gitlab_webhook_token_file: Option<PathBuf>,
-    /// Bearer token of /webhooks/generic. Without it (or a token file) the endpoint refuses
-    /// everything.
+    /// Bearer token of /webhooks/generic, named `default`; it may publish source.custom only.
+    /// Tokens that may publish more (tests.passed for a CI system, say) are listed under
+    /// `genericTokens:` in the --config file, each with its name and event types. Without any
+    /// token the endpoint refuses everything.
     #[arg(long, env = env::GENERIC_WEBHOOK_TOKEN, hide_env_values = true)]
     pub generic_webhook_token: Option<String>,
-    /// File with bearer tokens of /webhooks/generic, one a line.
+    /// File with bearer tokens of /webhooks/generic, one a line; all are the `default` token.
     #[arg(long, env = env::GENERIC_WEBHOOK_TOKEN_FILE, value_name = "FILE")]
     pub generic_webhook_token_file: Option<PathBuf>,
     /// Largest request body accepted, e.g. 5MiB, 512KiB, 1MB or a number of bytes.
     #[arg(long, env = env::MAX_BODY, default_value = "5MiB", value_parser = parse_byte_size)]
     pub max_body: usize,
-    /// YAML file with filter rules (`filters:`, Argo Events data-filter style; see README.md).
+    /// YAML file with filter rules (`filters:`, Argo Events data-filter style), per-repository
+    /// rules (`repos:`) and the generic endpoint's scoped tokens (`genericTokens:`, each
+    /// `{name, tokenFile | tokenEnv, events}`); see README.md.
     #[arg(long, env = env::CONFIG, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// How long a delivery may wait for JetStream to store its events before the answer is 503.
     #[arg(long, env = env::PUBLISH_TIMEOUT, default_value = "5s", value_parser = humantime::parse_duration)]
     pub publish_timeout: Duration,
-    /// How long a sender may take to send a request's body; a slower one is answered 408.
+    /// How long a sender may take to send a request's headers (a slower one is disconnected)
+    /// and, once let in, its body (a slower one is answered 408).
     #[arg(long, env = env::REQUEST_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// Deliveries handled at once; one more is answered 503 with Retry-After at once instead of
-    /// queueing behind the others (senders retry, and a retry is deduplicated).
+    /// Deliveries of authenticated senders handled at once; one more is answered 503 with
+    /// Retry-After at once instead of queueing (senders retry, and a retry is deduplicated).
+    /// Signed (GitHub, Gitea) bodies, which authenticate only once read, are read in half as
+    /// many slots of their own; a token endpoint refuses a bad token before reading anything.
     #[arg(long, env = env::MAX_IN_FLIGHT, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 }
@@ -79,6 +87,9 @@ pub struct Secrets {
 #[derive(Debug)]
 pub struct Config {
     pub secrets: Secrets,
+    /// The generic endpoint's tokens and their scopes: `secrets.generic` as `default`, then the
+    /// `genericTokens:` of `FLOTILLA_CONFIG`.
+    pub tokens: Tokens,
     pub max_body: usize,
     pub publish_timeout: Duration,
     pub request_timeout: Duration,
@@ -89,8 +100,11 @@ pub struct Config {
 impl Config {
     /// Defaults for everything but the secrets, with no filters.
     pub fn new(secrets: Secrets) -> Config {
+        // Cannot fail: one token has nothing to clash with.
+        let tokens = Tokens::new(secrets.generic.clone(), Vec::new()).unwrap_or_default();
         Config {
             secrets,
+            tokens,
             max_body: 5 << 20,
             publish_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
@@ -111,28 +125,43 @@ impl Config {
                 )));
             }
         }
-        let filters = match &args.config {
-            Some(path) => Filters::load(path)?,
-            None => Filters::default(),
+        let (filters, configured) = match &args.config {
+            Some(path) => {
+                let text = read_config(path)?;
+                let origin = path.display().to_string();
+                let filters = Filters::from_yaml(&text, &origin)?;
+                let tokens = tokens::from_yaml(&text, &origin, |name| std::env::var(name).ok())?;
+                (filters, tokens)
+            }
+            None => (Filters::default(), Vec::new()),
         };
+        let secrets = Secrets {
+            github: keys(
+                &args.github_webhook_secret,
+                &args.github_webhook_secret_file,
+                env::GITHUB_WEBHOOK_SECRET_FILE,
+            )?,
+            gitlab: keys(
+                &args.gitlab_webhook_token,
+                &args.gitlab_webhook_token_file,
+                env::GITLAB_WEBHOOK_TOKEN_FILE,
+            )?,
+            generic: keys(
+                &args.generic_webhook_token,
+                &args.generic_webhook_token_file,
+                env::GENERIC_WEBHOOK_TOKEN_FILE,
+            )?,
+        };
+        let tokens = Tokens::new(secrets.generic.clone(), configured).map_err(|reason| {
+            ConfigError::Invalid(format!(
+                "{} and {}: {reason}",
+                env::GENERIC_WEBHOOK_TOKEN,
+                env::CONFIG
+            ))
+        })?;
         Ok(Config {
-            secrets: Secrets {
-                github: keys(
-                    &args.github_webhook_secret,
-                    &args.github_webhook_secret_file,
-                    env::GITHUB_WEBHOOK_SECRET_FILE,
-                )?,
-                gitlab: keys(
-                    &args.gitlab_webhook_token,
-                    &args.gitlab_webhook_token_file,
-                    env::GITLAB_WEBHOOK_TOKEN_FILE,
-                )?,
-                generic: keys(
-                    &args.generic_webhook_token,
-                    &args.generic_webhook_token_file,
-                    env::GENERIC_WEBHOOK_TOKEN_FILE,
-                )?,
-            },
+            secrets,
+            tokens,
             max_body: args.max_body,
             publish_timeout: args.publish_timeout,
             request_timeout: args.request_timeout,
@@ -140,6 +169,13 @@ impl Config {
             filters,
         })
     }
+}
+
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// The secrets of an endpoint: the one in the environment and those of the file, if any. A
@@ -270,5 +306,41 @@ mod tests {
             error.to_string().contains("GITLAB_WEBHOOK_TOKEN_FILE"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_generic_token_keeps_working_beside_scoped_tokens_of_the_config_file() {
+        use clap::Parser;
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = dir.path().join("ci-token");
+        std::fs::write(&token, "ci\n").expect("written");
+        let file = dir.path().join("flotilla.yaml");
+        let yaml = format!(
+            "genericTokens:\n- {{name: ci, tokenFile: {}, events: [tests.passed]}}\n",
+            token.display()
+        );
+        std::fs::write(&file, yaml).expect("written");
+        let path = file.to_str().expect("utf-8 path");
+        let cli = Cli::try_parse_from(["x", "--generic-webhook-token", "gen", "--config", path])
+            .expect("parses");
+        let config = Config::from_args(&cli.args).expect("valid");
+        let names: Vec<_> = config.tokens.names().collect();
+        assert_eq!(names, ["default", "ci"]);
+        let default = config.tokens.verify("gen").expect("the variable's token");
+        assert_eq!(default.events, ["source.custom"]);
+        assert_eq!(
+            config.tokens.verify("ci").expect("the file's").events,
+            ["tests.passed"]
+        );
+
+        let cli = Cli::try_parse_from(["x", "--generic-webhook-token", "ci", "--config", path])
+            .expect("parses");
+        let error = Config::from_args(&cli.args).expect_err("the same value twice");
+        assert!(error.to_string().contains("same value"), "{error}");
     }
 }

@@ -1,7 +1,7 @@
 //! Why a delivery was refused, and why the listener could not start.
 //!
 //! Each [`WebhookError`] variant is one HTTP answer: the status tells the sender whether to retry
-//! (503) or give up (400, 401, 413), and the message is the one-line `{"error": ".."}` body.
+//! (503) or give up (400, 401, 403, 413), and the message is the one-line `{"error": ".."}` body.
 
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ pub enum WebhookError {
         endpoint: &'static str,
         variable: &'static str,
     },
+    /// The sender authenticated but may not publish what it sent (a token's scope).
+    #[error("{0}")]
+    Forbidden(String),
     /// The body is not what the endpoint takes, or a handled event lacks a required field.
     #[error("{0}")]
     BadRequest(String),
@@ -70,6 +73,7 @@ impl WebhookError {
             WebhookError::Unauthorized(_) | WebhookError::NotConfigured { .. } => {
                 StatusCode::UNAUTHORIZED
             }
+            WebhookError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebhookError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebhookError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             WebhookError::TooLarge { .. } | WebhookError::EventTooLarge { .. } => {
@@ -129,6 +133,12 @@ pub enum ConfigError {
         entry: String,
         reason: String,
     },
+    #[error("FLOTILLA_CONFIG {path}: {entry}: {reason}")]
+    Token {
+        path: String,
+        entry: String,
+        reason: String,
+    },
     /// A `*_FILE` secret file that is named but unreadable or empty.
     #[error(transparent)]
     SecretFile(#[from] flotilla_env::Error),
@@ -152,6 +162,7 @@ mod tests {
                 401,
             ),
             (WebhookError::bad_request("bad"), 400),
+            (WebhookError::Forbidden("scope".into()), 403),
             (WebhookError::TooLarge { limit: 1 }, 413),
             (WebhookError::EventTooLarge { size: 2, max: 1 }, 413),
             (WebhookError::Unavailable("disconnected".into()), 503),

@@ -1,8 +1,10 @@
 //! `POST /webhooks/generic`: any other source (a CI system, a cron job, a script).
 //!
-//! - Authentication: `Authorization: Bearer <GENERIC_WEBHOOK_TOKEN>`.
+//! - Authentication: `Authorization: Bearer <token>`, one of [`Tokens`] (`GENERIC_WEBHOOK_TOKEN`
+//!   and the `genericTokens:` of `FLOTILLA_CONFIG`), checked before the body is read.
 //! - Body: `{"type": "<domain>.<event>", "key": "...", "data": {...}, "id": "optional"}`. The
-//!   type is any event of the catalog; `data` is its message in the proto3 JSON mapping,
+//!   type is an event of the catalog within the token's scope (`source.custom` unless the
+//!   token's entry lists more; anything else is a 403); `data` is its message in the proto3 JSON mapping,
 //!   checked against the schema (an unknown field, a wrong type or a missing required field is a
 //!   400 naming it). `source.custom` carries `{"source", "kind", "data"}`.
 //! - The event id is `id`, else derived from the body: a sender's retry is a duplicate. Senders
@@ -12,9 +14,9 @@ use axum::http::{HeaderMap, header::AUTHORIZATION};
 use flotilla_bus::{Encoding, EventType, Outgoing};
 use serde::Deserialize;
 
-use crate::auth::{self, Keys};
 use crate::delivery::{Delivery, Provider, check_length, content_id, decode, header, require};
 use crate::error::WebhookError;
+use crate::tokens::{Token, Tokens};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,9 +29,13 @@ struct Envelope {
     id: Option<String>,
 }
 
-/// Checks `Authorization: Bearer <token>`.
-pub fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<(), WebhookError> {
-    if keys.is_empty() {
+/// The token of `Authorization: Bearer <token>`, with its scope. Needs only the headers, so a
+/// sender without a valid token is refused before its body is read.
+pub fn authenticate<'a>(
+    tokens: &'a Tokens,
+    headers: &HeaderMap,
+) -> Result<&'a Token, WebhookError> {
+    if tokens.is_empty() {
         return Err(WebhookError::NotConfigured {
             endpoint: "/webhooks/generic",
             variable: "GENERIC_WEBHOOK_TOKEN",
@@ -44,7 +50,7 @@ pub fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<(), WebhookError
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or_else(|| WebhookError::unauthorized("Authorization must be `Bearer <token>`"))?;
-    auth::verify_token(keys, "the bearer token", given)
+    tokens.verify(given)
 }
 
 /// Reads an authenticated delivery into the one event it carries.
@@ -132,7 +138,8 @@ mod tests {
     }
 
     #[test]
-    fn any_catalog_type_is_accepted_and_tagged_with_its_change_id() {
+    fn any_catalog_type_parses_and_is_tagged_with_its_change_id_the_scope_is_checked_by_the_intake()
+    {
         let body = json!({
             "type": "build.succeeded",
             "key": "ping-v1",
@@ -188,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_bearer_token_must_match() {
-        let token = Keys::of(["t0k"]);
+        let token = Tokens::new(crate::auth::Keys::of(["t0k"]), Vec::new()).expect("valid");
         let mut headers = HeaderMap::new();
         authenticate(&token, &headers).expect_err("missing");
         for (value, ok) in [
@@ -201,7 +208,7 @@ mod tests {
             headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
             assert_eq!(authenticate(&token, &headers).is_ok(), ok, "{value}");
         }
-        let unset = authenticate(&Keys::default(), &headers).expect_err("not configured");
+        let unset = authenticate(&Tokens::default(), &headers).expect_err("not configured");
         assert!(unset.to_string().contains("GENERIC_WEBHOOK_TOKEN"));
     }
 }

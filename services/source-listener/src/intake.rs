@@ -1,14 +1,16 @@
 //! Everything about a delivery that needs no I/O: authenticate it, parse it into events, apply
 //! the filters. The HTTP layer reads the body before and publishes after.
 
+use std::borrow::Cow;
+
 use axum::http::HeaderMap;
-use axum::http::header::CONTENT_TYPE;
 
 use crate::config::Secrets;
-use crate::delivery::{Delivery, Provider};
+use crate::delivery::{Delivery, Provider, Verdict};
 use crate::error::WebhookError;
 use crate::filter::Filters;
-use crate::{generic, github, gitlab};
+use crate::tokens::{Token, Tokens};
+use crate::{content, generic, github, gitlab};
 
 /// The endpoint a delivery was sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,16 +48,96 @@ impl Endpoint {
     }
 }
 
+/// What a delivery's headers prove about its sender, before its body is read.
+#[derive(Debug, Clone, Copy)]
+pub enum Sender<'a> {
+    /// A GitLab delivery whose `X-Gitlab-Token` matched.
+    GitLab,
+    /// A generic delivery whose bearer token matched, with what the token may publish.
+    Generic(&'a Token),
+    /// A GitHub or Gitea delivery: its signature covers the body, so it proves nothing until
+    /// the body is read.
+    Unverified,
+    /// A GitHub or Gitea delivery whose signature [`Intake::verify`] checked.
+    Signed(Verified),
+}
+
+/// Proof that a body's signature was checked; only [`Intake::verify`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified(());
+
+impl Sender<'_> {
+    /// Whether the sender is known before its body is read.
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self, Sender::Unverified)
+    }
+
+    /// The generic token's name, for logs and metrics.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Sender::Generic(token) => Some(&token.name),
+            _ => None,
+        }
+    }
+}
+
 /// The secrets and filters every delivery is checked against.
 #[derive(Debug)]
 pub struct Intake {
     secrets: Secrets,
+    tokens: Tokens,
     filters: Filters,
 }
 
 impl Intake {
+    /// An intake whose generic endpoint takes `secrets.generic` as the `default` token.
     pub fn new(secrets: Secrets, filters: Filters) -> Intake {
-        Intake { secrets, filters }
+        // Cannot fail: a single token has no name or value to clash with.
+        let tokens = Tokens::new(secrets.generic.clone(), Vec::new()).unwrap_or_default();
+        Intake {
+            secrets,
+            tokens,
+            filters,
+        }
+    }
+
+    /// The generic endpoint's tokens (the `default` one from `secrets.generic` included).
+    pub fn with_tokens(mut self, tokens: Tokens) -> Intake {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Authenticates what the headers alone can: the token endpoints' tokens. A sender refused
+    /// here is answered before its body is read.
+    pub fn sender(
+        &self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+    ) -> Result<Sender<'_>, WebhookError> {
+        match endpoint {
+            Endpoint::GitHub => Ok(Sender::Unverified),
+            Endpoint::GitLab => {
+                gitlab::authenticate(&self.secrets.gitlab, headers).map(|()| Sender::GitLab)
+            }
+            Endpoint::Generic => generic::authenticate(&self.tokens, headers).map(Sender::Generic),
+        }
+    }
+
+    /// Checks the signature of a body whose sender [`Intake::sender`] could not know from the
+    /// headers; a sender already known is returned as it is.
+    pub fn verify<'a>(
+        &'a self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Sender<'a>, WebhookError> {
+        match self.sender(endpoint, headers)? {
+            Sender::Unverified => {
+                github::authenticate(&self.secrets.github, headers, body)?;
+                Ok(Sender::Signed(Verified(())))
+            }
+            known => Ok(known),
+        }
     }
 
     /// Authenticates `body` as sent to `endpoint` with `headers`, and reads it into the events
@@ -67,48 +149,80 @@ impl Intake {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Delivery, WebhookError> {
-        match endpoint {
-            Endpoint::GitHub => github::authenticate(&self.secrets.github, headers, body)?,
-            Endpoint::GitLab => gitlab::authenticate(&self.secrets.gitlab, headers)?,
-            Endpoint::Generic => generic::authenticate(&self.secrets.generic, headers)?,
-        }
-        check_content_type(headers)?;
-        let delivery = match endpoint {
-            Endpoint::GitHub => github::parse(headers, body, self.filters.repos())?,
-            Endpoint::GitLab => gitlab::parse(headers, body, self.filters.repos())?,
-            Endpoint::Generic => generic::parse(body)?,
+        let sender = self.verify(endpoint, headers, body)?;
+        self.handle_from(endpoint, sender, headers, body)
+    }
+
+    /// [`Intake::handle`] for a sender [`Intake::sender`] already let through.
+    pub fn handle_from(
+        &self,
+        endpoint: Endpoint,
+        sender: Sender<'_>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Delivery, WebhookError> {
+        let parsed = self.parse(endpoint, sender, headers, body)?;
+        self.admit(parsed)
+    }
+
+    /// Authenticates what is left to authenticate and reads the body into a delivery, not yet
+    /// checked against the sender's scope and the filters ([`Intake::admit`]).
+    pub fn parse<'a, 'b>(
+        &'a self,
+        endpoint: Endpoint,
+        sender: Sender<'a>,
+        headers: &HeaderMap,
+        body: &'b [u8],
+    ) -> Result<Parsed<'a, 'b>, WebhookError> {
+        let sender = match sender {
+            Sender::Unverified => self.verify(endpoint, headers, body)?,
+            known => known,
         };
-        Ok(self.filters.apply(delivery, body))
+        let json = content::json_of(endpoint, headers, body)?;
+        let delivery = match endpoint {
+            Endpoint::GitHub => github::parse(headers, &json, self.filters.repos())?,
+            Endpoint::GitLab => gitlab::parse(headers, &json, self.filters.repos())?,
+            Endpoint::Generic => generic::parse(&json)?,
+        };
+        Ok(Parsed {
+            delivery,
+            sender,
+            json,
+        })
+    }
+
+    /// Refuses a delivery whose events its token may not publish (403, nothing published),
+    /// then applies the filters.
+    pub fn admit(&self, parsed: Parsed<'_, '_>) -> Result<Delivery, WebhookError> {
+        let Parsed {
+            delivery,
+            sender,
+            json,
+        } = parsed;
+        if let (Sender::Generic(token), Verdict::Publish(events)) = (sender, &delivery.verdict) {
+            for event in events {
+                token.check_scope(event.spec.event_type)?;
+            }
+        }
+        Ok(self.filters.apply(delivery, &json))
     }
 }
 
-/// Refuses a body declared as anything but JSON. A sender that names no type is given the
-/// benefit of the doubt: the parser says precisely what is wrong with a body that is not JSON.
-fn check_content_type(headers: &HeaderMap) -> Result<(), WebhookError> {
-    let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or_default();
-    let essence = text.split(';').next().unwrap_or_default().trim();
-    let json = essence.eq_ignore_ascii_case("application/json")
-        || essence.to_ascii_lowercase().ends_with("+json");
-    if json {
-        Ok(())
-    } else {
-        Err(WebhookError::bad_request(format!(
-            "content type `{}` is not supported; send application/json (a GitHub webhook's \
-             \"Content type\" setting)",
-            text.escape_debug()
-        )))
-    }
+/// A delivery read from its body, before [`Intake::admit`] checks it.
+#[derive(Debug)]
+pub struct Parsed<'a, 'b> {
+    pub delivery: Delivery,
+    sender: Sender<'a>,
+    /// The JSON the filters look at (a form's `payload`, not the form).
+    json: Cow<'b, [u8]>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::{Keys, github_signature};
-    use crate::delivery::Verdict;
     use axum::http::HeaderValue;
+    use axum::http::header::CONTENT_TYPE;
 
     fn intake(filters: &str) -> Intake {
         Intake::new(
@@ -170,8 +284,8 @@ mod tests {
             ("application/json; charset=utf-8", true),
             ("Application/JSON", true),
             ("application/cloudevents+json", true),
-            ("application/x-www-form-urlencoded", false),
             ("text/plain", false),
+            ("multipart/form-data", false),
         ] {
             let mut headers = signed("ping", body);
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

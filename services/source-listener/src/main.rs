@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
         }
         tracing::info!(filters = config.filters.len(), "source-listener configured");
         let listener = SourceListener::new(process.bus(), config, process.health());
-        process.route(listener.router());
+        listener.install(process);
         Ok(())
     })
     .await

@@ -2,6 +2,8 @@
 //!
 //! - `flotilla_webhook_deliveries_total{provider, event, outcome, status}`: every delivery, with
 //!   `outcome` `accepted`, `ignored` or `rejected` and the HTTP status answered;
+//! - `flotilla_webhook_token_deliveries_total{token, status}`: generic deliveries by the name
+//!   of the token that authenticated them;
 //! - `flotilla_webhook_duration_seconds{provider, outcome}`: from request to answer, JetStream
 //!   acknowledgements included.
 //!
@@ -41,9 +43,16 @@ struct DurationLabels {
     outcome: Outcome,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    token: String,
+    status: &'static str,
+}
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
+    tokens: Family<TokenLabels, Counter>,
     duration: Family<DurationLabels, Histogram>,
 }
 
@@ -52,6 +61,7 @@ impl Metrics {
     pub fn register(health: &Health) -> Metrics {
         let metrics = Metrics {
             deliveries: Family::default(),
+            tokens: Family::default(),
             // 0.5 ms .. ~16 s: an ignored ping answers in microseconds, a publish during a
             // reconnect can take the whole publish timeout.
             duration: Family::new_with_constructor(|| {
@@ -68,6 +78,11 @@ impl Metrics {
                 "flotilla_webhook_duration_seconds",
                 "Time from a webhook request to its answer, JetStream acknowledgements included",
                 metrics.duration.clone(),
+            );
+            registry.register(
+                "flotilla_webhook_token_deliveries",
+                "Generic deliveries by the token that authenticated them and HTTP status",
+                metrics.tokens.clone(),
             );
         });
         metrics
@@ -102,12 +117,25 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Counts a generic delivery under the name of its token (names come from the
+    /// configuration, so the series are bounded).
+    pub fn observe_token(&self, token: String, status: StatusCode) {
+        let status = status_label(status);
+        self.tokens
+            .get_or_create(&TokenLabels { token, status })
+            .inc();
+    }
+}
+
 fn status_label(status: StatusCode) -> &'static str {
     match status.as_u16() {
         200 => "200",
         202 => "202",
         400 => "400",
         401 => "401",
+        403 => "403",
+        408 => "408",
         413 => "413",
         500 => "500",
         503 => "503",

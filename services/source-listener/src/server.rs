@@ -1,6 +1,7 @@
 //! The HTTP side: routes, reading bodies within the limit, publishing, answering.
 //!
-//! A delivery is read (413 past `FLOTILLA_MAX_BODY`, 408 when slower than
+//! A token endpoint's sender is authenticated from the headers first (401 before a byte of the
+//! body is read). A delivery is then read (413 past `FLOTILLA_MAX_BODY`, 408 when slower than
 //! `FLOTILLA_REQUEST_TIMEOUT`, 503 at once past `FLOTILLA_MAX_IN_FLIGHT`), handed to the pure
 //! [`Intake`], and its events published; the answer is 202 only once JetStream acknowledged every one. While the
 //! NATS connection is down the answer is 503 at once, without waiting for a publish timeout.
@@ -17,7 +18,7 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
-use flotilla_bus::{Bus, Health, Outgoing, Published, Publisher};
+use flotilla_bus::{Bus, Health, Outgoing, Process, Published, Publisher};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, field};
@@ -48,8 +49,12 @@ struct Inner {
     max_body: usize,
     publish_timeout: Duration,
     request_timeout: Duration,
-    /// One permit per delivery being handled (`FLOTILLA_MAX_IN_FLIGHT`).
+    /// One permit per delivery whose sender is known, being read or handled
+    /// (`FLOTILLA_MAX_IN_FLIGHT`).
     in_flight: Semaphore,
+    /// One permit per body read before its sender can be known (a signed endpoint's): half of
+    /// `FLOTILLA_MAX_IN_FLIGHT` again, apart from `in_flight`.
+    unverified: Semaphore,
     max_in_flight: usize,
     metrics: Metrics,
 }
@@ -69,17 +74,26 @@ impl SourceListener {
         health.watch_connection(bus.client());
         SourceListener {
             inner: Arc::new(Inner {
-                intake: Intake::new(config.secrets, config.filters),
+                intake: Intake::new(config.secrets, config.filters).with_tokens(config.tokens),
                 publisher: bus.publisher(WORKER),
                 client: bus.client().clone(),
                 max_body: config.max_body,
                 publish_timeout: config.publish_timeout,
                 request_timeout: config.request_timeout,
                 in_flight: Semaphore::new(config.max_in_flight),
+                unverified: Semaphore::new(unverified_slots(config.max_in_flight)),
                 max_in_flight: config.max_in_flight,
                 metrics: Metrics::register(health),
             }),
         }
+    }
+
+    /// Serves the webhooks on `process`, whose connections get `FLOTILLA_REQUEST_TIMEOUT` to
+    /// send their headers as they get it to send their bodies.
+    pub fn install(&self, process: &mut Process) {
+        process
+            .route(self.router())
+            .header_timeout(self.inner.request_timeout);
     }
 
     /// The webhook routes alone, to merge into a router that serves more (as `flotilla up` does).
@@ -99,54 +113,82 @@ impl SourceListener {
             provider = provider.as_str(),
             event_id = field::Empty,
             event = field::Empty,
+            token = field::Empty,
         );
         set_trace_parent(&span, &headers);
-        let (event, answer) = self
-            .answer(endpoint, &headers, body)
+        let mut seen = Seen::default();
+        let answer = self
+            .answer(endpoint, &headers, body, &mut seen)
             .instrument(span.clone())
             .await;
-        let event = event.unwrap_or_else(|| endpoint.event_label(&headers));
+        let event = seen.event.unwrap_or_else(|| endpoint.event_label(&headers));
         let response = span.in_scope(|| match answer {
             Ok(answer) => answer.log_and_respond(),
             Err(error) => answer::refused(error),
         });
-        self.inner
-            .metrics
-            .observe(provider, event, response.status(), started.elapsed());
+        let metrics = &self.inner.metrics;
+        metrics.observe(provider, event, response.status(), started.elapsed());
+        if let Some(token) = seen.token {
+            metrics.observe_token(token, response.status());
+        }
         response
     }
 
-    /// The answer to a delivery, and its event label once known.
+    /// The answer to a delivery; what it learnt of the delivery on the way goes in `seen`.
+    ///
+    /// A token endpoint authenticates from the headers, before it takes a slot or reads a
+    /// byte of the body: a sender without the token holds nothing. A signed endpoint can only
+    /// authenticate once it has the body, so it reads in slots of its own (`unverified`) and
+    /// moves to an authenticated slot once the signature holds; unauthenticated reads never
+    /// take the slots of senders who proved who they are.
     async fn answer(
         &self,
         endpoint: Endpoint,
         headers: &HeaderMap,
         body: Body,
-    ) -> (Option<&'static str>, Result<Answer, WebhookError>) {
+        seen: &mut Seen,
+    ) -> Result<Answer, WebhookError> {
+        let inner = &self.inner;
+        let sender = inner.intake.sender(endpoint, headers)?;
+        if let Some(token) = sender.token() {
+            tracing::Span::current().record("token", token);
+            seen.token = Some(token.to_owned());
+        }
         // Shed load at once rather than queue: a queued delivery would wait past the sender's
         // own timeout (GitHub gives up after 10 s) and be sent again anyway.
-        let Ok(_permit) = self.inner.in_flight.try_acquire() else {
-            return (None, Err(WebhookError::Busy(self.inner.max_in_flight)));
+        let slots = if sender.is_authenticated() {
+            &inner.in_flight
+        } else {
+            &inner.unverified
         };
-        let timeout = self.inner.request_timeout;
-        let read = tokio::time::timeout(timeout, read_body(headers, body, self.inner.max_body));
-        let body = match read.await {
-            Ok(Ok(body)) => body,
-            Ok(Err(error)) => return (None, Err(error)),
-            Err(_) => return (None, Err(WebhookError::RequestTimeout(timeout))),
+        let permit = slots.try_acquire().map_err(|_| self.busy())?;
+        let timeout = inner.request_timeout;
+        let read = tokio::time::timeout(timeout, read_body(headers, body, inner.max_body));
+        let body = read
+            .await
+            .map_err(|_| WebhookError::RequestTimeout(timeout))??;
+        let (sender, _permit) = if sender.is_authenticated() {
+            (sender, permit)
+        } else {
+            let sender = inner.intake.verify(endpoint, headers, &body)?;
+            let authenticated = inner.in_flight.try_acquire().map_err(|_| self.busy())?;
+            drop(permit);
+            (sender, authenticated)
         };
-        let delivery = match self.inner.intake.handle(endpoint, headers, &body) {
-            Ok(delivery) => delivery,
-            Err(error) => return (None, Err(error)),
-        };
+        let parsed = inner.intake.parse(endpoint, sender, headers, &body)?;
         let span = tracing::Span::current();
-        span.record("event_id", delivery.id.as_str());
-        span.record("event", delivery.event);
-        let answer = match delivery.verdict {
+        span.record("event_id", parsed.delivery.id.as_str());
+        span.record("event", parsed.delivery.event);
+        seen.event = Some(parsed.delivery.event);
+        let delivery = inner.intake.admit(parsed)?;
+        match delivery.verdict {
             Verdict::Ignore(why) => Ok(Answer::Ignored(why)),
             Verdict::Publish(events) => self.publish(events).await.map(Answer::Accepted),
-        };
-        (Some(delivery.event), answer)
+        }
+    }
+
+    fn busy(&self) -> WebhookError {
+        WebhookError::Busy(self.inner.max_in_flight)
     }
 
     async fn publish(&self, events: Vec<Outgoing>) -> Result<Vec<Published>, WebhookError> {
@@ -196,6 +238,19 @@ async fn generic(
     body: Body,
 ) -> Response {
     listener.receive(Endpoint::Generic, headers, body).await
+}
+
+/// What a delivery's handling learnt for its metrics: its event label and generic token.
+#[derive(Default)]
+struct Seen {
+    event: Option<&'static str>,
+    token: Option<String>,
+}
+
+/// Slots for bodies read before their signature can be checked: half the authenticated ones, at
+/// least one.
+fn unverified_slots(max_in_flight: usize) -> usize {
+    (max_in_flight / 2).max(1)
 }
 
 /// Reads the body, refusing it as soon as it is known to be over `limit`: from

@@ -61,6 +61,7 @@ pub struct Process {
     workers: Vec<(String, Run)>,
     worker_args: Option<WorkerArgs>,
     grace: Duration,
+    header_timeout: Duration,
 }
 
 impl std::fmt::Debug for Process {
@@ -93,6 +94,7 @@ impl Process {
             workers: Vec::new(),
             worker_args: None,
             grace: Duration::from_secs(30),
+            header_timeout: health::HEADER_TIMEOUT,
         }
     }
 
@@ -167,6 +169,13 @@ impl Process {
         self
     }
 
+    /// The time a client has to send a request's headers before its connection is closed
+    /// ([`health::HEADER_TIMEOUT`] unless set).
+    pub fn header_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.header_timeout = timeout;
+        self
+    }
+
     /// Serves `routes` on the process's HTTP server, beside `/healthz`, `/readyz`, `/metrics`.
     pub fn route(&mut self, routes: Router) -> &mut Self {
         self.routes = std::mem::take(&mut self.routes).merge(routes);
@@ -204,6 +213,7 @@ impl Process {
             routes,
             workers,
             grace,
+            header_timeout,
             ..
         } = self;
         let serving = health.latch("http");
@@ -214,7 +224,8 @@ impl Process {
             // Load balancers stop sending before the listener stops taking.
             unready.set(false);
         };
-        let bound = health::serve(addr, health.router().merge(routes), http_stopped).await;
+        let router = health.router().merge(routes);
+        let bound = health::serve_with(addr, router, http_stopped, header_timeout).await;
         let (addr, http) = match bound {
             Ok(bound) => bound,
             Err(e) => {

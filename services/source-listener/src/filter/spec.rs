@@ -20,6 +20,9 @@ pub struct FileSpec {
     /// Per-repository rules; see [`super::repos`].
     #[serde(default)]
     pub repos: Vec<super::repos::RepoSpec>,
+    /// The generic endpoint's scoped tokens: read and checked by [`crate::tokens`].
+    #[serde(default, rename = "genericTokens")]
+    pub _generic_tokens: Option<serde::de::IgnoredAny>,
 }
 
 /// One rule, in the spirit of an Argo Events sensor dependency's `filters.data`.

@@ -5,6 +5,9 @@
 //! parallel.
 
 mod conformance;
+mod form;
 mod http;
 mod properties;
+mod slow_senders;
 mod support;
+mod tokens;

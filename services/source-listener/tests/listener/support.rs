@@ -50,7 +50,7 @@ impl Harness {
         let mut process = Process::new(bus.clone());
         process.grace(Duration::from_secs(5));
         let listener = SourceListener::new(&bus, config, process.health());
-        process.route(listener.router());
+        listener.install(&mut process);
         let served = flotilla_testing::serve(process).await?;
         Ok(Harness {
             nats,
