@@ -100,7 +100,7 @@ async fn serve(
     crate::init::reconcile(&bus, limits, &mut out).await?;
 
     let config = Config::from_args(&args.webhooks).map_err(|e| CliError::Usage(e.to_string()))?;
-    let refused = unconfigured_endpoints(&args.webhooks);
+    let refused = unconfigured_endpoints(&args.webhooks, &config);
     let mut process = Process::new(bus.clone());
     process
         .grace(args.shutdown_grace)
@@ -156,14 +156,22 @@ async fn serve(
 
 /// The secret variables left unset: their endpoints refuse everything, which `up` says once
 /// rather than leaving people to find out from a 401.
-fn unconfigured_endpoints(webhooks: &source_listener::Args) -> Vec<&'static str> {
+/// The endpoints that refuse every delivery for want of a secret. The generic endpoint is
+/// configured by `GENERIC_WEBHOOK_TOKEN` or by any scoped token of the config file.
+fn unconfigured_endpoints(webhooks: &source_listener::Args, config: &Config) -> Vec<&'static str> {
     [
-        ("GITHUB_WEBHOOK_SECRET", &webhooks.github_webhook_secret),
-        ("GITLAB_WEBHOOK_TOKEN", &webhooks.gitlab_webhook_token),
-        ("GENERIC_WEBHOOK_TOKEN", &webhooks.generic_webhook_token),
+        (
+            "GITHUB_WEBHOOK_SECRET",
+            webhooks.github_webhook_secret.is_some(),
+        ),
+        (
+            "GITLAB_WEBHOOK_TOKEN",
+            webhooks.gitlab_webhook_token.is_some(),
+        ),
+        ("GENERIC_WEBHOOK_TOKEN", !config.tokens.is_empty()),
     ]
     .into_iter()
-    .filter(|(_, secret)| secret.is_none())
+    .filter(|(_, configured)| !configured)
     .map(|(name, _)| name)
     .collect()
 }
