@@ -84,6 +84,8 @@ impl Config {
                 test: test_command,
                 shell: PathBuf::from("sh"),
                 log_dir: args.log_dir.clone(),
+                pass_env: command::parse_env_list(&args.command_env)
+                    .map_err(|e| Error::Config(format!("{}: {e}", env::COMMAND_ENV)))?,
             }),
             Backend::Http => BackendConfig::Http(http::Settings::from_args(args)?),
             Backend::Job => BackendConfig::Job(job::Settings {

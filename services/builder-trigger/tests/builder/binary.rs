@@ -148,3 +148,66 @@ async fn the_binary_serves_http_backend_callbacks_beside_its_probes() -> Result<
     assert!(stop(child).await?.success(), "SIGTERM exits 0");
     Ok(())
 }
+
+#[tokio::test]
+async fn build_commands_get_none_of_the_workers_secrets_and_the_variables_listed_for_them()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let port = flotilla_testing::free_port();
+    let printed = fx.file("env");
+    let token_file = fx.file("ci-token");
+    std::fs::write(&token_file, "file-secret")?;
+    let secrets = [
+        ("FLOTILLA_GITHUB_TOKEN", "ghp-secret"),
+        ("FLOTILLA_HTTP_TOKEN", "ci-secret"),
+        ("FLOTILLA_CALLBACK_SECRET", "callback-secret"),
+        ("FLOTILLA_GITOPS_TOKEN", "gitops-secret"),
+        ("GITHUB_WEBHOOK_SECRET", "webhook-secret"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+    ];
+    let mut command = binary(&fx, port);
+    for (name, value) in secrets {
+        command.env(name, value);
+    }
+    let child = command
+        .env("FLOTILLA_HTTP_TOKEN_FILE", &token_file)
+        .env("REGISTRY_PASSWORD_FILE", &token_file)
+        .env("DOCKER_HOST", "tcp://127.0.0.1:2375")
+        .env("FLOTILLA_COMMAND_ENV", "DOCKER_HOST")
+        .env(
+            "FLOTILLA_BUILD_COMMAND",
+            format!("env > {}", printed.display()),
+        )
+        .spawn()?;
+    ready(port).await?;
+
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
+        .await?;
+
+    fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    let env = std::fs::read_to_string(&printed)?;
+    for (name, value) in secrets {
+        assert!(
+            !env.contains(name) && !env.contains(value),
+            "{name} reached the build:\n{env}"
+        );
+    }
+    for name in [
+        "FLOTILLA_HTTP_TOKEN_FILE",
+        "REGISTRY_PASSWORD_FILE",
+        "NATS_URL",
+    ] {
+        assert!(!env.contains(name), "{name} reached the build:\n{env}");
+    }
+    assert!(
+        env.lines().any(|l| l == "DOCKER_HOST=tcp://127.0.0.1:2375"),
+        "the listed variable is missing:\n{env}"
+    );
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    assert!(
+        env.lines().any(|l| l.starts_with("FLOTILLA_SHA=")),
+        "the change's variables are missing:\n{env}"
+    );
+    assert!(stop(child).await?.success(), "SIGTERM exits 0");
+    Ok(())
+}
