@@ -211,3 +211,75 @@ async fn build_commands_get_none_of_the_workers_secrets_and_the_variables_listed
     assert!(stop(child).await?.success(), "SIGTERM exits 0");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_binary_logs_ci_request_urls_without_the_api_token() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let port = flotilla_testing::free_port();
+    // The "CI system": busy at first, then refuses the run, echoing the request it got.
+    let ci = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let ci_url = format!("http://{}", ci.local_addr()?);
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let router = axum::Router::new().route(
+        "/dispatch",
+        axum::routing::post(move |uri: axum::http::Uri| {
+            let asked = asked.clone();
+            async move {
+                if asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                }
+                (
+                    axum::http::StatusCode::FORBIDDEN,
+                    format!("no run for {uri}"),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(ci, router).await });
+    let request = serde_json::json!({
+        "url": format!("{ci_url}/dispatch?sha={{{{sha}}}}&token={{{{token}}}}"),
+        "result": {"poll": {"url": format!("{ci_url}/status"), "status": "/phase"}},
+    });
+    let mut child = binary(&fx, port)
+        .env("FLOTILLA_BUILD_BACKEND", "http")
+        .env("FLOTILLA_HTTP_BUILD_REQUEST", request.to_string())
+        .env("FLOTILLA_HTTP_TOKEN", "ci-secret-token")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let read = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut text).await;
+            text
+        })
+    };
+    let (stdout, stderr) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    ready(port).await?;
+
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
+        .await?;
+
+    let failed = fx.build_failed().await?;
+    assert!(stop(child).await?.success(), "SIGTERM exits 0");
+    let log = format!("{}{}", stdout.await?, stderr.await?);
+    assert!(
+        log.contains("asking again") && log.contains("build failed"),
+        "the requests were logged:\n{log}"
+    );
+    assert!(
+        !log.contains("ci-secret-token"),
+        "the token was logged:\n{log}"
+    );
+    assert!(log.contains("token=***"), "{log}");
+    assert!(
+        !failed.reason.contains("ci-secret-token"),
+        "{}",
+        failed.reason
+    );
+    assert!(failed.reason.contains("403"), "{}", failed.reason);
+    Ok(())
+}
