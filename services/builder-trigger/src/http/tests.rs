@@ -147,3 +147,10 @@ fn the_request_line_of_a_dry_run_shows_no_secret() {
         Some("POST https://***@ci.example/run?token=***&sha=1a2b3c4")
     );
 }
+
+/// Why a `..` value is refused rather than encoded: URL parsers take `%2E%2E` for `..` too.
+#[test]
+fn an_encoded_dot_dot_segment_still_climbs_the_path() {
+    let url = reqwest::Url::parse("https://ci.example/api/%2E%2E/admin").expect("a URL");
+    assert_eq!(url.path(), "/admin");
+}
