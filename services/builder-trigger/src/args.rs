@@ -26,6 +26,8 @@ pub mod env {
     pub const JOB_SERVICE_ACCOUNT: &str = "FLOTILLA_JOB_SERVICE_ACCOUNT";
     pub const JOB_CLEANUP: &str = "FLOTILLA_JOB_CLEANUP";
     pub const JOB_TTL: &str = "FLOTILLA_JOB_TTL";
+    pub const COMMAND_ENV: &str = "FLOTILLA_COMMAND_ENV";
+    pub const BUILD_FORKS: &str = "FLOTILLA_BUILD_FORKS";
 }
 
 /// Where builds and test runs happen.
@@ -87,6 +89,15 @@ pub struct Args {
     /// Branches whose pushes are built besides each repo's default branch, comma separated.
     #[arg(long, env = env::BUILD_BRANCHES, default_value = "", value_name = "BRANCH,...")]
     pub build_branches: String,
+    /// Build pull requests whose head is in a fork. Off by default: a fork's owner decides what
+    /// its build runs (the build command's inputs) and so could reach the build's credentials.
+    #[arg(long, env = env::BUILD_FORKS, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub build_forks: bool,
+    /// Command backend: variables of this worker's environment a build or test command gets
+    /// besides the basics (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME, SHELL, TERM) and
+    /// the change's FLOTILLA_* variables; nothing else of the worker's environment reaches it.
+    #[arg(long, env = env::COMMAND_ENV, default_value = "", value_name = "NAME,...")]
+    pub command_env: String,
     /// Command and job backends: also write each run's whole output (a Job's pod log, read
     /// before the Job is deleted) to <dir>/<run id>.log; the path is the outcome's log_url.
     #[arg(long, env = env::LOG_DIR, value_name = "DIR")]

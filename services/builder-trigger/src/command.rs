@@ -1,7 +1,8 @@
 //! The `command` backend: a build or test job is a shell command run on this machine.
 //!
 //! The command runs as `sh -c <command>` in its own process group, with the change described in
-//! `FLOTILLA_*` variables on top of the worker's own environment. Each line it writes goes to
+//! `FLOTILLA_*` variables and, of the worker's own environment, only the basics ([`BASE_ENV`])
+//! and the names listed in `FLOTILLA_COMMAND_ENV`. Each line it writes goes to
 //! the log (with the change id) as it comes, and the last lines are kept for the failure
 //! reason. When the command exits, times out or its handler is abandoned, the whole group is
 //! killed, so nothing it started in the background outlives it.
@@ -10,6 +11,7 @@
 //! ([`Finished`]), never an error: the caller reports it as a failed build or test run.
 
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -40,6 +42,8 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// The shell given `-c <command>`: `sh` from `PATH`.
     pub shell: PathBuf,
+    /// Variables of the worker's environment passed on besides [`BASE_ENV`].
+    pub pass_env: Vec<String>,
 }
 
 impl CommandSpec {
@@ -48,6 +52,7 @@ impl CommandSpec {
             command: command.into(),
             timeout,
             shell: PathBuf::from("sh"),
+            pass_env: Vec::new(),
         }
     }
 }
@@ -123,26 +128,65 @@ impl Finished {
     }
 }
 
-/// Environment variables of the worker that build and test commands do not inherit.
-pub const WITHHELD: &[&str] = &[
-    "NATS_CREDS",
-    "NATS_USER",
-    "NATS_PASSWORD",
-    "NATS_TOKEN",
-    "NATS_TLS_KEY",
-    "GITHUB_WEBHOOK_SECRET",
-    "GITLAB_WEBHOOK_TOKEN",
-    "GENERIC_WEBHOOK_TOKEN",
-    "FLOTILLA_GITOPS_TOKEN",
-    "FLOTILLA_GITOPS_SSH_KEY",
+/// What a command gets of the worker's environment besides the names listed in
+/// `FLOTILLA_COMMAND_ENV` (and every `LC_*`): enough for a shell and the usual tools to work.
+pub const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM",
 ];
 
-/// `sh -c <command>` with the job's variables, without Flotilla's own credentials: a build
-/// script (or whatever it downloads) must not be able to publish on the bus or forge webhooks.
-fn command(spec: &CommandSpec, job: &Job) -> tokio::process::Command {
+/// Whether the worker's variable `name` reaches commands, `listed` being the names the user
+/// passes on.
+pub fn passed(name: &str, listed: &[String]) -> bool {
+    BASE_ENV.contains(&name) || name.starts_with("LC_") || listed.iter().any(|l| l == name)
+}
+
+/// Names that `FLOTILLA_COMMAND_ENV` may not pass on: Flotilla's own settings and credentials
+/// (the change's `FLOTILLA_*` variables are set for each run anyway).
+fn refused(name: &str) -> bool {
+    name.starts_with("FLOTILLA_")
+        || name.starts_with("NATS_")
+        || matches!(
+            name,
+            "GITHUB_WEBHOOK_SECRET" | "GITLAB_WEBHOOK_TOKEN" | "GENERIC_WEBHOOK_TOKEN"
+        )
+}
+
+/// The names of a comma-separated `FLOTILLA_COMMAND_ENV`; why one cannot be passed on.
+pub fn parse_env_list(spec: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for name in spec.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("`{name}` is not a variable name"));
+        }
+        if refused(name) {
+            return Err(format!(
+                "`{name}` is one of Flotilla's own settings or credentials, never passed to commands"
+            ));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// `sh -c <command>` with the job's variables and, of the worker's environment (`inherited`),
+/// only the allowed names: a build script (or whatever it downloads) must not see Flotilla's
+/// credentials (bus, forge, CI and GitOps tokens, webhook secrets, the files holding them).
+/// An allow-list, because a deny-list misses each credential added later.
+fn command(
+    spec: &CommandSpec,
+    job: &Job,
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(&spec.shell);
-    for name in WITHHELD {
-        command.env_remove(name);
+    command.env_clear();
+    for (name, value) in inherited {
+        if name.to_str().is_some_and(|n| passed(n, &spec.pass_env)) {
+            command.env(name, value);
+        }
     }
     command
         .arg("-c")
@@ -170,7 +214,7 @@ pub async fn run_with(
         tail,
         elapsed: started.elapsed(),
     };
-    let mut child = match command(spec, job)
+    let mut child = match command(spec, job, std::env::vars_os())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -19,6 +19,8 @@ pub struct Rules {
     pub pr_label: Option<String>,
     /// Branches built besides the default branch.
     pub extra_branches: Vec<String>,
+    /// Whether pull requests from forks build (`FLOTILLA_BUILD_FORKS`).
+    pub build_forks: bool,
 }
 
 /// The chosen backend and its settings.
@@ -84,6 +86,8 @@ impl Config {
                 test: test_command,
                 shell: PathBuf::from("sh"),
                 log_dir: args.log_dir.clone(),
+                pass_env: command::parse_env_list(&args.command_env)
+                    .map_err(|e| Error::Config(format!("{}: {e}", env::COMMAND_ENV)))?,
             }),
             Backend::Http => BackendConfig::Http(http::Settings::from_args(args)?),
             Backend::Job => BackendConfig::Job(job::Settings {
@@ -107,6 +111,7 @@ impl Config {
                 apps: AppMap::parse(&args.apps)?,
                 pr_label: None,
                 extra_branches: list(&args.build_branches),
+                build_forks: args.build_forks,
             },
             image_prefix,
             build_timeout: args.build_timeout,

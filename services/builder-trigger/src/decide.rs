@@ -1,9 +1,12 @@
 //! Which source events become builds, and the version a build gets. Pure functions of the
 //! event and the rules: no I/O, no clock.
 //!
-//! The version is `v<UTC yyyyMMddHHmmss>-<sha7>`, with the time taken from the event's
-//! `ce-time`, never from the clock: a redelivered event decides the same version, so its
-//! outputs carry the same change id and are deduplicated.
+//! The version is `v<UTC yyyyMMddHHmmss>-<sha7>`, with the time taken from what the source
+//! says, never from the clock or the delivery: a push's head commit timestamp, a pull request's
+//! `updated_at`. Only when the source gives none is the event's `ce-time` (when the webhook
+//! arrived) used. So a redelivered event decides the same version (its outputs carry the same
+//! change id and are deduplicated), and an old push redelivered after a newer one is not
+//! versioned as the newest.
 
 use flotilla_proto::v1::{AppVersion, PullRequest, Push};
 use time::OffsetDateTime;
@@ -27,6 +30,10 @@ pub struct Change {
     pub git_ref: String,
     /// The pull request number, 0 for a push.
     pub pr: u64,
+    /// The time of the version: when the change was made, as its source says.
+    pub at: OffsetDateTime,
+    /// Where [`Change::at`] comes from: `commit`, `pull request` or `ce-time`.
+    pub time_from: &'static str,
 }
 
 /// What a source event asks of builder-trigger.
@@ -42,7 +49,7 @@ pub enum Decision {
 pub enum Invalid {
     #[error("the event has no ce-time, so no version can be decided deterministically")]
     MissingTime,
-    #[error("ce-time `{0}` is not an RFC 3339 time")]
+    #[error("`{0}` is not an RFC 3339 time")]
     BadTime(String),
     #[error("`{0}` is not a commit id (at least 7 hex digits)")]
     BadSha(String),
@@ -52,15 +59,35 @@ pub enum Invalid {
 
 /// `v<UTC yyyyMMddHHmmss>-<sha7>` for a commit seen at `time` (RFC 3339, any offset).
 pub fn version(time: &str, sha: &str) -> Result<String, Invalid> {
-    let at = OffsetDateTime::parse(time, &Rfc3339)
-        .map_err(|_| Invalid::BadTime(time.to_owned()))?
-        .to_offset(time::UtcOffset::UTC);
+    let at =
+        OffsetDateTime::parse(time, &Rfc3339).map_err(|_| Invalid::BadTime(time.to_owned()))?;
+    version_at(at, sha)
+}
+
+/// `v<UTC yyyyMMddHHmmss>-<sha7>` for a commit seen at `at`.
+pub fn version_at(at: OffsetDateTime, sha: &str) -> Result<String, Invalid> {
     let stamp = at
+        .to_offset(time::UtcOffset::UTC)
         .format(format_description!(
             "[year][month][day][hour][minute][second]"
         ))
-        .map_err(|_| Invalid::BadTime(time.to_owned()))?;
+        .map_err(|_| Invalid::BadTime(at.to_string()))?;
     Ok(format!("v{stamp}-{}", sha7(sha)?))
+}
+
+/// The time a version is made from: the source's own (`given`, with what it is, when it is
+/// an RFC 3339 time), else the event's `ce-time`.
+fn version_time(
+    given: Option<(&str, &'static str)>,
+    ce_time: Option<&str>,
+) -> Result<(OffsetDateTime, &'static str), Invalid> {
+    // A source time that is not a time is as good as none: the delivery's time is the fallback.
+    if let Some((at, from)) = given.and_then(|(t, from)| Some((event_time(t)?, from))) {
+        return Ok((at, from));
+    }
+    let ce_time = ce_time.ok_or(Invalid::MissingTime)?;
+    let at = event_time(ce_time).ok_or_else(|| Invalid::BadTime(ce_time.to_owned()))?;
+    Ok((at, "ce-time"))
 }
 
 /// The time of an event (its RFC 3339 `ce-time`), `None` when it is not one.
@@ -102,7 +129,14 @@ pub fn push(push: &Push, time: Option<&str>, rules: &Rules) -> Result<Decision, 
     } else {
         push.r#ref.clone()
     };
-    change(&push.repo, &push.sha, git_ref, 0, time, rules).map(Decision::Build)
+    // The pushed commit's own time (GitHub's head_commit), not when the webhook arrived.
+    let head = push
+        .commits
+        .iter()
+        .find(|c| c.id.eq_ignore_ascii_case(&push.sha) && !c.timestamp.is_empty())
+        .map(|c| (c.timestamp.as_str(), "commit"));
+    let at = version_time(head, time)?;
+    change(&push.repo, &push.sha, git_ref, 0, at, rules).map(Decision::Build)
 }
 
 /// A pull request builds when opened, reopened or pushed to, and when labelled with the rules'
@@ -130,8 +164,22 @@ pub fn pull_request(
         };
         return Ok(Decision::Skip(why));
     }
+    if pr.fork && !rules.build_forks {
+        let from = if pr.head_repo.is_empty() {
+            "a fork".to_owned()
+        } else {
+            format!("the fork {}", pr.head_repo)
+        };
+        return Ok(Decision::Skip(format!(
+            "pull request #{} comes from {from}, and forks are not built \
+             (FLOTILLA_BUILD_FORKS=true builds them): a fork can change the build's inputs and reach its credentials",
+            pr.number
+        )));
+    }
     let git_ref = format!("refs/heads/{}", pr.head_ref);
-    change(&pr.repo, &pr.head_sha, git_ref, pr.number, time, rules).map(Decision::Build)
+    let updated = (!pr.updated_at.is_empty()).then_some((pr.updated_at.as_str(), "pull request"));
+    let at = version_time(updated, time)?;
+    change(&pr.repo, &pr.head_sha, git_ref, pr.number, at, rules).map(Decision::Build)
 }
 
 fn change(
@@ -139,10 +187,10 @@ fn change(
     sha: &str,
     git_ref: String,
     pr: u64,
-    time: Option<&str>,
+    (at, time_from): (OffsetDateTime, &'static str),
     rules: &Rules,
 ) -> Result<Change, Invalid> {
-    let version = version(time.ok_or(Invalid::MissingTime)?, sha)?;
+    let version = version_at(at, sha)?;
     let app = rules.apps.app_for(repo);
     if app.is_empty() {
         return Err(Invalid::NoApp(repo.to_owned()));
@@ -155,6 +203,8 @@ fn change(
         sha: sha.to_ascii_lowercase(),
         git_ref,
         pr,
+        at,
+        time_from,
     })
 }
 

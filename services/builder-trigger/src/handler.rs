@@ -98,7 +98,7 @@ impl BuilderTrigger {
         let outcome_id = ctx
             .publisher
             .derive_id(&cause.id, "build.finished", &change.change_id, 0);
-        let guard = match self.register(&change, cause, ctx).await {
+        let guard = match self.register(&change, ctx).await {
             Ok(guard) => guard,
             Err(newer) => {
                 let reason = format!("superseded by {newer} before it started");
@@ -120,7 +120,7 @@ impl BuilderTrigger {
         ctx.publisher
             .publish_all(vec![started], Some(cause))
             .await?;
-        tracing::info!(change_id = %change.change_id, version = %change.version, sha = %change.sha, backend = self.runner.name(), "build started");
+        tracing::info!(change_id = %change.change_id, version = %change.version, version_time = change.time_from, sha = %change.sha, backend = self.runner.name(), "build started");
 
         let run = build_run(&change, &images, self.config.build_timeout);
         let cancel = guard.as_ref().map(|g| g.cancel.clone()).unwrap_or_default();
@@ -160,15 +160,13 @@ impl BuilderTrigger {
     async fn register(
         &self,
         change: &Change,
-        cause: &Event,
         ctx: &Ctx,
     ) -> Result<Option<supersede::Guard>, String> {
         if change.pr == 0 {
             return Ok(None);
         }
-        let Some(at) = cause.time.as_deref().and_then(decide::event_time) else {
-            return Ok(None);
-        };
+        // The change's own time, not the delivery's: a late redelivery of an older head is older.
+        let at = change.at;
         let key = (change.repo.to_lowercase(), change.pr);
         let guard = self.supersede.begin(key.clone(), at, &change.sha)?;
         self.supersede

@@ -24,6 +24,7 @@
 
 mod callback;
 mod poll;
+mod redact;
 mod template;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use crate::run::{Cancel, Kind, Outcome, Run, Status};
 
 pub use callback::{CallbackBody, Callbacks};
 pub use poll::Poll;
+pub use redact::Redact;
 pub use template::Template;
 
 /// The `http` backend's settings.
@@ -160,7 +162,7 @@ impl Backend {
             Kind::Test => self.settings.test.as_ref()?,
         };
         Some(match template.render(&template::values(run)) {
-            Ok(request) => format!("{} {}", request.method, request.url),
+            Ok(request) => format!("{} {}", request.method, self.redact([]).url(&request.url)),
             Err(e) => format!("(cannot make the start request: {e})"),
         })
     }
@@ -190,13 +192,19 @@ impl Backend {
             }
             _ => None,
         };
+        let mut redact = self.redact([values.get("callback_token").map_or("", String::as_str)]);
+        if let Ok(request) = template.render(&values) {
+            redact = redact.with_url(&request.url);
+        }
         let work = async {
-            let answer = match self.start(template, &values).await {
+            let answer = match self.start(template, &values, &redact).await {
                 Ok(answer) => answer,
                 Err(outcome) => return outcome,
             };
             match (&template.result, waiting) {
-                (ResultMode::Poll(poll), _) => self.poll(template, poll, &values, &answer).await,
+                (ResultMode::Poll(poll), _) => {
+                    self.poll(template, poll, &values, &answer, &redact).await
+                }
                 (ResultMode::Callback, Some(waiting)) => match waiting.result.await {
                     Ok(body) => body.outcome(),
                     Err(_) => Outcome::failed("another attempt of this run took over its callback"),
@@ -215,7 +223,20 @@ impl Backend {
             ))),
         };
         self.callbacks.forget(&run.id);
-        outcome
+        redacted(outcome, &redact)
+    }
+
+    /// Redacts this backend's secrets (the API token, the callback secret) and `more`.
+    fn redact<'a>(&'a self, more: impl IntoIterator<Item = &'a str>) -> Redact {
+        let settings = &self.settings;
+        Redact::new(
+            settings
+                .token
+                .as_deref()
+                .into_iter()
+                .chain(settings.callback_secret.as_deref())
+                .chain(more),
+        )
     }
 
     /// Sends the start request; `Err` is the failed outcome.
@@ -223,11 +244,13 @@ impl Backend {
         &self,
         template: &Template,
         values: &BTreeMap<String, String>,
+        redact: &Redact,
     ) -> Result<Value, Outcome> {
         let request = template
             .render(values)
             .map_err(|e| Outcome::failed(format!("cannot make the start request: {e}")))?;
-        let url = request.url.clone();
+        // Only ever shown redacted: the URL may carry the API token.
+        let url = redact.url(&request.url);
         let mut attempt = 1;
         loop {
             match self.send(request.clone()).await {
@@ -237,14 +260,15 @@ impl Backend {
                 }
                 // Unreachable or overloaded: asked again a little later, within the timeout.
                 Err(e) if e.transient && attempt < START_ATTEMPTS => {
-                    tracing::warn!(%url, attempt, error = %e.message, "the CI system did not answer; asking again");
+                    let error = redact.text(&e.message);
+                    tracing::warn!(%url, attempt, %error, "the CI system did not answer; asking again");
                     tokio::time::sleep(START_RETRY * attempt).await;
                     attempt += 1;
                 }
                 Err(e) => {
                     return Err(Outcome::failed(format!(
                         "the CI system at {url} did not take the run: {}",
-                        e.message
+                        redact.text(&e.message)
                     )));
                 }
             }
@@ -263,13 +287,14 @@ impl Backend {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
+        // reqwest's errors name the URL unredacted: callers name it themselves, redacted.
         let response = builder.send().await.map_err(|e| SendError {
-            message: error_chain(&e),
+            message: error_chain(&e.without_url()),
             transient: true,
         })?;
         let status = response.status();
         let text = response.text().await.map_err(|e| SendError {
-            message: error_chain(&e),
+            message: error_chain(&e.without_url()),
             transient: true,
         })?;
         if !status.is_success() {
@@ -281,6 +306,21 @@ impl Backend {
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
+}
+
+/// `outcome` as it may be logged and published: without the run's secrets in its summary,
+/// excerpt or log URL (a CI system may echo a request, token included).
+fn redacted(mut outcome: Outcome, redact: &Redact) -> Outcome {
+    outcome.status = match outcome.status {
+        Status::Failed(why) => Status::Failed(redact.text(&why)),
+        Status::Cancelled(why) => Status::Cancelled(redact.text(&why)),
+        other => other,
+    };
+    for line in &mut outcome.excerpt {
+        *line = redact.text(line);
+    }
+    outcome.log_url = redact.url(&outcome.log_url);
+    outcome
 }
 
 /// Attempts at the start request when the CI system is unreachable or overloaded.

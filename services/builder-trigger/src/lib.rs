@@ -6,8 +6,10 @@
 //! | `source.pull_request.<repo>`: `opened`, `synchronize`, `reopened`; `labeled` with `FLOTILLA_PR_LABEL` | the same, with `pr` set |
 //! | `env.ready.<env>` of a change | `tests.passed` or `tests.failed` (key: env) |
 //!
-//! The version of a build is `v<UTC yyyyMMddHHmmss>-<sha7>` from the event's `ce-time`, so a
-//! redelivered event decides the same version and its outputs are deduplicated; its change id
+//! The version of a build is `v<UTC yyyyMMddHHmmss>-<sha7>` from the source's own time (the
+//! pushed commit's timestamp, a pull request's `updated_at`; the event's `ce-time` only when it
+//! gives none), so a redelivered event decides the same version and its outputs are
+//! deduplicated, and a late delivery is never the newest version; its change id
 //! is `<app>-<version>`, the app coming from `FLOTILLA_APPS` or the repo's name. The logic is
 //! layered so each part is testable alone: [`decide`] is pure (event and rules in, decision
 //! out); [`backend`] is what every backend is given and reports; [`command`] (a shell command

@@ -174,9 +174,64 @@ pub fn require<'a>(what: &str, field: &str, value: &'a str) -> Result<&'a str, W
     }
 }
 
+/// A provider's timestamp as RFC 3339 in UTC (`2017-12-10T17:01:11Z`): RFC 3339 with any
+/// offset, or GitLab's older `2017-12-10 17:01:11 UTC` / `2017-12-10 17:01:11 +0100`. Empty
+/// when it is empty or none of these: a time is a hint (a build's version), never a reason to
+/// refuse a delivery.
+pub fn utc_time(text: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+    let text = text.trim();
+    let parsed = OffsetDateTime::parse(text, &Rfc3339).ok().or_else(|| {
+        let (local, zone) = text.rsplit_once(' ')?;
+        let local = PrimitiveDateTime::parse(
+            local,
+            format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        )
+        .ok()?;
+        let offset = if zone == "UTC" {
+            UtcOffset::UTC
+        } else {
+            UtcOffset::parse(
+                zone,
+                format_description!("[offset_hour sign:mandatory][offset_minute]"),
+            )
+            .ok()?
+        };
+        Some(local.assume_offset(offset))
+    });
+    parsed
+        .and_then(|at| at.to_offset(UtcOffset::UTC).format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// The git convention for "no commit": the `before` of a new ref, the `after` of a deleted one.
 pub fn is_zero_sha(sha: &str) -> bool {
     !sha.is_empty() && sha.bytes().all(|b| b == b'0')
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::utc_time;
+
+    #[test]
+    fn provider_times_become_rfc3339_in_utc() {
+        assert_eq!(utc_time("2019-11-13T01:28:51Z"), "2019-11-13T01:28:51Z");
+        assert_eq!(
+            utc_time("2019-11-26T02:01:12-05:00"),
+            "2019-11-26T07:01:12Z"
+        );
+        assert_eq!(utc_time("2017-12-10 17:01:11 UTC"), "2017-12-10T17:01:11Z");
+        assert_eq!(
+            utc_time("2013-12-03 17:23:34 +0200"),
+            "2013-12-03T15:23:34Z"
+        );
+        for bad in ["", "yesterday", "2017-12-10 17:01:11 CET"] {
+            assert_eq!(utc_time(bad), "", "{bad}");
+        }
+    }
 }
 
 /// Where a ref points: a branch, a tag, or something else (notes, pull refs).

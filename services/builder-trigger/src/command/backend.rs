@@ -18,6 +18,9 @@ pub struct Settings {
     pub shell: PathBuf,
     /// Each run's whole output goes to `<dir>/<run id>.log` as well as to the process log.
     pub log_dir: Option<PathBuf>,
+    /// Variables of the worker's environment commands get besides the basics
+    /// (`FLOTILLA_COMMAND_ENV`).
+    pub pass_env: Vec<String>,
 }
 
 impl Settings {
@@ -27,6 +30,7 @@ impl Settings {
             test: None,
             shell: PathBuf::from("sh"),
             log_dir: None,
+            pass_env: Vec::new(),
         }
     }
 }
@@ -68,6 +72,7 @@ impl Backend {
             command: command.clone(),
             timeout: run.timeout,
             shell: self.settings.shell.clone(),
+            pass_env: self.settings.pass_env.clone(),
         };
         let job = Job {
             kind: run.kind.as_str(),

@@ -126,21 +126,90 @@ fn is_running(pid: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// What the shell itself sets, whatever environment it is given.
+const SHELL_OWN: &[&str] = &["PWD", "OLDPWD", "SHLVL", "_"];
+
+fn printed_names(done: &Finished) -> Vec<String> {
+    done.tail
+        .iter()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_command_sees_only_the_basics_and_its_change_of_the_workers_environment() {
+    // The test process has plenty besides the basics (cargo's CARGO_*, RUST_*, ...).
+    let extra: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| !passed(name, &[]))
+        .collect();
+    assert!(!extra.is_empty(), "the test process has only the basics");
+    let done = run(&spec("env"), &job()).await;
+    assert!(done.succeeded(), "{}", done.reason());
+    let names = printed_names(&done);
+    assert!(names.iter().any(|n| n == "FLOTILLA_VERSION"), "{names:?}");
+    for name in &names {
+        assert!(
+            passed(name, &[]) || name == "FLOTILLA_VERSION" || SHELL_OWN.contains(&name.as_str()),
+            "{name} reached the command"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_listed_variable_of_the_workers_environment_reaches_the_command() {
+    let listed = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .find(|name| !passed(name, &[]) && !refused(name))
+        .expect("the test process has a variable besides the basics");
+    let mut spec = spec("env");
+    spec.pass_env = vec![listed.clone()];
+    let done = run(&spec, &job()).await;
+    assert!(printed_names(&done).contains(&listed), "{listed} missing");
+}
+
 #[test]
-fn commands_do_not_inherit_flotillas_own_credentials() {
-    let command = command(&spec("true"), &job());
-    let removed: Vec<_> = command
+fn the_inherited_environment_is_filtered_by_name() {
+    let inherited = [
+        ("PATH", "/usr/bin"),
+        ("LC_ALL", "C.UTF-8"),
+        ("FLOTILLA_GITHUB_TOKEN", "ghp_secret"),
+        ("FLOTILLA_HTTP_TOKEN_FILE", "/run/secrets/ci"),
+        ("NATS_PASSWORD", "bus"),
+        ("DOCKER_HOST", "unix:///run/docker.sock"),
+        ("AWS_SECRET_ACCESS_KEY", "aws"),
+    ]
+    .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    let mut spec = spec("true");
+    spec.pass_env = vec!["DOCKER_HOST".into()];
+    let command = command(&spec, &job(), inherited);
+    let mut set: Vec<_> = command
         .as_std()
         .get_envs()
-        .filter(|(_, value)| value.is_none())
+        .filter(|(_, value)| value.is_some())
         .map(|(name, _)| name.to_string_lossy().into_owned())
         .collect();
-    for name in [
-        "NATS_PASSWORD",
+    set.sort();
+    assert_eq!(set, ["DOCKER_HOST", "FLOTILLA_VERSION", "LC_ALL", "PATH"]);
+}
+
+#[test]
+fn flotillas_own_settings_and_credentials_cannot_be_listed() {
+    assert_eq!(
+        parse_env_list(" DOCKER_HOST, REGISTRY_AUTH_FILE,,DOCKER_HOST "),
+        Ok(vec![
+            "DOCKER_HOST".to_owned(),
+            "REGISTRY_AUTH_FILE".to_owned()
+        ])
+    );
+    for bad in [
+        "FLOTILLA_GITHUB_TOKEN",
         "NATS_CREDS",
         "GITHUB_WEBHOOK_SECRET",
-        "FLOTILLA_GITOPS_TOKEN",
+        "A=B",
+        "1X",
     ] {
-        assert!(removed.iter().any(|r| r == name), "{name} is passed on");
+        let err = parse_env_list(&format!("DOCKER_HOST,{bad}")).expect_err(bad);
+        assert!(err.contains(bad.split('=').next().unwrap_or(bad)), "{err}");
     }
 }

@@ -205,3 +205,83 @@ fn a_change_id_names_its_app_and_version() {
     );
     assert_eq!(app_and_version("something-else", &[]), None);
 }
+
+#[test]
+fn a_push_is_versioned_by_its_head_commits_time_in_utc_not_its_delivery() {
+    let mut push = main_push();
+    push.commits = vec![
+        flotilla_proto::v1::Commit {
+            id: "0000000aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
+            timestamp: "2024-03-01T00:00:00Z".into(),
+            ..Default::default()
+        },
+        flotilla_proto::v1::Commit {
+            id: SHA.to_ascii_lowercase(),
+            timestamp: "2024-03-05T02:01:12-05:00".into(),
+            ..Default::default()
+        },
+    ];
+    let change = built(super::push(&push, Some(TIME), &Rules::default()));
+    assert_eq!(change.version, "v20240305070112-1a2b3c4");
+    assert_eq!(change.time_from, "commit");
+    // A later delivery of the same push decides the same version.
+    let again = built(super::push(
+        &push,
+        Some("2025-01-01T00:00:00Z"),
+        &Rules::default(),
+    ));
+    assert_eq!(again, change);
+}
+
+#[test]
+fn a_push_without_its_head_commits_time_falls_back_to_ce_time() {
+    let mut push = main_push();
+    push.commits = vec![flotilla_proto::v1::Commit {
+        id: SHA.into(),
+        timestamp: "not a time".into(),
+        ..Default::default()
+    }];
+    let change = built(super::push(&push, Some(TIME), &Rules::default()));
+    assert_eq!(
+        (change.version.as_str(), change.time_from),
+        ("v20240305070809-1a2b3c4", "ce-time")
+    );
+    push.commits.clear();
+    assert_eq!(
+        super::push(&push, None, &Rules::default()),
+        Err(Invalid::MissingTime)
+    );
+}
+
+#[test]
+fn a_pull_request_is_versioned_by_its_updated_at() {
+    let mut pr = pr("synchronize");
+    pr.updated_at = "2024-03-05T07:30:00Z".into();
+    let change = built(pull_request(&pr, Some(TIME), &Rules::default()));
+    assert_eq!(
+        (change.version.as_str(), change.time_from),
+        ("v20240305073000-1a2b3c4", "pull request")
+    );
+    pr.updated_at.clear();
+    let change = built(pull_request(&pr, Some(TIME), &Rules::default()));
+    assert_eq!(change.version, "v20240305070809-1a2b3c4");
+}
+
+#[test]
+fn a_pull_request_from_a_fork_is_skipped_unless_forks_build() {
+    let mut pr = pr("opened");
+    pr.fork = true;
+    pr.head_repo = "stranger/ping".into();
+    match pull_request(&pr, Some(TIME), &Rules::default()).expect("decidable") {
+        Decision::Skip(why) => {
+            assert!(why.contains("stranger/ping"), "{why}");
+            assert!(why.contains("FLOTILLA_BUILD_FORKS"), "{why}");
+        }
+        other => panic!("a fork built: {other:?}"),
+    }
+    let rules = Rules {
+        build_forks: true,
+        ..Rules::default()
+    };
+    assert_eq!(built(pull_request(&pr, Some(TIME), &rules)).pr, 42);
+}

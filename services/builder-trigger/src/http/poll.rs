@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Backend, Template, text_of};
+use super::{Backend, Redact, Template, text_of};
 use crate::run::{self, Outcome, Status};
 
 /// Reading a run's status.
@@ -80,6 +80,7 @@ impl Backend {
         poll: &Poll,
         values: &BTreeMap<String, String>,
         answer: &Value,
+        redact: &Redact,
     ) -> Outcome {
         let mut values = values.clone();
         if let Some(pointer) = &poll.id {
@@ -98,6 +99,8 @@ impl Backend {
             Ok(request) => request,
             Err(e) => return Outcome::failed(format!("cannot make the status request: {e}")),
         };
+        let redact = redact.with_url(&request.url);
+        let url = redact.url(&request.url);
         let matches =
             |set: &[String], status: &str| set.iter().any(|s| s.eq_ignore_ascii_case(status));
         loop {
@@ -130,11 +133,11 @@ impl Backend {
                         outcome.log_url = log_url.unwrap_or_default();
                         return outcome;
                     }
-                    tracing::debug!(url = %request.url, %status, "CI run still going");
+                    tracing::debug!(%url, %status, "CI run still going");
                 }
                 // A status URL that fails once is asked again; the timeout bounds the wait.
                 Err(e) => {
-                    tracing::warn!(url = %request.url, error = %e.message, "could not read the CI run's status")
+                    tracing::warn!(%url, error = %redact.text(&e.message), "could not read the CI run's status")
                 }
             }
             tokio::time::sleep(poll.interval).await;

@@ -91,7 +91,7 @@ impl Template {
     /// The start request for `values`.
     pub fn render(&self, values: &BTreeMap<String, String>) -> Result<Request, String> {
         Ok(Request {
-            url: fill(&self.url, values)?,
+            url: fill_url(&self.url, values)?,
             method: self.method.to_ascii_uppercase(),
             headers: self.headers(values)?,
             body: self
@@ -109,7 +109,7 @@ impl Template {
         values: &BTreeMap<String, String>,
     ) -> Result<Request, String> {
         Ok(Request {
-            url: fill(&poll.url, values)?,
+            url: fill_url(&poll.url, values)?,
             method: "GET".to_owned(),
             headers: self.headers(values)?,
             body: None,
@@ -144,10 +144,79 @@ pub fn values(run: &Run) -> BTreeMap<String, String> {
 
 /// `text` with each `{{name}}` replaced; an unknown name is an error.
 fn fill(text: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
+    fill_with(text, values, |_, _, value| Ok(value.to_owned()))
+}
+
+/// A URL template filled in, each value percent-encoded for the part of the URL it stands in,
+/// so a value (a fork's branch named `x?a=b&c`, an id from the CI system's answer) adds no
+/// query parameter, path or fragment: in the path `/` is kept (`{{repo}}` stays `owner/name`)
+/// and everything but unreserved characters is encoded; in the query, fragment or host, `/`
+/// too. A placeholder the URL starts with (`{{env_url}}/health`) is a base URL, taken as is.
+fn fill_url(text: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
+    fill_with(text, values, |before, name, value| {
+        if before.is_empty() {
+            return Ok(value.to_owned());
+        }
+        match UrlPart::of(before) {
+            UrlPart::Path => {
+                // `%2E%2E` is a `..` segment to URL parsers too: refused, not encoded.
+                if value.split('/').any(|s| s == "." || s == "..") {
+                    return Err(format!(
+                        "{{{{{name}}}}} is `{value}`, which would climb the URL's path"
+                    ));
+                }
+                Ok(encode(value, true))
+            }
+            UrlPart::Other => Ok(encode(value, false)),
+        }
+    })
+}
+
+/// Where in a URL a placeholder stands, judged by the template text before it.
+enum UrlPart {
+    Path,
+    /// Host, query or fragment.
+    Other,
+}
+
+impl UrlPart {
+    fn of(before: &str) -> UrlPart {
+        if before.contains(['?', '#']) {
+            return UrlPart::Other;
+        }
+        match before.find("://") {
+            Some(i) if !before[i + 3..].contains('/') => UrlPart::Other,
+            _ => UrlPart::Path,
+        }
+    }
+}
+
+/// Percent-encodes all but unreserved characters (RFC 3986), and `/` too unless `keep_slash`.
+pub(super) fn encode(value: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            b'/' if keep_slash => out.push('/'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// `text` with each `{{name}}` replaced by `value_for(text before it, name, value)`.
+fn fill_with(
+    text: &str,
+    values: &BTreeMap<String, String>,
+    value_for: impl Fn(&str, &str, &str) -> Result<String, String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
         out.push_str(&rest[..open]);
+        let before = &text[..text.len() - rest.len() + open];
         let after = &rest[open + 2..];
         let close = after
             .find("}}")
@@ -159,7 +228,7 @@ fn fill(text: &str, values: &BTreeMap<String, String>) -> Result<String, String>
                 PLACEHOLDERS.join(", ")
             )
         })?;
-        out.push_str(value);
+        out.push_str(&value_for(before, name, value)?);
         rest = &after[close + 2..];
     }
     out.push_str(rest);

@@ -148,3 +148,138 @@ async fn the_binary_serves_http_backend_callbacks_beside_its_probes() -> Result<
     assert!(stop(child).await?.success(), "SIGTERM exits 0");
     Ok(())
 }
+
+#[tokio::test]
+async fn build_commands_get_none_of_the_workers_secrets_and_the_variables_listed_for_them()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let port = flotilla_testing::free_port();
+    let printed = fx.file("env");
+    let token_file = fx.file("ci-token");
+    std::fs::write(&token_file, "file-secret")?;
+    let secrets = [
+        ("FLOTILLA_GITHUB_TOKEN", "ghp-secret"),
+        ("FLOTILLA_HTTP_TOKEN", "ci-secret"),
+        ("FLOTILLA_CALLBACK_SECRET", "callback-secret"),
+        ("FLOTILLA_GITOPS_TOKEN", "gitops-secret"),
+        ("GITHUB_WEBHOOK_SECRET", "webhook-secret"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+    ];
+    let mut command = binary(&fx, port);
+    for (name, value) in secrets {
+        command.env(name, value);
+    }
+    let child = command
+        .env("FLOTILLA_HTTP_TOKEN_FILE", &token_file)
+        .env("REGISTRY_PASSWORD_FILE", &token_file)
+        .env("DOCKER_HOST", "tcp://127.0.0.1:2375")
+        .env("FLOTILLA_COMMAND_ENV", "DOCKER_HOST")
+        .env(
+            "FLOTILLA_BUILD_COMMAND",
+            format!("env > {}", printed.display()),
+        )
+        .spawn()?;
+    ready(port).await?;
+
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
+        .await?;
+
+    fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    let env = std::fs::read_to_string(&printed)?;
+    for (name, value) in secrets {
+        assert!(
+            !env.contains(name) && !env.contains(value),
+            "{name} reached the build:\n{env}"
+        );
+    }
+    for name in [
+        "FLOTILLA_HTTP_TOKEN_FILE",
+        "REGISTRY_PASSWORD_FILE",
+        "NATS_URL",
+    ] {
+        assert!(!env.contains(name), "{name} reached the build:\n{env}");
+    }
+    assert!(
+        env.lines().any(|l| l == "DOCKER_HOST=tcp://127.0.0.1:2375"),
+        "the listed variable is missing:\n{env}"
+    );
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    assert!(
+        env.lines().any(|l| l.starts_with("FLOTILLA_SHA=")),
+        "the change's variables are missing:\n{env}"
+    );
+    assert!(stop(child).await?.success(), "SIGTERM exits 0");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_binary_logs_ci_request_urls_without_the_api_token() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let port = flotilla_testing::free_port();
+    // The "CI system": busy at first, then refuses the run, echoing the request it got.
+    let ci = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let ci_url = format!("http://{}", ci.local_addr()?);
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let router = axum::Router::new().route(
+        "/dispatch",
+        axum::routing::post(move |uri: axum::http::Uri| {
+            let asked = asked.clone();
+            async move {
+                if asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                }
+                (
+                    axum::http::StatusCode::FORBIDDEN,
+                    format!("no run for {uri}"),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(ci, router).await });
+    let request = serde_json::json!({
+        "url": format!("{ci_url}/dispatch?sha={{{{sha}}}}&token={{{{token}}}}"),
+        "result": {"poll": {"url": format!("{ci_url}/status"), "status": "/phase"}},
+    });
+    let mut child = binary(&fx, port)
+        .env("FLOTILLA_BUILD_BACKEND", "http")
+        .env("FLOTILLA_HTTP_BUILD_REQUEST", request.to_string())
+        .env("FLOTILLA_HTTP_TOKEN", "ci-secret-token")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let read = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut text).await;
+            text
+        })
+    };
+    let (stdout, stderr) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    ready(port).await?;
+
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
+        .await?;
+
+    let failed = fx.build_failed().await?;
+    assert!(stop(child).await?.success(), "SIGTERM exits 0");
+    let log = format!("{}{}", stdout.await?, stderr.await?);
+    assert!(
+        log.contains("asking again") && log.contains("build failed"),
+        "the requests were logged:\n{log}"
+    );
+    assert!(
+        !log.contains("ci-secret-token"),
+        "the token was logged:\n{log}"
+    );
+    assert!(log.contains("token=***"), "{log}");
+    assert!(
+        !failed.reason.contains("ci-secret-token"),
+        "{}",
+        failed.reason
+    );
+    assert!(failed.reason.contains("403"), "{}", failed.reason);
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use builder_trigger::http::{Settings, Template};
@@ -32,11 +32,16 @@ enum Behaviour {
     Workflow(&'static str),
 }
 
+/// A request's query parameters, decoded, in order.
+type Query = Vec<(String, String)>;
+
 #[derive(Clone)]
 struct Ci {
     behaviour: Behaviour,
     /// (path, Authorization header, body) of each start request.
     started: Arc<Mutex<Vec<(String, String, Value)>>>,
+    /// The query parameters of each start request, decoded.
+    queries: Arc<Mutex<Vec<Query>>>,
     /// HTTP status of each callback attempt.
     callbacks: Arc<Mutex<Vec<u16>>>,
     status_reads: Arc<Mutex<u32>>,
@@ -47,6 +52,7 @@ impl Ci {
         let ci = Ci {
             behaviour,
             started: Arc::default(),
+            queries: Arc::default(),
             callbacks: Arc::default(),
             status_reads: Arc::default(),
         };
@@ -63,14 +69,24 @@ impl Ci {
     fn started(&self) -> Vec<(String, String, Value)> {
         self.started.lock().expect("not poisoned").clone()
     }
+
+    fn queries(&self) -> Vec<Query> {
+        self.queries.lock().expect("not poisoned").clone()
+    }
 }
 
 async fn start(
     State(ci): State<Ci>,
     Path((owner, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
+    let query = query.unwrap_or_default();
+    let pairs = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    ci.queries.lock().expect("not poisoned").push(pairs);
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -116,9 +132,13 @@ async fn start(
             (StatusCode::NO_CONTENT, Json(Value::Null))
         }
         Behaviour::Silent => (StatusCode::NO_CONTENT, Json(Value::Null)),
+        // Echoes the request, as some CI systems do: whatever it carried ends up in the answer.
         Behaviour::Refuse => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"message": "Workflow does not have 'workflow_dispatch' trigger"})),
+            Json(json!({
+                "message": "Workflow does not have 'workflow_dispatch' trigger",
+                "request": format!("/repos/{owner}/{name}/dispatches?{query}"),
+            })),
         ),
         Behaviour::Workflow(_) => (StatusCode::OK, Json(json!({"metadata": {"name": "wf-7"}}))),
     }
@@ -401,4 +421,101 @@ async fn a_callback_that_reaches_another_replica_is_handed_to_the_one_whose_run_
     assert_eq!(unknown.status().as_u16(), 404, "no replica has that run");
     worker.shutdown().await?;
     replica_b.shutdown().await
+}
+
+#[tokio::test]
+async fn placeholders_in_the_url_are_percent_encoded_so_a_branch_name_adds_no_parameter()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let (ci, url) = Ci::serve(Behaviour::CallBack(json!({"status": "succeeded"}))).await?;
+    let mut template = dispatch(&url);
+    template["url"] = json!(format!(
+        "{url}/repos/{{{{repo}}}}/dispatches?ref={{{{ref}}}}&sha={{{{sha}}}}"
+    ));
+    let worker = run_http(&fx, template, WITHIN).await?;
+
+    // A fork's branch may be named anything git allows.
+    let mut pr = pull_request("opened", 7);
+    pr.head_ref = "x?a=b&c#d".into();
+    fx.publish(EventType::SourcePullRequest, "acme/ping", &pr)
+        .await?;
+
+    fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    let queries = ci.queries();
+    let query = queries.first().context("the CI system was asked")?;
+    assert_eq!(
+        query,
+        &vec![
+            ("ref".to_owned(), "refs/heads/x?a=b&c#d".to_owned()),
+            ("sha".to_owned(), SHA.to_owned()),
+        ],
+        "the branch stays one parameter's value"
+    );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn the_api_token_never_reaches_a_build_failed_reason_or_log_url() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let (ci, url) = Ci::serve(Behaviour::Refuse).await?;
+    let mut template = dispatch(&url);
+    template["url"] = json!(format!(
+        "http://user:pa55@{}/repos/{{{{repo}}}}/dispatches?access_token={{{{token}}}}&api_key=literal-key",
+        url.trim_start_matches("http://")
+    ));
+    let worker = run_http(&fx, template, WITHIN).await?;
+
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
+        .await?;
+
+    let failed = fx.build_failed().await?;
+    assert_eq!(
+        ci.queries().first().and_then(|q| q.first()).cloned(),
+        Some(("access_token".to_owned(), "ci-token".to_owned())),
+        "the CI system got the token"
+    );
+    for secret in ["ci-token", "pa55", "literal-key"] {
+        assert!(
+            !failed.reason.contains(secret),
+            "{secret} in the reason: {}",
+            failed.reason
+        );
+    }
+    assert!(failed.reason.contains("422"), "{}", failed.reason);
+    assert!(
+        failed.reason.contains("access_token=***"),
+        "the URL is still named: {}",
+        failed.reason
+    );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn secrets_in_a_reported_log_url_or_message_are_redacted() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let report = json!({
+        "status": "failed",
+        "message": "curl -H 'Authorization: Bearer ci-token' failed",
+        "log_url": "https://bot:hunter2@ci.example/runs/7?X-Amz-Signature=abc&page=2",
+    });
+    let (_ci, url) = Ci::serve(Behaviour::CallBack(report)).await?;
+    let worker = run_http(&fx, dispatch(&url), WITHIN).await?;
+
+    fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())
+        .await?;
+
+    let failed = fx.build_failed().await?;
+    assert_eq!(
+        failed.log_url,
+        "https://***@ci.example/runs/7?X-Amz-Signature=***&page=2"
+    );
+    for secret in ["ci-token", "hunter2", "=abc"] {
+        assert!(
+            !failed.reason.contains(secret),
+            "{secret} in the reason: {}",
+            failed.reason
+        );
+    }
+    assert!(failed.reason.contains("Bearer ***"), "{}", failed.reason);
+    worker.shutdown().await
 }

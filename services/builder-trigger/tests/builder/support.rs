@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use builder_trigger::{BuilderTrigger, Config, worker_config};
 use flotilla_bus::{Bus, Event, EventType, Handler, Outgoing, Published, WorkerConfig};
-use flotilla_proto::v1::{AppVersion, Build, Environment, PullRequest, Push, TestResult};
+use flotilla_proto::v1::{AppVersion, Build, Commit, Environment, PullRequest, Push, TestResult};
 use flotilla_testing::NatsServer;
 
 pub const SHA: &str = "1a2b3c4d5e6f77889900aabbccddeeff00112233";
@@ -72,6 +72,21 @@ impl Fixture {
         Ok(self.bus.publisher("test").publish(event).await?)
     }
 
+    /// Publishes as [`Fixture::publish`] with `ce-time` set to `time`: a delivery at that time
+    /// (a webhook redelivered later, say).
+    pub async fn publish_at(
+        &self,
+        event_type: EventType,
+        key: &str,
+        message: &impl MessageOf,
+        time: &str,
+    ) -> Result<Published> {
+        let event = message
+            .outgoing(event_type, key)?
+            .with_header("ce-time", time);
+        Ok(self.bus.publisher("test").publish(event).await?)
+    }
+
     /// The events stored under `filter`, waiting up to `within` for `want` of them.
     pub async fn stored(&self, filter: &str, want: usize, within: Duration) -> Result<Vec<Event>> {
         flotilla_testing::stored_events(&self.bus, filter, want, within)
@@ -116,6 +131,19 @@ pub fn push_to_main() -> Push {
         default_branch: "main".into(),
         sha: SHA.into(),
         ..Default::default()
+    }
+}
+
+/// A push of `sha` to acme/ping's default branch, its head commit made at `timestamp`.
+pub fn push_of(sha: &str, timestamp: &str) -> Push {
+    Push {
+        sha: sha.into(),
+        commits: vec![Commit {
+            id: sha.into(),
+            timestamp: timestamp.into(),
+            ..Default::default()
+        }],
+        ..push_to_main()
     }
 }
 

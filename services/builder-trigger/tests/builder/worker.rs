@@ -558,3 +558,187 @@ async fn a_newer_head_announced_by_another_replica_cancels_the_build_running_her
     process.abandon().await;
     Ok(())
 }
+
+/// The versions of the builds that succeeded, by sha.
+async fn versions_built(fx: &Fixture, want: usize) -> Result<Vec<(String, String)>> {
+    let succeeded = fx
+        .stored_exactly("flotilla.build.succeeded.>", want)
+        .await?;
+    succeeded
+        .iter()
+        .map(|event| build(event).map(|b| (b.sha, b.version)))
+        .collect()
+}
+
+#[tokio::test]
+async fn pushes_delivered_in_reverse_order_get_versions_in_commit_order() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run(config("echo built")).await?;
+
+    // The newer commit's webhook arrives first; the older one's is redelivered a day later.
+    fx.publish_at(
+        EventType::SourcePush,
+        "acme/ping",
+        &push_of(SHA2, "2024-03-05T10:00:00+02:00"),
+        "2024-03-05T08:00:05Z",
+    )
+    .await?;
+    let late = fx
+        .publish_at(
+            EventType::SourcePush,
+            "acme/ping",
+            &push_of(SHA, "2024-03-05T07:30:00Z"),
+            "2024-03-06T09:00:00Z",
+        )
+        .await?;
+
+    let pushes = fx.stored("flotilla.source.push.>", 2, WITHIN).await?;
+    assert_eq!(
+        pushes
+            .iter()
+            .find(|p| p.id == late.id)
+            .and_then(|p| p.time.as_deref()),
+        Some("2024-03-06T09:00:00Z"),
+        "the late delivery's ce-time is the later one"
+    );
+    let mut versions = versions_built(&fx, 2).await?;
+    versions.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        versions,
+        vec![
+            (SHA.to_owned(), "v20240305073000-1a2b3c4".to_owned()),
+            (SHA2.to_owned(), "v20240305080000-9f8e7d6".to_owned()),
+        ],
+        "the older commit sorts first, whenever it was delivered"
+    );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_redelivered_push_decides_the_version_of_its_first_delivery() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run(config("echo built")).await?;
+
+    let push = push_of(SHA, "2024-03-05T07:30:00Z");
+    fx.publish_at(
+        EventType::SourcePush,
+        "acme/ping",
+        &push,
+        "2024-03-05T07:30:02Z",
+    )
+    .await?;
+    // GitHub's "redeliver", after the duplicate window: the same payload, a new event.
+    fx.publish_at(
+        EventType::SourcePush,
+        "acme/ping",
+        &push,
+        "2024-03-07T12:00:00Z",
+    )
+    .await?;
+
+    let versions = versions_built(&fx, 2).await?;
+    assert_eq!(versions[0], versions[1]);
+    assert_eq!(versions[0].1, "v20240305073000-1a2b3c4");
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_redelivered_pull_request_decides_its_version_from_updated_at() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run(config("echo built")).await?;
+
+    let mut pr = pull_request("opened", 42);
+    pr.updated_at = "2024-03-05T07:30:00Z".into();
+    fx.publish_at(
+        EventType::SourcePullRequest,
+        "acme/ping",
+        &pr,
+        "2024-03-05T07:30:01Z",
+    )
+    .await?;
+    fx.publish_at(
+        EventType::SourcePullRequest,
+        "acme/ping",
+        &pr,
+        "2024-03-07T12:00:00Z",
+    )
+    .await?;
+
+    let versions = versions_built(&fx, 2).await?;
+    assert_eq!(versions[0].1, "v20240305073000-1a2b3c4");
+    assert_eq!(versions[0], versions[1]);
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn an_older_pull_request_head_delivered_late_does_not_supersede_the_newer() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run(config("echo built")).await?;
+
+    let mut newer = pull_request("synchronize", 42);
+    newer.head_sha = SHA2.into();
+    newer.updated_at = "2024-03-05T08:00:00Z".into();
+    fx.publish_at(
+        EventType::SourcePullRequest,
+        "acme/ping",
+        &newer,
+        "2024-03-05T08:00:01Z",
+    )
+    .await?;
+    fx.stored("flotilla.build.succeeded.>", 1, WITHIN).await?;
+    let mut older = pull_request("opened", 42);
+    older.updated_at = "2024-03-05T07:00:00Z".into();
+    fx.publish_at(
+        EventType::SourcePullRequest,
+        "acme/ping",
+        &older,
+        "2024-03-06T09:00:00Z",
+    )
+    .await?;
+
+    let failed = fx.build_failed().await?;
+    assert_eq!(failed.sha, SHA);
+    assert!(
+        failed
+            .reason
+            .starts_with(&format!("superseded by {}", &SHA2[..7])),
+        "{}",
+        failed.reason
+    );
+    worker.shutdown().await
+}
+
+#[tokio::test]
+async fn a_pull_request_from_a_fork_builds_only_when_forks_are_allowed() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let runs = fx.file("runs");
+    let command = format!("echo \"$FLOTILLA_PR\" >> {}", runs.display());
+    let worker = fx.run(config(&command)).await?;
+
+    let mut fork = pull_request("opened", 41);
+    fork.fork = true;
+    fork.head_repo = "stranger/ping".into();
+    fx.publish(EventType::SourcePullRequest, "acme/ping", &fork)
+        .await?;
+    // Handled after the fork's (one consumer, in order): once it is built, the fork was skipped.
+    fx.publish(
+        EventType::SourcePullRequest,
+        "acme/ping",
+        &pull_request("opened", 42),
+    )
+    .await?;
+    fx.stored_exactly("flotilla.build.>", 2).await?;
+    assert_eq!(lines(&runs), vec!["42"]);
+    worker.shutdown().await?;
+
+    let fx = Fixture::start().await?;
+    let runs = fx.file("runs");
+    let mut config = config(&format!("echo \"$FLOTILLA_PR\" >> {}", runs.display()));
+    config.rules.build_forks = true;
+    let worker = fx.run(config).await?;
+    fx.publish(EventType::SourcePullRequest, "acme/ping", &fork)
+        .await?;
+    fx.stored_exactly("flotilla.build.>", 2).await?;
+    assert_eq!(lines(&runs), vec!["41"]);
+    worker.shutdown().await
+}

@@ -213,6 +213,12 @@ fn pull_request(
         ));
     }
     let head_sha = require("pull_request", "pull_request.head.sha", &pr.head.sha)?;
+    let head_repo = &pr.head.repo.full_name;
+    // A head repository that is gone (`null`: a deleted fork) is not the base either.
+    let fork = !head_repo.eq_ignore_ascii_case(first_non_empty(
+        &pr.base.repo.full_name,
+        &event.repository.full_name,
+    ));
     let message = v1::PullRequest {
         provider: provider.as_str().to_owned(),
         repo: repo.to_owned(),
@@ -230,6 +236,9 @@ fn pull_request(
         delivery_id: id.clone(),
         // A pull request from a fork is built from the fork.
         clone_url: first_non_empty(&pr.head.repo.clone_url, &event.repository.clone_url).to_owned(),
+        fork,
+        head_repo: head_repo.clone(),
+        updated_at: delivery::utc_time(&pr.updated_at),
     };
     if let Some(why) = repos.pull_request(&message) {
         return Ok(Delivery::ignore(provider, "pull_request", id, why));

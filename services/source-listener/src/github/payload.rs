@@ -45,6 +45,8 @@ pub struct Repository {
 pub struct RepoRef {
     #[serde(default, deserialize_with = "nullable")]
     pub clone_url: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub full_name: String,
 }
 
 /// A person as GitHub (`login`, or `name` for a pusher) or Gitea (`login`, `username`) names them.
@@ -116,6 +118,9 @@ pub struct PullRequest {
     pub title: String,
     #[serde(default, deserialize_with = "nullable")]
     pub html_url: String,
+    /// RFC 3339, e.g. `2019-11-13T01:28:51Z`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub updated_at: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -313,3 +313,25 @@ fn a_form_encoded_delivery_is_refused_with_what_to_change() {
     assert_eq!(error.status().as_u16(), 400);
     assert!(error.to_string().contains("application/json"), "{error}");
 }
+
+#[test]
+fn a_pull_request_says_whether_its_head_is_a_fork_and_when_it_last_changed() {
+    let mut body = pr_body("synchronize");
+    body["pull_request"]["updated_at"] = json!("2019-11-26T02:01:12-05:00");
+    body["pull_request"]["head"]["repo"]["full_name"] = json!("contributor/ping");
+    body["pull_request"]["base"]["repo"]["full_name"] = json!("acme/ping");
+    let fork = decode_pr(&parse_json("pull_request", &body).expect("valid"));
+    assert!(fork.fork);
+    assert_eq!(fork.head_repo, "contributor/ping");
+    assert_eq!(fork.updated_at, "2019-11-26T07:01:12Z", "in UTC");
+
+    body["pull_request"]["head"]["repo"]["full_name"] = json!("Acme/Ping");
+    let same = decode_pr(&parse_json("pull_request", &body).expect("valid"));
+    assert!(!same.fork, "a branch of the base repository");
+
+    // A deleted fork's head repository is null: still not the base repository.
+    body["pull_request"]["head"]["repo"] = Value::Null;
+    let gone = decode_pr(&parse_json("pull_request", &body).expect("valid"));
+    assert!(gone.fork);
+    assert_eq!(gone.head_repo, "");
+}

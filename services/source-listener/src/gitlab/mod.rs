@@ -246,6 +246,14 @@ fn merge_request(id: String, body: &[u8], repos: &Repos) -> Result<Delivery, Web
     } else {
         &mr.source.git_http_url
     };
+    // The project ids decide; the source path is only named (older payloads lack it).
+    let fork = match (mr.source_project_id, mr.target_project_id) {
+        (0, _) | (_, 0) => {
+            !mr.source.path_with_namespace.is_empty()
+                && !mr.source.path_with_namespace.eq_ignore_ascii_case(repo)
+        }
+        (source, target) => source != target,
+    };
     let message = v1::PullRequest {
         provider: Provider::GitLab.as_str().to_owned(),
         repo: repo.to_owned(),
@@ -264,6 +272,9 @@ fn merge_request(id: String, body: &[u8], repos: &Repos) -> Result<Delivery, Web
         label: action.label,
         delivery_id: id.clone(),
         clone_url: clone_url.clone(),
+        fork,
+        head_repo: mr.source.path_with_namespace.clone(),
+        updated_at: delivery::utc_time(&mr.updated_at),
     };
     if let Some(why) = repos.pull_request(&message) {
         return Ok(Delivery::ignore(Provider::GitLab, "pull_request", id, why));

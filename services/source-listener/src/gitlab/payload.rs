@@ -105,12 +105,21 @@ pub struct MergeRequest {
     /// The source project, which differs from `project` for a merge request from a fork.
     #[serde(default, deserialize_with = "nullable")]
     pub source: SourceProject,
+    #[serde(default, deserialize_with = "nullable")]
+    pub source_project_id: u64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub target_project_id: u64,
+    /// `2013-12-03T17:23:34Z`, or `2017-12-10 17:01:11 UTC` in older GitLab versions.
+    #[serde(default, deserialize_with = "nullable")]
+    pub updated_at: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct SourceProject {
     #[serde(default, deserialize_with = "nullable")]
     pub git_http_url: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub path_with_namespace: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -248,3 +248,38 @@ fn the_token_must_match_and_an_unset_token_refuses_everything() {
         "{unset}"
     );
 }
+
+#[test]
+fn a_merge_request_says_whether_its_source_is_a_fork_and_when_it_last_changed() {
+    let mut body = mr_body("update");
+    let attributes = &mut body["object_attributes"];
+    attributes["updated_at"] = json!("2017-12-10 17:01:11 UTC");
+    attributes["source_project_id"] = json!(15);
+    attributes["target_project_id"] = json!(14);
+    attributes["source"]["path_with_namespace"] = json!("fork/ping");
+    attributes["oldrev"] = json!(BEFORE);
+    let fork: v1::PullRequest = decode(&parse_json("Merge Request Hook", &body).expect("valid"));
+    assert!(fork.fork);
+    assert_eq!(fork.head_repo, "fork/ping");
+    assert_eq!(
+        fork.updated_at, "2017-12-10T17:01:11Z",
+        "normalised to RFC 3339"
+    );
+
+    body["object_attributes"]["source_project_id"] = json!(14);
+    body["object_attributes"]["updated_at"] = json!("2013-12-03T17:23:34Z");
+    let same: v1::PullRequest = decode(&parse_json("Merge Request Hook", &body).expect("valid"));
+    assert!(!same.fork, "the ids decide, whatever the source's path");
+    assert_eq!(same.updated_at, "2013-12-03T17:23:34Z");
+
+    // Without ids, the source project's path decides.
+    if let Some(attributes) = body["object_attributes"].as_object_mut() {
+        attributes.remove("source_project_id");
+        attributes.remove("target_project_id");
+    }
+    let by_path: v1::PullRequest = decode(&parse_json("Merge Request Hook", &body).expect("valid"));
+    assert!(by_path.fork);
+    body["object_attributes"]["source"]["path_with_namespace"] = json!("group/ping");
+    let own: v1::PullRequest = decode(&parse_json("Merge Request Hook", &body).expect("valid"));
+    assert!(!own.fork);
+}

@@ -51,6 +51,9 @@ fn captured_github_pull_requests_are_opened_synchronized_and_closed_merged() -> 
         opened.clone_url,
         "https://github.com/byao1276/gcbapp-buildconfig-example.git"
     );
+    assert!(opened.fork, "opened from byao1276's fork");
+    assert_eq!(opened.head_repo, "byao1276/gcbapp-buildconfig-example");
+    assert_eq!(opened.updated_at, "2019-11-13T01:28:51Z");
 
     let headers = recorded_headers(&dir.join("pull_request.synchronize.headers.txt"))?;
     let delivery = github(
@@ -62,6 +65,8 @@ fn captured_github_pull_requests_are_opened_synchronized_and_closed_merged() -> 
     let sync: v1::PullRequest = decoded(&delivery);
     assert_eq!((sync.action.as_str(), sync.number), ("synchronize", 1));
     assert_eq!(sync.head_sha, "e238171456e973f696a972b80599a849db5fe540");
+    assert!(!sync.fork, "a branch of the base repository");
+    assert_eq!(sync.updated_at, "2019-11-06T23:59:47Z");
 
     let headers = recorded_headers(&dir.join("pull_request.closed.merged.headers.txt"))?;
     let closed: v1::PullRequest = decoded(&github(

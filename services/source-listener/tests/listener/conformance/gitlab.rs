@@ -70,6 +70,8 @@ fn gitlab_merge_requests_map_to_pull_request_actions() -> Result<()> {
         "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
     );
     assert_eq!(documented.labels, ["API"]);
+    assert_eq!(documented.updated_at, "2013-12-03T17:23:34Z");
+    assert!(!documented.fork, "source and target project are both 14");
     for (file, action, merged) in [
         ("pull_request_create.json", "opened", false),
         ("pull_request_close.json", "closed", false),
@@ -82,6 +84,14 @@ fn gitlab_merge_requests_map_to_pull_request_actions() -> Result<()> {
         )?);
         assert_eq!((pr.action.as_str(), pr.merged), (action, merged), "{file}");
         assert_eq!((pr.number, pr.base_ref.as_str()), (1, "master"), "{file}");
+        assert!(!pr.fork, "{file}");
+        assert_eq!(pr.head_repo, "gitlab-org/hello-world", "{file}");
+        // GitLab's older `2017-12-10 17:01:11 UTC`, normalised.
+        assert!(
+            pr.updated_at.starts_with("2017-12-10T") && pr.updated_at.ends_with('Z'),
+            "{file}: {}",
+            pr.updated_at
+        );
     }
     Ok(())
 }
