@@ -1,0 +1,61 @@
+//! The handler: `env.requested` in, a wait handed to the tracker. The request is a claim: the
+//! registry must hold the env at that change, still `requested`; a late request for a change
+//! the env no longer holds starts nothing.
+
+use flotilla_bus::{Ctx, Event, EventType, Handler, HandlerError, Outgoing};
+use flotilla_env::{Registry, State};
+use flotilla_proto::v1::Environment;
+
+use crate::tracker::{Input, Tracker};
+
+/// sync-watcher's [`Handler`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SyncWatcher {
+    registry: Registry,
+    tracker: Tracker,
+}
+
+impl SyncWatcher {
+    pub fn new(registry: Registry, tracker: Tracker) -> SyncWatcher {
+        SyncWatcher { registry, tracker }
+    }
+}
+
+impl Handler for SyncWatcher {
+    async fn handle(&self, event: Event, _ctx: Ctx) -> Result<Vec<Outgoing>, HandlerError> {
+        if event.kind() != Some(EventType::EnvRequested) {
+            return Err(HandlerError::unhandled(event.event_type()));
+        }
+        let requested: Environment = event.decode().map_err(HandlerError::permanent)?;
+        let env = requested.env;
+        if !flotilla_env::is_dns_label(&env) {
+            return Err(HandlerError::permanent(format!(
+                "env id {env:?} is not a DNS-1123 label"
+            )));
+        }
+        let record = self
+            .registry
+            .get(&env)
+            .await
+            .map_err(HandlerError::retryable)?;
+        let Some(record) = record else {
+            return Err(HandlerError::permanent(format!(
+                "refused: no env {env} in the registry (env-manager records an env before requesting it)"
+            ))
+            .with_label("refused"));
+        };
+        if record.change_id != requested.change_id {
+            tracing::info!(env = %env, requested = %requested.change_id, holds = %record.change_id, "the env holds another change now: not waited on");
+            return Ok(Vec::new());
+        }
+        if record.state != State::Requested {
+            tracing::debug!(env = %env, state = %record.state, "the env was judged already");
+            return Ok(Vec::new());
+        }
+        self.tracker
+            .send(Input::Requested { env, record })
+            .await
+            .map_err(HandlerError::retryable)?;
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,30 @@
+//! Whether one GitOps commit holds another. Argo CD's child Applications follow the branch, so
+//! soon after env-manager's push an app reports a later revision than the one pushed; it counts
+//! when that revision has the pushed one in its history, which only the repository can say.
+
+use futures::future::BoxFuture;
+
+/// Answers ancestry questions about the GitOps repository.
+pub trait History: Send + Sync + 'static {
+    /// Whether `later` is `earlier` or has it in its history.
+    fn contains<'a>(
+        &'a self,
+        later: &'a str,
+        earlier: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+}
+
+/// Without the GitOps repository: only the pushed revision itself counts. Correct but slower to
+/// see readiness when the branch moves on meanwhile (a report still readies the app).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SameRevisionOnly;
+
+impl History for SameRevisionOnly {
+    fn contains<'a>(
+        &'a self,
+        later: &'a str,
+        earlier: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move { Ok(later == earlier) })
+    }
+}
