@@ -16,6 +16,8 @@ pub struct WorkerSettings {
     pub builds: builder_trigger::Args,
     #[command(flatten, next_help_heading = "Environments (as env-manager)")]
     pub envs: env_manager::Args,
+    #[command(flatten, next_help_heading = "Readiness (as sync-watcher)")]
+    pub ready: sync_watcher::Args,
 }
 
 /// builder-trigger's config; off until a build command or another backend is set.
@@ -117,5 +119,34 @@ pub async fn assemble(
         }
         Err(why) => summary.push(format!("env-manager      off: {why}")),
     }
+    summary.push(sync_watcher(process, settings).await);
     summary
+}
+
+/// sync-watcher, on Argo CD when a cluster is reachable, else on PostSync reports alone.
+async fn sync_watcher(process: &mut Process, settings: &WorkerSettings) -> String {
+    let config = match sync_watcher::Config::from_args(&settings.ready) {
+        Ok(config) => config,
+        Err(why) => return format!("sync-watcher     off: {why}"),
+    };
+    let envs = match process.bus().envs().await {
+        Ok(envs) => envs,
+        Err(e) => return format!("sync-watcher     off: {e}"),
+    };
+    let (kube, sources) = sync_watcher::kube_client(&config).await;
+    sync_watcher::install(
+        process,
+        &config,
+        flotilla_env::Registry::new(envs),
+        kube,
+        std::sync::Arc::new(sync_watcher::history::SameRevisionOnly),
+    );
+    match sources {
+        sync_watcher::Sources::ArgoCdAndReports { namespace } => {
+            format!("sync-watcher     following Argo CD Applications in {namespace}, and reports")
+        }
+        sync_watcher::Sources::ReportsOnly { why } => {
+            format!("sync-watcher     on reports alone (POST /report/{{env}}/{{app}}): {why}")
+        }
+    }
 }

@@ -18,6 +18,8 @@ pub enum Kube {
 
 /// How sync-watcher decides that an env is ready.
 #[derive(Debug, Clone, clap::Args)]
+// Named, so that `flotilla up` can flatten it beside the other workers' `Args`.
+#[group(id = "sync-watcher")]
 pub struct Args {
     /// How long an env may take to become ready before it is failed.
     #[arg(long, env = "FLOTILLA_READY_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
