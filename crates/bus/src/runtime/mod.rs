@@ -11,6 +11,7 @@ mod counters;
 mod delivery;
 mod dlq;
 mod process;
+mod trouble;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -184,7 +185,19 @@ impl<H: Handler> Worker<H> {
                 tasks: &tasks,
             })
             .await;
-        let job = Arc::new(process::Job::new(&bus, &config, handler, &health));
+        // Told apart from `shutdown` so a delivery task can see the worker stopping.
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let job = Arc::new(process::Job::new(
+            &bus,
+            &config,
+            handler,
+            &health,
+            stopping.clone(),
+        ));
+        let shutdown = async {
+            shutdown.await;
+            stopping.cancel();
+        };
         let mut pool = Pool {
             permits: Arc::new(Semaphore::new(config.concurrency)),
             tasks: JoinSet::new(),
@@ -216,7 +229,8 @@ impl<H: Handler> Worker<H> {
                 .await;
             ready.set(false);
             if stopped {
-                process::release_buffered(&mut messages, config.concurrency).await;
+                job.release_buffered(&mut messages, config.concurrency)
+                    .await;
                 break;
             }
         }

@@ -8,6 +8,7 @@ mod cloudevents_conformance;
 mod common;
 mod envelope;
 mod health;
+mod last_delivery;
 mod outcomes;
 mod process;
 mod reconnect;
