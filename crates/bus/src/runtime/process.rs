@@ -220,13 +220,15 @@ impl<H: Handler> Job<H> {
         let deadline = tokio::time::Instant::now() + self.config.handler_timeout;
         let work = AssertUnwindSafe(self.handler.handle(event, ctx)).catch_unwind();
         tokio::pin!(work);
+        // Noted before the first poll: a handler that blocks its thread there is the one that
+        // most needs to show on `/readyz`.
+        let _running = self.trouble.running(&delivery.subject);
         // A handler that finishes at its first poll (a pure transform) needs no progress timer:
         // arming one costs a timer-wheel entry per event.
         if let Poll::Ready(result) = futures::poll!(&mut work) {
             self.trouble.finished_in_time();
             return outcome(result);
         }
-        let _running = self.trouble.running(&delivery.subject);
         let result = tokio::time::timeout_at(deadline, self.keep_alive(delivery, work)).await;
         match result {
             Ok(result) => {

@@ -16,7 +16,7 @@ pub(super) struct Trouble {
     /// Why the last dead-letter attempt failed; `None` once one succeeds.
     dead_letter: Mutex<Option<String>>,
     timeouts_in_a_row: AtomicU32,
-    /// Handlers running now that did not finish at their first poll: id, start, subject.
+    /// Handlers running now: id, start, subject.
     running: Mutex<Vec<(u64, Instant, String)>>,
     next_id: AtomicU64,
 }
@@ -50,7 +50,7 @@ impl Trouble {
         self.timeouts_in_a_row.store(0, Ordering::Relaxed);
     }
 
-    /// Notes a handler that is still running after its first poll, until the guard drops. A
+    /// Notes a running handler until the guard drops. A
     /// handler that blocks its thread cannot be cancelled; this is how it still shows.
     pub(super) fn running(&self, subject: &str) -> Running<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -77,11 +77,10 @@ impl Trouble {
             .iter()
             .find(|(_, started, _)| started.elapsed() > stuck_after)
         {
+            let ran = Duration::from_millis(started.elapsed().as_millis() as u64 / 100 * 100);
             why.push(format!(
-                "a handler of {subject} has run for {} past the deadline of {deadline}",
-                humantime::format_duration(Duration::from_secs(
-                    started.elapsed().saturating_sub(self.deadline).as_secs()
-                ))
+                "a handler of {subject} has run for {}, past the deadline of {deadline}",
+                humantime::format_duration(ran)
             ));
         }
         (!why.is_empty()).then(|| why.join("; "))

@@ -6,6 +6,7 @@
 
 mod cloudevents_conformance;
 mod common;
+mod deadline;
 mod envelope;
 mod health;
 mod last_delivery;
