@@ -2,9 +2,10 @@
 //!
 //! A worker is a [`Handler`] plus a [`WorkerConfig`]. The runtime owns everything else: the
 //! durable pull consumer (shared by all replicas of the worker), bounded concurrency, progress
-//! acks while a handler runs, ack only after the handler's outputs are stored, nak with
-//! exponential backoff for retryable errors, dead letters after `max_deliver` or for poison,
-//! and draining on shutdown within a grace period.
+//! acks while a handler runs, a deadline on each attempt, ack only after the handler's outputs
+//! are stored, nak with exponential backoff for retryable errors, dead letters after
+//! `max_deliver` or for poison (held, never nak'd, when the copy fails on the server's last
+//! delivery), and draining on shutdown within a grace period.
 
 mod config;
 mod counters;
