@@ -217,3 +217,69 @@ async fn a_worker_stopping_while_it_holds_an_event_puts_it_back_for_itself() -> 
     assert_eq!(header(&letter, h::RETRY_FOR), "stopper");
     running.shutdown().await
 }
+
+#[tokio::test]
+async fn events_fetched_but_not_started_when_a_worker_stops_are_handled_by_the_next() -> Result<()>
+{
+    let (server, bus) = common::setup().await?;
+    let mut config = common::config("handover", &["build.started.>"]);
+    config.concurrency = 4;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (held, seen) = (release.clone(), handled.clone());
+    // Busy until told to finish, so that what it fetches meanwhile is handed back on stop.
+    let busy = move |event: Event, _ctx: Ctx| {
+        let (held, seen) = (held.clone(), seen.clone());
+        async move {
+            held.notified().await;
+            seen.lock()
+                .map_err(|_| HandlerError::permanent("poisoned"))?
+                .push(event.key);
+            Ok::<Vec<Outgoing>, HandlerError>(Vec::new())
+        }
+    };
+    let own = Bus::new(server.connect().await, flotilla_bus::Names::default());
+    let first = common::run(&own, config.clone(), busy).await?;
+    // Four busy handlers and one event fetched for the next free one.
+    for n in 0..5 {
+        common::publish_build(&bus, EventType::BuildStarted, &format!("e{n}")).await?;
+    }
+    delivered(&bus, "handover", 4).await?;
+    let health = first.health().clone();
+    let stopping = tokio::spawn(first.shutdown());
+    // Once the worker has stopped pulling (its latch is down) it hands back what it fetched;
+    // the busy handlers may finish meanwhile.
+    let stopped_pulling = flotilla_testing::eventually(SOON, || {
+        health
+            .not_ready()
+            .is_some_and(|why| why.contains("handover not ready"))
+    })
+    .await;
+    release.notify_waiters();
+    assert!(stopped_pulling, "{:?}", health.not_ready());
+    stopping.await??;
+    own.client().drain().await?;
+
+    let seen = handled.clone();
+    let next = move |event: Event, _ctx: Ctx| {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .map_err(|_| HandlerError::permanent("poisoned"))?
+                .push(event.key);
+            Ok::<Vec<Outgoing>, HandlerError>(Vec::new())
+        }
+    };
+    let second = common::run(&bus, config, next).await?;
+    let all = flotilla_testing::eventually(SOON, || {
+        handled.lock().map(|h| h.len() >= 5).unwrap_or(false)
+    })
+    .await;
+    let mut keys = handled.lock().map(|h| h.clone()).unwrap_or_default();
+    keys.sort();
+    keys.dedup();
+    assert!(all && keys.len() == 5, "every event handled: {keys:?}");
+    let dlq = common::stored_raw(&bus, "FLOTILLA_DLQ", ">", 0, Duration::ZERO).await?;
+    assert!(dlq.is_empty(), "nothing dead-lettered");
+    second.shutdown().await
+}
