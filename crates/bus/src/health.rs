@@ -134,10 +134,15 @@ impl Ready {
     }
 }
 
+/// A component's own readiness check: `Some(why)` while it cannot do its work.
+type Check = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
 struct Inner {
     registry: Mutex<Registry>,
     metrics: Metrics,
     latches: Mutex<Vec<(String, Ready)>>,
+    /// Conditions that come and go (a worker that cannot store dead letters right now).
+    checks: Mutex<Vec<(String, Check)>>,
     /// Components that failed for good (a background task that returned an error), with why.
     failures: Mutex<Vec<(String, String)>>,
     client: OnceLock<async_nats::Client>,
@@ -171,6 +176,7 @@ impl Health {
                 registry: Mutex::new(registry),
                 metrics,
                 latches: Mutex::new(Vec::new()),
+                checks: Mutex::new(Vec::new()),
                 failures: Mutex::new(Vec::new()),
                 client: OnceLock::new(),
             }),
@@ -214,6 +220,20 @@ impl Health {
             .push((component.to_owned(), why.to_owned()));
     }
 
+    /// Adds a check `/readyz` runs on every probe: while it answers `Some(why)`, the process is
+    /// not ready and the answer says `<component>: <why>`.
+    pub fn check(
+        &self,
+        component: &str,
+        check: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) {
+        self.inner
+            .checks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((component.to_owned(), Box::new(check)));
+    }
+
     /// `None` when ready, else why not.
     pub fn not_ready(&self) -> Option<String> {
         let mut waiting: Vec<String> = self
@@ -229,6 +249,14 @@ impl Health {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .iter()
                 .map(|(name, why)| format!("{name} failed: {why}")),
+        );
+        waiting.extend(
+            self.inner
+                .checks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .iter()
+                .filter_map(|(name, check)| check().map(|why| format!("{name}: {why}"))),
         );
         if let Some(client) = self.inner.client.get()
             && client.connection_state() != async_nats::connection::State::Connected

@@ -44,7 +44,11 @@ pub const WORKER: &str = "builder-trigger";
 
 /// The runtime settings of builder-trigger, with its subscriptions from the bus topology.
 pub fn worker_config() -> WorkerConfig {
-    WorkerConfig::for_worker(WORKER).expect("builder-trigger is one of the bus topology's workers")
+    let mut config = WorkerConfig::for_worker(WORKER)
+        .expect("builder-trigger is one of the bus topology's workers");
+    // A handler waits for its build or test run, which has its own timeout (30m by default).
+    config.handler_timeout = std::time::Duration::from_secs(60 * 60);
+    config
 }
 
 /// The backend `config` names, connected: a Kubernetes client for `job` (from the kubeconfig

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::topology::{ConsumerSpec, worker_subjects};
 
+/// A handler's deadline unless its worker or `FLOTILLA_HANDLER_TIMEOUT` says otherwise.
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Settings of one worker's runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
@@ -22,6 +25,10 @@ pub struct WorkerConfig {
     /// Delay before the second attempt; doubles each attempt up to `backoff_max`.
     pub backoff: Duration,
     pub backoff_max: Duration,
+    /// How long one attempt of the handler may run: past it the handler is cancelled and the
+    /// attempt counts as a retryable failure (`deadline`). A worker whose work legitimately
+    /// takes longer (a build it waits for) sets its own.
+    pub handler_timeout: Duration,
     /// Time allowed to finish in-flight events on shutdown.
     pub grace: Duration,
 }
@@ -36,6 +43,7 @@ impl WorkerConfig {
             ack_wait: Duration::from_secs(30),
             backoff: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            handler_timeout: DEFAULT_HANDLER_TIMEOUT,
             grace: Duration::from_secs(30),
         }
     }
@@ -69,6 +77,9 @@ impl WorkerConfig {
         self.max_deliver = args.max_deliver.max(1);
         self.ack_wait = args.ack_wait;
         self.backoff = args.backoff;
+        if let Some(timeout) = args.handler_timeout {
+            self.handler_timeout = timeout;
+        }
         self
     }
 }
@@ -88,6 +99,10 @@ pub struct WorkerArgs {
     /// Delay before the first retry; doubles each attempt up to 5m.
     #[arg(long, env = "FLOTILLA_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff: Duration,
+    /// How long one attempt of a handler may run before it is cancelled and retried
+    /// [default: the worker's own, 5m unless it sets one].
+    #[arg(long, env = "FLOTILLA_HANDLER_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub handler_timeout: Option<Duration>,
 }
 
 #[cfg(test)]

@@ -2,15 +2,17 @@
 //!
 //! A worker is a [`Handler`] plus a [`WorkerConfig`]. The runtime owns everything else: the
 //! durable pull consumer (shared by all replicas of the worker), bounded concurrency, progress
-//! acks while a handler runs, ack only after the handler's outputs are stored, nak with
-//! exponential backoff for retryable errors, dead letters after `max_deliver` or for poison,
-//! and draining on shutdown within a grace period.
+//! acks while a handler runs, a deadline on each attempt, ack only after the handler's outputs
+//! are stored, nak with exponential backoff for retryable errors, dead letters after
+//! `max_deliver` or for poison (held, never nak'd, when the copy fails on the server's last
+//! delivery), and draining on shutdown within a grace period.
 
 mod config;
 mod counters;
 mod delivery;
 mod dlq;
 mod process;
+mod trouble;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -184,7 +186,19 @@ impl<H: Handler> Worker<H> {
                 tasks: &tasks,
             })
             .await;
-        let job = Arc::new(process::Job::new(&bus, &config, handler, &health));
+        // Told apart from `shutdown` so a delivery task can see the worker stopping.
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let job = Arc::new(process::Job::new(
+            &bus,
+            &config,
+            handler,
+            &health,
+            stopping.clone(),
+        ));
+        let shutdown = async {
+            shutdown.await;
+            stopping.cancel();
+        };
         let mut pool = Pool {
             permits: Arc::new(Semaphore::new(config.concurrency)),
             tasks: JoinSet::new(),
@@ -216,7 +230,8 @@ impl<H: Handler> Worker<H> {
                 .await;
             ready.set(false);
             if stopped {
-                process::release_buffered(&mut messages, config.concurrency).await;
+                job.release_buffered(&mut messages, config.concurrency)
+                    .await;
                 break;
             }
         }

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{AckKind, Message};
 use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::counters::Counters;
 use super::delivery::Delivery;
+use super::trouble::Trouble;
 use super::{Ctx, Handler, WorkerConfig, dlq};
 use crate::envelope::{Event, Outgoing, header_name};
 use crate::error::HandlerError;
@@ -20,10 +22,15 @@ use crate::subject;
 use crate::tasks::panic_text;
 use crate::topology::Bus;
 
+/// How long a stopping worker keeps handing back messages it fetched but had not started.
+const RELEASE_WITHIN: Duration = Duration::from_secs(1);
+
 /// Why an attempt did not complete.
 enum Failure {
     Handler(HandlerError),
     Panic(String),
+    /// The handler ran past the worker's deadline and was cancelled.
+    Deadline,
 }
 
 /// Everything a delivery needs, shared by the tasks of one worker.
@@ -38,10 +45,23 @@ pub(super) struct Job<H> {
     /// server without multi-filter consumers): what does not match is acked unhandled.
     client_filter: Option<Vec<String>>,
     health: Health,
+    trouble: Arc<Trouble>,
+    /// Cancelled when the worker starts to stop: a message held on its final delivery is then
+    /// put back on its subject rather than abandoned.
+    stopping: CancellationToken,
 }
 
 impl<H: Handler> Job<H> {
-    pub(super) fn new(bus: &Bus, config: &WorkerConfig, handler: Arc<H>, health: &Health) -> Self {
+    pub(super) fn new(
+        bus: &Bus,
+        config: &WorkerConfig,
+        handler: Arc<H>,
+        health: &Health,
+        stopping: CancellationToken,
+    ) -> Self {
+        let trouble = Arc::new(Trouble::new(config.handler_timeout));
+        let check = trouble.clone();
+        health.check(&config.name, move || check.why());
         let spec = config.consumer_spec();
         let patterns = spec.patterns(bus.names());
         let client_filter =
@@ -59,6 +79,8 @@ impl<H: Handler> Job<H> {
             ),
             client_filter,
             health: health.clone(),
+            trouble,
+            stopping,
         }
     }
 
@@ -133,7 +155,7 @@ impl<H: Handler> Job<H> {
     async fn attempt(&self, delivery: &Delivery, event: Event) {
         if delivery.delivered as i64 > self.config.max_deliver {
             let reason = format!(
-                "no attempt finished in {} deliveries (the worker stopped, or exceeded the ack wait of {}, while handling it)",
+                "no attempt finished in {} deliveries (the worker stopped, or exceeded the ack wait of {}, while handling it; or its dead letter could not be stored)",
                 self.config.max_deliver,
                 humantime::format_duration(self.config.ack_wait)
             );
@@ -178,29 +200,57 @@ impl<H: Handler> Job<H> {
                 let reason = format!("handler panicked: {text}");
                 self.retry_or_give_up(delivery, "panic", &reason).await;
             }
+            Err(Failure::Deadline) => {
+                let deadline = humantime::format_duration(self.config.handler_timeout);
+                let reason = format!("handler ran past its deadline of {deadline}; cancelled");
+                tracing::warn!(subject = %delivery.subject, %deadline, "handler ran past its deadline; cancelled");
+                self.retry_or_give_up(delivery, "deadline", &reason).await;
+            }
         }
     }
 
-    /// Runs the handler, sending progress acks so a long handler keeps its event, and turning a
-    /// panic into a failure instead of a dead worker.
+    /// Runs the handler, sending progress acks so a long handler keeps its event, cancelling it
+    /// at its deadline, and turning a panic into a failure instead of a dead worker.
     async fn run_handler(
         &self,
         delivery: &Delivery,
         event: Event,
         ctx: Ctx,
     ) -> Result<Vec<Outgoing>, Failure> {
+        let deadline = tokio::time::Instant::now() + self.config.handler_timeout;
         let work = AssertUnwindSafe(self.handler.handle(event, ctx)).catch_unwind();
         tokio::pin!(work);
+        // Noted before the first poll: a handler that blocks its thread there is the one that
+        // most needs to show on `/readyz`.
+        let _running = self.trouble.running(&delivery.subject);
         // A handler that finishes at its first poll (a pure transform) needs no progress timer:
         // arming one costs a timer-wheel entry per event.
         if let Poll::Ready(result) = futures::poll!(&mut work) {
+            self.trouble.finished_in_time();
             return outcome(result);
         }
+        let result = tokio::time::timeout_at(deadline, self.keep_alive(delivery, work)).await;
+        match result {
+            Ok(result) => {
+                self.trouble.finished_in_time();
+                outcome(result)
+            }
+            Err(_) => {
+                // Dropping the handler's future cancels it at its next await point.
+                self.trouble.timed_out();
+                Err(Failure::Deadline)
+            }
+        }
+    }
+
+    /// Runs `work`, sending progress acks meanwhile so the server does not redeliver the event.
+    async fn keep_alive<F: std::future::Future>(&self, delivery: &Delivery, work: F) -> F::Output {
+        tokio::pin!(work);
         let every = (self.config.ack_wait / 3).max(Duration::from_millis(100));
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
-                result = &mut work => return outcome(result),
+                result = &mut work => return result,
                 _ = progress.tick() => delivery.settle(AckKind::Progress).await,
             }
         }
@@ -220,7 +270,8 @@ impl<H: Handler> Job<H> {
     }
 
     /// Copies the message to the dead-letter stream, then settles it with `settle`. If the copy
-    /// cannot be stored the message is nak'd instead, so nothing is lost.
+    /// cannot be stored the message is nak'd instead, so nothing is lost; on the server's last
+    /// delivery a nak would lose it, so it is held instead (see [`Job::hold`]).
     async fn give_up(&self, delivery: &Delivery, reason: &str, settle: AckKind) {
         let letter = dlq::Letter {
             worker: &self.name,
@@ -231,16 +282,126 @@ impl<H: Handler> Job<H> {
             delivered: delivery.delivered,
             stream_seq: delivery.stream_seq,
         };
-        match dlq::send(&self.publisher, &self.dlq_subject, &letter).await {
-            Ok(()) => {
-                tracing::error!(error = %reason, dlq = %self.dlq_subject, "event dead-lettered");
-                self.counters.dead_lettered().inc();
-                delivery.settle(settle).await;
-            }
-            Err(e) => {
+        match self
+            .keep_alive(
+                delivery,
+                dlq::send(&self.publisher, &self.dlq_subject, &letter),
+            )
+            .await
+        {
+            Ok(()) => self.dead_lettered(delivery, reason, settle).await,
+            Err(e) if (delivery.delivered as i64) <= self.config.max_deliver => {
+                self.trouble.dead_letter_failed(&e.to_string());
                 let delay = self.config.backoff_after(delivery.delivered);
                 tracing::error!(error = %e, retry_in = ?delay, "could not dead-letter; will retry");
                 delivery.settle(AckKind::Nak(Some(delay))).await;
+            }
+            Err(e) => self.hold(delivery, &letter, settle, e).await,
+        }
+    }
+
+    async fn dead_lettered(&self, delivery: &Delivery, reason: &str, settle: AckKind) {
+        self.trouble.dead_letter_stored();
+        tracing::error!(error = %reason, dlq = %self.dlq_subject, "event dead-lettered");
+        self.counters.dead_lettered().inc();
+        delivery.settle(settle).await;
+    }
+
+    /// The server's last delivery of a message whose dead letter cannot be stored: the server
+    /// never redelivers it, whether nak'd or left to time out, so the worker keeps it (progress
+    /// acks) and tries again with backoff until the copy is stored. If the worker stops first,
+    /// the message is put back on its subject for this worker; only if that fails too is it
+    /// left, still in the stream at its sequence, with an error naming it.
+    async fn hold(
+        &self,
+        delivery: &Delivery,
+        letter: &dlq::Letter<'_>,
+        settle: AckKind,
+        error: crate::error::BusError,
+    ) {
+        let mut error = error;
+        let mut attempt = 1;
+        loop {
+            self.trouble.dead_letter_failed(&error.to_string());
+            let delay = self.config.backoff_after(attempt);
+            tracing::error!(
+                error = %error,
+                retry_in = ?delay,
+                "could not dead-letter on the last delivery; holding the event"
+            );
+            let stopped = self
+                .keep_alive(delivery, async {
+                    tokio::select! {
+                        () = self.stopping.cancelled() => true,
+                        () = tokio::time::sleep(delay) => false,
+                    }
+                })
+                .await;
+            if stopped {
+                break;
+            }
+            match self
+                .keep_alive(
+                    delivery,
+                    dlq::send(&self.publisher, &self.dlq_subject, letter),
+                )
+                .await
+            {
+                Ok(()) => return self.dead_lettered(delivery, letter.reason, settle).await,
+                Err(e) => error = e,
+            }
+            attempt += 1;
+        }
+        match self
+            .keep_alive(delivery, dlq::requeue(&self.publisher, letter))
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(
+                    error = %error,
+                    "stopping with a dead letter unstored; event put back on its subject for this worker"
+                );
+                delivery.settle(AckKind::Ack).await;
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                dead_letter_error = %error,
+                stream_seq = delivery.stream_seq,
+                "stopping with a dead letter unstored and the event not put back: it stays in the stream at stream_seq, delivered no more"
+            ),
+        }
+    }
+
+    /// Hands back messages fetched but not started, so another replica takes them soon instead
+    /// of after the ack wait. Bounded: at most one pull batch, within a second, because the
+    /// stream keeps pulling while it is read. The nak is delayed past that second: an
+    /// immediate one comes straight back to this stream, and each bounce spends a delivery
+    /// (enough of them, and the event is never handled). A message on the server's last
+    /// delivery is never nak'd (that would be final): it is dead-lettered now, as any replica
+    /// would do with it.
+    pub(super) async fn release_buffered(
+        &self,
+        messages: &mut async_nats::jetstream::consumer::pull::Stream,
+        batch: usize,
+    ) {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + RELEASE_WITHIN;
+        for _ in 0..batch {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let wait = Duration::from_millis(20).min(left);
+            let Ok(Some(Ok(message))) = tokio::time::timeout(wait, messages.next()).await else {
+                return;
+            };
+            let last = message
+                .info()
+                .is_ok_and(|info| info.delivered > self.config.max_deliver);
+            if last {
+                self.process(message).await;
+                continue;
+            }
+            let nak = AckKind::Nak(Some(RELEASE_WITHIN + Duration::from_secs(1)));
+            if let Err(e) = message.ack_with(nak).await {
+                tracing::debug!(error = %e, "could not hand back a fetched event; it will be redelivered");
             }
         }
     }
@@ -274,26 +435,5 @@ fn outcome(
         Ok(Ok(outputs)) => Ok(outputs),
         Ok(Err(e)) => Err(Failure::Handler(e)),
         Err(panic) => Err(Failure::Panic(panic_text(panic.as_ref()))),
-    }
-}
-
-/// Hands back messages fetched but not started, so another replica takes them now instead
-/// of after the ack wait. Bounded: at most one pull batch, within a second, because the stream
-/// keeps pulling while it is read.
-pub(super) async fn release_buffered(
-    messages: &mut async_nats::jetstream::consumer::pull::Stream,
-    batch: usize,
-) {
-    use futures::StreamExt;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    for _ in 0..batch {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let wait = Duration::from_millis(20).min(left);
-        let Ok(Some(Ok(message))) = tokio::time::timeout(wait, messages.next()).await else {
-            return;
-        };
-        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
-            tracing::debug!(error = %e, "could not hand back a fetched event; it will be redelivered");
-        }
     }
 }

@@ -6,8 +6,10 @@
 
 mod cloudevents_conformance;
 mod common;
+mod deadline;
 mod envelope;
 mod health;
+mod last_delivery;
 mod outcomes;
 mod process;
 mod reconnect;

@@ -105,6 +105,7 @@ async fn runtime_settings_apply_to_every_hosted_worker() -> Result<()> {
         max_deliver: 7,
         ack_wait: Duration::from_secs(11),
         backoff: Duration::from_millis(10),
+        handler_timeout: None,
     };
     process
         .worker_args(&settings)

@@ -44,10 +44,14 @@ pub struct ListArgs {
 /// <worker>` so only that worker handles it (the others skip it), and `Nats-Msg-Id:
 /// retry:<seq>` so retrying the same letter twice stores it once. Once JetStream has stored
 /// it, the dead letter is deleted from FLOTILLA_DLQ.
+///
+/// `--all` asks for confirmation first (on a terminal) unless `--yes` is given, and refuses
+/// when stdin is not a terminal; `--dry-run` shows what would be retried and changes nothing.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   flotilla dlq retry 4 7
-  flotilla dlq retry --all --worker sync-watcher")]
+  flotilla dlq retry --all --dry-run
+  flotilla dlq retry --all --worker sync-watcher --yes")]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["seqs", "all"])))]
 pub struct RetryArgs {
     /// DLQ sequence numbers, as `flotilla dlq list` shows them.
@@ -59,6 +63,12 @@ pub struct RetryArgs {
     /// Only the dead letters of this worker.
     #[arg(long)]
     worker: Option<String>,
+    /// Print what would be retried, per worker with counts, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Retry --all without asking.
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 pub async fn run(nats: &NatsArgs, command: Command) -> Result<(), CliError> {
@@ -147,18 +157,28 @@ async fn retry(bus: &Bus, args: RetryArgs) -> Result<(), CliError> {
     if total == 0 {
         eprintln!("no dead letters to retry");
     }
+    let letters: Vec<DeadLetter> = letters
+        .into_iter()
+        .filter(|letter| match &args.worker {
+            Some(worker) if sanitize_key(worker) != sanitize_key(&letter.worker) => {
+                eprintln!(
+                    "skipped dlq {}: a dead letter of {}, not {worker}",
+                    letter.seq(),
+                    letter.worker
+                );
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    if args.dry_run {
+        return dry_run(&letters, failed, total);
+    }
+    if args.all && !args.yes && !letters.is_empty() {
+        confirm(&letters)?;
+    }
     let mut out = Output::live();
     for letter in letters {
-        if let Some(worker) = &args.worker
-            && sanitize_key(worker) != sanitize_key(&letter.worker)
-        {
-            eprintln!(
-                "skipped dlq {}: a dead letter of {}, not {worker}",
-                letter.seq(),
-                letter.worker
-            );
-            continue;
-        }
         match retry_one(bus, &dlq, &letter).await {
             Ok(line) => out.line(line)?,
             Err(e) => {
@@ -176,6 +196,73 @@ async fn retry(bus: &Bus, args: RetryArgs) -> Result<(), CliError> {
         });
     }
     Ok(())
+}
+
+/// Prints what a retry would put back: each letter, then the count per worker.
+fn dry_run(letters: &[DeadLetter], failed: usize, total: usize) -> Result<(), CliError> {
+    let mut out = Output::buffered();
+    for letter in letters {
+        out.line(format!(
+            "would retry dlq {} for {}: {} ({})",
+            letter.seq(),
+            letter.worker,
+            letter
+                .subject
+                .as_deref()
+                .unwrap_or("no original subject: it would fail"),
+            letter.reason
+        ))?;
+    }
+    for (worker, count) in per_worker(letters) {
+        out.line(format!("{worker}: {count} would be retried"))?;
+    }
+    out.line(format!(
+        "dry run: {} dead letters would be retried; nothing was changed",
+        letters.len()
+    ))?;
+    out.finish()?;
+    if failed > 0 {
+        return Err(CliError::Partial {
+            failed,
+            total,
+            what: "dead letters to read",
+        });
+    }
+    Ok(())
+}
+
+/// How many of `letters` each worker has, by worker name.
+fn per_worker(letters: &[DeadLetter]) -> Vec<(&str, usize)> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for letter in letters {
+        *counts.entry(letter.worker.as_str()).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// Asks on the terminal before `--all` puts letters back; refuses when stdin is not one, so
+/// a script never retries a whole dead-letter stream by accident.
+fn confirm(letters: &[DeadLetter]) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let counts: Vec<String> = per_worker(letters)
+        .into_iter()
+        .map(|(worker, count)| format!("{worker}: {count}"))
+        .collect();
+    let what = format!("{} dead letters ({})", letters.len(), counts.join(", "));
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(format!(
+            "dlq retry --all would put back {what}; stdin is not a terminal to confirm on, so pass --yes to confirm (or --dry-run to see them)"
+        )));
+    }
+    eprint!("retry {what}? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::Usage("not confirmed; nothing was retried".into()))
+    }
 }
 
 /// The letters with these sequences, and how many could not be read (each one reported).

@@ -121,3 +121,145 @@ async fn dlq_retry_puts_the_letter_back_for_its_worker_and_removes_it() -> Resul
     assert_eq!(message_count(&js, "FLOTILLA").await?, 2);
     Ok(())
 }
+
+/// Stores a dead letter of `worker` the way the runtime writes one, without running it.
+async fn letter_of(server: &NatsServer, worker: &str, key: &str) -> Result<()> {
+    let js = jetstream(server).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(header::DLQ_WORKER, worker);
+    headers.insert(
+        header::DLQ_SUBJECT,
+        format!("flotilla.env.requested.{key}").as_str(),
+    );
+    headers.insert(header::DLQ_REASON, "the cluster refused the env");
+    js.publish_with_headers(format!("flotilla-dlq.{worker}"), headers, "{}".into())
+        .await?
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn dlq_retry_all_dry_run_counts_per_worker_and_changes_nothing() -> Result<()> {
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+    cli.init().await?;
+    letter_of(&server, "reaper", "a").await?;
+    letter_of(&server, "sync-watcher", "b").await?;
+    letter_of(&server, "sync-watcher", "c").await?;
+
+    let run = cli
+        .run(&["dlq", "retry", "--all", "--dry-run"])
+        .await?
+        .success()?;
+
+    let lines = run.lines();
+    assert!(
+        lines.contains(
+            &"would retry dlq 1 for reaper: flotilla.env.requested.a (the cluster refused the env)"
+        ),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"reaper: 1 would be retried"), "{lines:?}");
+    assert!(
+        lines.contains(&"sync-watcher: 2 would be retried"),
+        "{lines:?}"
+    );
+    let js = jetstream(&server).await;
+    assert_eq!(message_count(&js, "FLOTILLA_DLQ").await?, 3, "letters kept");
+    assert_eq!(message_count(&js, "FLOTILLA").await?, 0, "nothing put back");
+    Ok(())
+}
+
+#[tokio::test]
+async fn dlq_retry_all_refuses_without_yes_when_stdin_is_not_a_terminal() -> Result<()> {
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+    cli.init().await?;
+    letter_of(&server, "reaper", "a").await?;
+    letter_of(&server, "sync-watcher", "b").await?;
+    let js = jetstream(&server).await;
+
+    let refused = cli
+        .run_with_stdin(&["dlq", "retry", "--all"], "y\n")
+        .await?;
+
+    assert_eq!(refused.code(), Some(64), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("would put back 2 dead letters (reaper: 1, sync-watcher: 1)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    assert_eq!(message_count(&js, "FLOTILLA_DLQ").await?, 2, "letters kept");
+    assert_eq!(message_count(&js, "FLOTILLA").await?, 0, "nothing put back");
+
+    cli.run(&["dlq", "retry", "--all", "--yes"])
+        .await?
+        .success()?;
+    assert_eq!(message_count(&js, "FLOTILLA_DLQ").await?, 0);
+    assert_eq!(message_count(&js, "FLOTILLA").await?, 2);
+    Ok(())
+}
+
+/// Runs `flotilla <args>` on a terminal (`script` gives it one) and types `typed` into it.
+async fn on_a_terminal(server: &NatsServer, args: &str, typed: &str) -> Result<(i32, String)> {
+    use tokio::io::AsyncWriteExt;
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_flotilla"));
+    let mut command = tokio::process::Command::new("script");
+    // Only this test's settings, as `Cli::command` does.
+    for (name, _) in std::env::vars() {
+        if ["NATS_", "FLOTILLA_", "OTEL_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(["-qec", &line, "/dev/null"])
+        .env("NATS_URL", server.url())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("run script(1) for a terminal")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(typed.as_bytes()).await?;
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .context("flotilla on a terminal did not finish")??;
+    drop(stdin);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    Ok((output.status.code().unwrap_or(-1), text))
+}
+
+#[tokio::test]
+async fn dlq_retry_all_asks_on_a_terminal_and_retries_only_when_confirmed() -> Result<()> {
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+    cli.init().await?;
+    letter_of(&server, "reaper", "a").await?;
+    let js = jetstream(&server).await;
+
+    let (code, text) = on_a_terminal(&server, "dlq retry --all", "n\n").await?;
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("retry 1 dead letters (reaper: 1)? [y/N]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not confirmed; nothing was retried"),
+        "{text}"
+    );
+    assert_eq!(message_count(&js, "FLOTILLA_DLQ").await?, 1, "letter kept");
+
+    let (code, text) = on_a_terminal(&server, "dlq retry --all", "y\n").await?;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("retried dlq 1 for reaper"), "{text}");
+    assert_eq!(message_count(&js, "FLOTILLA_DLQ").await?, 0);
+    Ok(())
+}
