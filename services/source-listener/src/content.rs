@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 
+use crate::endpoint::Endpoint;
 use crate::error::WebhookError;
-use crate::intake::Endpoint;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 

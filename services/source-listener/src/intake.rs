@@ -6,47 +6,12 @@ use std::borrow::Cow;
 use axum::http::HeaderMap;
 
 use crate::config::Secrets;
-use crate::delivery::{Delivery, Provider, Verdict};
+use crate::delivery::{Delivery, Verdict};
+pub use crate::endpoint::Endpoint;
 use crate::error::WebhookError;
 use crate::filter::Filters;
 use crate::tokens::{Token, Tokens};
 use crate::{content, generic, github, gitlab};
-
-/// The endpoint a delivery was sent to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    GitHub,
-    GitLab,
-    Generic,
-}
-
-impl Endpoint {
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::GitHub => "/webhooks/github",
-            Endpoint::GitLab => "/webhooks/gitlab",
-            Endpoint::Generic => "/webhooks/generic",
-        }
-    }
-
-    /// Who sent the delivery, as far as the headers tell (for metrics and logs).
-    pub fn provider(self, headers: &HeaderMap) -> Provider {
-        match self {
-            Endpoint::GitHub => github::provider(headers),
-            Endpoint::GitLab => Provider::GitLab,
-            Endpoint::Generic => Provider::Generic,
-        }
-    }
-
-    /// The event label of a delivery that was refused before its body was understood.
-    pub fn event_label(self, headers: &HeaderMap) -> &'static str {
-        match self {
-            Endpoint::GitHub => github::event_label(headers),
-            Endpoint::GitLab => gitlab::event_label(headers),
-            Endpoint::Generic => "unknown",
-        }
-    }
-}
 
 /// What a delivery's headers prove about its sender, before its body is read.
 #[derive(Debug, Clone, Copy)]

@@ -34,6 +34,7 @@ pub mod auth;
 pub mod config;
 mod content;
 pub mod delivery;
+mod endpoint;
 pub mod error;
 pub mod filter;
 pub mod generic;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use flotilla_bench::stats::Latency;
+use flotilla_bench::Latency;
 use flotilla_bus::{EventType, Outgoing, Process};
 use flotilla_env::{App, EnvRecord, Registry, State};
 use flotilla_kube_fake::{FakeKube, Resource};
@@ -83,7 +83,11 @@ async fn main() -> Result<()> {
             .await
             .context("env.ready within 10s")?
             .context("the subscription")?;
-        anyhow::ensure!(message.subject.as_str().ends_with(&env), "{}", message.subject);
+        anyhow::ensure!(
+            message.subject.as_str().ends_with(&env),
+            "{}",
+            message.subject
+        );
         beyond.push(flipped.elapsed().saturating_sub(STABLE));
     }
     running.shutdown().await?;
@@ -104,14 +108,26 @@ async fn main() -> Result<()> {
 
     let sync = Latency::from_samples(beyond).context("samples")?;
     let bare = Latency::from_samples(bare).context("samples")?;
-    println!("flip to Synced+Healthy → env.ready, beyond the {STABLE:?} stable window ({samples} samples)");
-    println!("  sync-watcher  p50 {:>9.2?}  p99 {:>9.2?}", sync.p50, sync.p99);
-    println!("  bare hop      p50 {:>9.2?}  p99 {:>9.2?}", bare.p50, bare.p99);
+    println!(
+        "flip to Synced+Healthy → env.ready, beyond the {STABLE:?} stable window ({samples} samples)"
+    );
+    println!(
+        "  sync-watcher  p50 {:>9.2?}  p99 {:>9.2?}",
+        sync.p50, sync.p99
+    );
+    println!(
+        "  bare hop      p50 {:>9.2?}  p99 {:>9.2?}",
+        bare.p50, bare.p99
+    );
     println!(
         "  ratio         p50 {:.1}x  p99 {:.1}x  (target: p50 < 100ms: {})",
         sync.p50.as_secs_f64() / bare.p50.as_secs_f64(),
         sync.p99.as_secs_f64() / bare.p99.as_secs_f64(),
-        if sync.p50 < Duration::from_millis(100) { "met" } else { "NOT met" }
+        if sync.p50 < Duration::from_millis(100) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     Ok(())
 }
