@@ -12,9 +12,9 @@ use crate::gitops::{Author, Credentials, Secret, Settings};
 pub use analysis::AnalysisMap;
 use args::GROUP_MAX;
 
-/// libgit2's network timeout unless `FLOTILLA_GIT_TIMEOUT` says otherwise.
-pub const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub use args::{Args, DEFAULT_GITOPS_DIR, env};
+/// libgit2's network timeout unless `FLOTILLA_GIT_TIMEOUT` says otherwise.
+pub use flotilla_gitops::DEFAULT_GIT_TIMEOUT as GIT_TIMEOUT;
 
 mod analysis;
 mod args;
@@ -80,20 +80,10 @@ impl Config {
 
     pub fn from_args(args: &Args) -> Result<Config, Error> {
         let invalid = |what: &str| Err(Error::Config(what.to_owned()));
-        let url = args
-            .gitops_url
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or_default();
-        if url.is_empty() {
-            return invalid(&format!(
-                "{} is not set: the GitOps repository, a path or an ssh:// or https:// URL",
-                env::GITOPS_URL
-            ));
-        }
-        if args.gitops_branch.trim().is_empty() {
-            return invalid(&format!("{} is empty", env::GITOPS_BRANCH));
-        }
+        let remote = args
+            .gitops
+            .remote()
+            .map_err(|e| Error::Config(e.to_string()))?;
         for (name, path) in [
             (env::PRODUCTION_MANIFEST, &args.production_manifest),
             (env::ENVS_DIR, &args.envs_dir),
@@ -117,35 +107,15 @@ impl Config {
                 env::GITOPS_AUTHOR_EMAIL
             ));
         }
-        let dir = args
-            .gitops_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_GITOPS_DIR));
-        let mut config = Config::new(url.to_owned(), dir);
-        config.gitops.branch = args.gitops_branch.clone();
-        config.gitops.credentials = Credentials {
-            ssh_key: args.gitops_ssh_key.clone(),
-            ssh_passphrase: args
-                .gitops_ssh_passphrase_file
-                .clone()
-                .map(|file| Secret::File(SecretFile::new(env::GITOPS_SSH_PASSPHRASE_FILE, file))),
-            username: args.gitops_username.clone().filter(|u| !u.is_empty()),
-            token: secret(
-                &args.gitops_token,
-                &args.gitops_token_file,
-                env::GITOPS_TOKEN_FILE,
-            ),
-            known_hosts: args.gitops_known_hosts.clone(),
-        };
+        let mut config = Config::new(remote.url.clone(), args.gitops.dir());
+        config.gitops.branch = remote.branch;
+        config.gitops.credentials = remote.credentials;
+        config.gitops.network_timeout = remote.network_timeout;
         config.gitops.author = Author {
             name: args.gitops_author_name.clone(),
             email: args.gitops_author_email.clone(),
         };
         config.gitops.group_max = args.gitops_group_max;
-        if args.git_timeout.is_zero() {
-            return invalid(&format!("{} must be more than 0", env::GIT_TIMEOUT));
-        }
-        config.gitops.network_timeout = args.git_timeout;
         config.production_manifest = args.production_manifest.clone();
         config.envs_dir = args.envs_dir.trim_end_matches('/').to_owned();
         config.env_ttl = args.env_ttl;
@@ -168,7 +138,7 @@ impl Config {
             }
             let repo = match &args.gitops_github_repo {
                 Some(repo) => GithubRepo::parse(repo),
-                None => GithubRepo::from_url(url),
+                None => GithubRepo::from_url(&config.gitops.url),
             };
             let repo = repo.ok_or_else(|| {
                 Error::Config(format!(
@@ -265,6 +235,60 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("s3cret"), "{printed}");
         assert!(config.github.is_some());
+    }
+
+    #[test]
+    fn the_help_lists_every_variable_including_the_shared_gitops_ones() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for variable in [
+            env::GITOPS_URL,
+            env::GITOPS_BRANCH,
+            env::GITOPS_DIR,
+            env::GITOPS_SSH_KEY,
+            env::GITOPS_TOKEN,
+            env::GITOPS_TOKEN_FILE,
+            env::GITOPS_USERNAME,
+            env::GITOPS_SSH_PASSPHRASE_FILE,
+            env::GITOPS_KNOWN_HOSTS,
+            env::GIT_TIMEOUT,
+            env::GITOPS_AUTHOR_NAME,
+            env::GITOPS_GROUP_MAX,
+            env::PROMOTE,
+            env::ENV_TTL,
+        ] {
+            assert!(help.contains(variable), "{variable} missing from\n{help}");
+        }
+    }
+
+    #[test]
+    fn the_shared_gitops_settings_reach_the_working_copy() {
+        let config = parse(&[
+            "--gitops-branch",
+            "deploy",
+            "--gitops-dir",
+            "/data/work",
+            "--git-timeout",
+            "5s",
+            "--gitops-token-file",
+            "/run/token",
+        ])
+        .expect("valid");
+        assert_eq!(config.gitops.branch, "deploy");
+        assert_eq!(config.gitops.dir, PathBuf::from("/data/work"));
+        assert_eq!(config.gitops.network_timeout, Duration::from_secs(5));
+        assert!(matches!(
+            config.gitops.credentials.token,
+            Some(Secret::File(_))
+        ));
+        assert!(matches!(
+            parse(&["--gitops-branch", "a..b"]),
+            Err(Error::Config(why)) if why.contains(env::GITOPS_BRANCH)
+        ));
+        assert!(matches!(
+            parse(&["--git-timeout", "0s"]),
+            Err(Error::Config(why)) if why.contains(env::GIT_TIMEOUT)
+        ));
     }
 
     #[test]

@@ -30,14 +30,13 @@ use tokio::sync::oneshot;
 use batch::{Job, TypedJob, write_batch};
 use ops::{file_history, open_or_clone, snapshot, sync};
 
-mod auth;
 mod batch;
 mod dry_run;
 mod ops;
-mod redact;
 
-pub use auth::{Answer, Credentials, Secret};
-pub use redact::redact_url;
+// The remote's credentials and URL redaction are shared with the other workers that reach the
+// repository; they are re-exported here for env-manager's callers.
+pub use flotilla_gitops::{Answer, Credentials, Remote, Secret, redact_url};
 
 /// Why the repository could not be read or written. Always worth retrying: the remote may be
 /// back, or have stopped moving.
@@ -67,6 +66,9 @@ pub enum GitError {
     /// The failure of a grouped commit, shared by every change it held.
     #[error(transparent)]
     Shared(Arc<GitError>),
+    /// Setting up access to the remote failed (libgit2's network timeouts).
+    #[error(transparent)]
+    Access(#[from] flotilla_gitops::GitError),
 }
 
 fn git(op: &'static str) -> impl FnOnce(git2::Error) -> GitError {
@@ -107,6 +109,18 @@ impl std::fmt::Debug for Settings {
             .field("group_max", &self.group_max)
             .field("network_timeout", &self.network_timeout)
             .finish()
+    }
+}
+
+impl Settings {
+    /// The remote these settings write to, as the shared GitOps pieces take it.
+    pub fn remote(&self) -> Remote {
+        Remote {
+            url: self.url.clone(),
+            branch: self.branch.clone(),
+            credentials: self.credentials.clone(),
+            network_timeout: self.network_timeout,
+        }
     }
 }
 

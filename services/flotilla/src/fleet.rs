@@ -59,9 +59,9 @@ pub fn env_manager_config(
     create: bool,
 ) -> Result<env_manager::Config, String> {
     let mut args = settings.envs.clone();
-    if args.gitops_url.is_none() {
+    if args.gitops.gitops_url.is_none() {
         let remote = if create {
-            crate::local_gitops::ensure(data_dir, &args.gitops_branch)
+            crate::local_gitops::ensure(data_dir, &args.gitops.gitops_branch)
                 .map_err(|e| format!("local GitOps repository: {e}"))?
         } else {
             let path = data_dir.join("gitops.git");
@@ -73,10 +73,10 @@ pub fn env_manager_config(
             }
             path
         };
-        args.gitops_url = Some(remote.display().to_string());
+        args.gitops.gitops_url = Some(remote.display().to_string());
     }
-    if args.gitops_dir.is_none() {
-        args.gitops_dir = Some(data_dir.join("gitops-work"));
+    if args.gitops.gitops_dir.is_none() {
+        args.gitops.gitops_dir = Some(data_dir.join("gitops-work"));
     }
     Ok(env_manager::Config::from_args(&args)
         .map_err(|e| e.to_string())?

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use flotilla_gitops::GitopsArgs;
+
 use crate::github;
 
 /// Writes grouped into one commit at most, by default.
@@ -10,19 +12,15 @@ pub(super) const GROUP_MAX: usize = 32;
 
 /// The environment variables env-manager reads, in one place.
 pub mod env {
-    pub const GITOPS_URL: &str = "FLOTILLA_GITOPS_URL";
-    pub const GITOPS_BRANCH: &str = "FLOTILLA_GITOPS_BRANCH";
-    pub const GITOPS_DIR: &str = "FLOTILLA_GITOPS_DIR";
-    pub const GITOPS_SSH_KEY: &str = "FLOTILLA_GITOPS_SSH_KEY";
-    pub const GITOPS_TOKEN: &str = "FLOTILLA_GITOPS_TOKEN";
-    pub const GITOPS_TOKEN_FILE: &str = "FLOTILLA_GITOPS_TOKEN_FILE";
-    pub const GITOPS_USERNAME: &str = "FLOTILLA_GITOPS_USERNAME";
-    pub const GITOPS_SSH_PASSPHRASE_FILE: &str = "FLOTILLA_GITOPS_SSH_PASSPHRASE_FILE";
-    pub const GITOPS_KNOWN_HOSTS: &str = "FLOTILLA_GITOPS_KNOWN_HOSTS";
+    // The GitOps repository's own variables are shared with the other workers that reach it.
+    pub use flotilla_gitops::env::{
+        GIT_TIMEOUT, GITOPS_BRANCH, GITOPS_DIR, GITOPS_KNOWN_HOSTS, GITOPS_SSH_KEY,
+        GITOPS_SSH_PASSPHRASE_FILE, GITOPS_TOKEN, GITOPS_TOKEN_FILE, GITOPS_URL, GITOPS_USERNAME,
+    };
+
     pub const GITOPS_AUTHOR_NAME: &str = "FLOTILLA_GITOPS_AUTHOR_NAME";
     pub const GITOPS_AUTHOR_EMAIL: &str = "FLOTILLA_GITOPS_AUTHOR_EMAIL";
     pub const GITOPS_GROUP_MAX: &str = "FLOTILLA_GITOPS_GROUP_MAX";
-    pub const GIT_TIMEOUT: &str = "FLOTILLA_GIT_TIMEOUT";
     pub const PROMOTE: &str = "FLOTILLA_PROMOTE";
     pub const GITOPS_GITHUB_REPO: &str = "FLOTILLA_GITOPS_GITHUB_REPO";
     pub const ANALYSIS: &str = "FLOTILLA_ANALYSIS";
@@ -35,41 +33,16 @@ pub mod env {
 }
 
 /// Where the working copy lives unless `FLOTILLA_GITOPS_DIR` says otherwise.
-pub const DEFAULT_GITOPS_DIR: &str = "/var/lib/flotilla/gitops";
+pub use flotilla_gitops::args::DEFAULT_GITOPS_DIR;
 
 /// env-manager's flags; each also reads the environment variable it names.
 #[derive(Debug, Clone, clap::Args)]
 #[group(id = "envs")]
 pub struct Args {
-    /// The GitOps repository: a path, or an ssh:// or https:// URL (required).
-    #[arg(long, env = env::GITOPS_URL)]
-    pub gitops_url: Option<String>,
-    /// The branch Argo CD follows.
-    #[arg(long, env = env::GITOPS_BRANCH, default_value = "main")]
-    pub gitops_branch: String,
-    /// Where the working copy lives (cloned there when absent) [default:
-    /// /var/lib/flotilla/gitops].
-    #[arg(long, env = env::GITOPS_DIR)]
-    pub gitops_dir: Option<PathBuf>,
-    /// Private key for SSH URLs.
-    #[arg(long, env = env::GITOPS_SSH_KEY)]
-    pub gitops_ssh_key: Option<PathBuf>,
-    /// Token for HTTPS URLs.
-    #[arg(long, env = env::GITOPS_TOKEN, hide_env_values = true)]
-    pub gitops_token: Option<String>,
-    /// A file holding the token for HTTPS URLs, read at each authentication.
-    #[arg(long, env = env::GITOPS_TOKEN_FILE, conflicts_with = "gitops_token")]
-    pub gitops_token_file: Option<PathBuf>,
-    /// The user sent with the token when the URL names none [default: x-access-token].
-    #[arg(long, env = env::GITOPS_USERNAME)]
-    pub gitops_username: Option<String>,
-    /// A file holding the SSH key's passphrase.
-    #[arg(long, env = env::GITOPS_SSH_PASSPHRASE_FILE)]
-    pub gitops_ssh_passphrase_file: Option<PathBuf>,
-    /// An OpenSSH known_hosts file the SSH remote's host key must be in (e.g. from
-    /// `ssh-keyscan`), read at each connection [default: ~/.ssh/known_hosts, as libgit2 reads it].
-    #[arg(long, env = env::GITOPS_KNOWN_HOSTS, value_name = "FILE")]
-    pub gitops_known_hosts: Option<PathBuf>,
+    // The GitOps repository, its credentials and timeout, read as every worker reaching it
+    // reads them.
+    #[command(flatten)]
+    pub gitops: GitopsArgs,
     /// The author (and committer) name of env-manager's commits.
     #[arg(long, env = env::GITOPS_AUTHOR_NAME, default_value = "flotilla env-manager")]
     pub gitops_author_name: String,
@@ -80,10 +53,6 @@ pub struct Args {
     /// grouping off (a commit per write).
     #[arg(long, env = env::GITOPS_GROUP_MAX, default_value_t = GROUP_MAX)]
     pub gitops_group_max: usize,
-    /// How long connecting to the GitOps remote, and each read or write on the connection, may
-    /// take before the git operation fails (and the event is retried later).
-    #[arg(long, env = env::GIT_TIMEOUT, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub git_timeout: Duration,
     /// How a tested staging change reaches production: `commit` (to the branch) or
     /// `pull-request` (a branch and a pull request through the GitHub API).
     #[arg(long, env = env::PROMOTE, default_value = "commit", value_parser = ["commit", "pull-request"])]

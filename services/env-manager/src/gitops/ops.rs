@@ -4,11 +4,12 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+use flotilla_gitops::auth::callbacks;
+use flotilla_gitops::set_network_timeout;
 use git2::{
     FetchOptions, Oid, PushOptions, Repository, ResetType, Signature, build::CheckoutBuilder,
 };
 
-use super::auth::callbacks;
 use super::{Author, FileChange, GitError, Settings, Snapshot, git};
 
 const REMOTE: &str = "origin";
@@ -31,25 +32,6 @@ pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError>
     repo.remote(REMOTE, &settings.url)
         .map_err(git("add the remote"))?;
     Ok(repo)
-}
-
-/// Bounds libgit2's connects, reads and writes on every network transport. These are
-/// process-wide options of libgit2 (one value for every repository in the process), set before
-/// the working copy is first used.
-#[allow(unsafe_code)] // git2 exposes these options only as `unsafe fn`s.
-fn set_network_timeout(timeout: std::time::Duration) -> Result<(), GitError> {
-    let millis = i32::try_from(timeout.as_millis())
-        .unwrap_or(i32::MAX)
-        .max(1);
-    // SAFETY: libgit2 reads these options when a connection opens; setting them races with
-    // nothing here, as it happens before this working copy's first network operation.
-    unsafe {
-        git2::opts::set_server_connect_timeout_in_milliseconds(millis)
-            .map_err(git("set the connect timeout"))?;
-        git2::opts::set_server_timeout_in_milliseconds(millis)
-            .map_err(git("set the network timeout"))?;
-    }
-    Ok(())
 }
 
 /// Fetches the branch and resets the working copy to it; returns its head (`None` when the

@@ -136,7 +136,7 @@ pub fn answer(
 }
 
 /// libgit2 callbacks that answer credential requests from `credentials`.
-pub(super) fn callbacks(credentials: &Credentials) -> RemoteCallbacks<'_> {
+pub fn callbacks(credentials: &Credentials) -> RemoteCallbacks<'_> {
     let mut callbacks = RemoteCallbacks::new();
     let mut tried = CredentialType::empty();
     callbacks.credentials(move |_url, username, allowed| {
