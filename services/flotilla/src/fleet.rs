@@ -119,12 +119,13 @@ pub async fn assemble(
         }
         Err(why) => summary.push(format!("env-manager      off: {why}")),
     }
-    summary.push(sync_watcher(process, settings).await);
+    summary.push(sync_watcher(process, settings, data_dir).await);
     summary
 }
 
-/// sync-watcher, on Argo CD when a cluster is reachable, else on PostSync reports alone.
-async fn sync_watcher(process: &mut Process, settings: &WorkerSettings) -> String {
+/// sync-watcher, on Argo CD when a cluster is reachable, else on PostSync reports alone; it reads
+/// revision ancestry from env-manager's GitOps repository through a mirror of its own.
+async fn sync_watcher(process: &mut Process, settings: &WorkerSettings, data_dir: &Path) -> String {
     let config = match sync_watcher::Config::from_args(&settings.ready) {
         Ok(config) => config,
         Err(why) => return format!("sync-watcher     off: {why}"),
@@ -133,13 +134,24 @@ async fn sync_watcher(process: &mut Process, settings: &WorkerSettings) -> Strin
         Ok(envs) => envs,
         Err(e) => return format!("sync-watcher     off: {e}"),
     };
+    let history: std::sync::Arc<dyn sync_watcher::history::History> =
+        match env_manager_config(settings, data_dir, false) {
+            Ok(envs) => {
+                let mirror = data_dir.join(format!("gitops-{}.git", sync_watcher::WORKER));
+                match flotilla_gitops::Mirror::open(envs.gitops.remote(), mirror).await {
+                    Ok(mirror) => std::sync::Arc::new(mirror),
+                    Err(e) => return format!("sync-watcher     off: GitOps mirror: {e}"),
+                }
+            }
+            Err(_) => std::sync::Arc::new(sync_watcher::history::SameRevisionOnly),
+        };
     let (kube, sources) = sync_watcher::kube_client(&config).await;
     sync_watcher::install(
         process,
         &config,
         flotilla_env::Registry::new(envs),
         kube,
-        std::sync::Arc::new(sync_watcher::history::SameRevisionOnly),
+        history,
     );
     match sources {
         sync_watcher::Sources::ArgoCdAndReports { namespace } => {

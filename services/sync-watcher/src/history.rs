@@ -28,3 +28,19 @@ impl History for SameRevisionOnly {
         Box::pin(async move { Ok(later == earlier) })
     }
 }
+
+/// The GitOps repository, through a read-only mirror: a revision counts when the pushed one is
+/// in its history (fetched when either is not known yet).
+impl History for flotilla_gitops::Mirror {
+    fn contains<'a>(
+        &'a self,
+        later: &'a str,
+        earlier: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            flotilla_gitops::Mirror::contains(self, later, earlier)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

@@ -11,7 +11,8 @@ use clap::Parser;
 use flotilla_bus::WorkerArgs;
 use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
 use flotilla_env::Registry;
-use sync_watcher::history::SameRevisionOnly;
+use flotilla_gitops::{GitopsArgs, Mirror, redact_url};
+use sync_watcher::history::{History, SameRevisionOnly};
 use sync_watcher::{Args, Config, Sources, WORKER};
 
 /// Publish `env.ready` when every app of a requested environment is ready: reported by its
@@ -23,6 +24,11 @@ use sync_watcher::{Args, Config, Sources, WORKER};
 struct Cli {
     #[command(flatten)]
     ready: Args,
+    /// The GitOps repository env-manager writes: an app synced to a later revision than the
+    /// one pushed counts when that revision holds it. Without it, only the pushed revision
+    /// itself counts.
+    #[command(flatten, next_help_heading = "GitOps repository (revision ancestry)")]
+    gitops: GitopsArgs,
     #[command(flatten, next_help_heading = "Worker")]
     worker: WorkerArgs,
     #[command(flatten, next_help_heading = "Process")]
@@ -48,6 +54,24 @@ async fn main() -> ExitCode {
             tracing::warn!(why = %why, "readiness from PostSync reports alone (POST /report/{{env}}/{{app}})")
         }
     }
+    let history: Arc<dyn History> = match cli.gitops.remote() {
+        Ok(remote) => {
+            let url = redact_url(&remote.url);
+            match Mirror::open(remote, cli.gitops.mirror_dir(WORKER)).await {
+                Ok(mirror) => {
+                    tracing::info!(gitops = %url, "revision ancestry from the GitOps repository");
+                    Arc::new(mirror)
+                }
+                Err(e) => {
+                    return service::usage(&format!("the GitOps repository {url}: {e}"));
+                }
+            }
+        }
+        Err(why) => {
+            tracing::warn!(why = %why.0, "no GitOps repository: only the pushed revision itself counts");
+            Arc::new(SameRevisionOnly)
+        }
+    };
     service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {
         let envs = process
             .bus()
@@ -55,13 +79,7 @@ async fn main() -> ExitCode {
             .await
             .map_err(|e| service::unavailable(&format!("{e} (run `flotilla init`)")))?;
         process.worker_args(&cli.worker);
-        sync_watcher::install(
-            process,
-            &config,
-            Registry::new(envs),
-            kube,
-            Arc::new(SameRevisionOnly),
-        );
+        sync_watcher::install(process, &config, Registry::new(envs), kube, history);
         Ok(())
     })
     .await

@@ -98,7 +98,7 @@ pub struct Task {
     waits: HashMap<String, Waiting>,
     /// The last status of every env app Application seen, by (env, app).
     seen: HashMap<(String, String), AppStatus>,
-    /// Whether a revision holds another: (later, earlier) -> answer.
+    /// Revisions known to hold another: (later, earlier).
     ancestry: HashMap<(String, String), bool>,
 }
 
@@ -252,7 +252,10 @@ impl Task {
         }
         match self.history.contains(revision, pushed).await {
             Ok(answer) => {
-                self.ancestry.insert(key, answer);
+                // Only a yes is final: a no can be a commit the mirror has not fetched yet.
+                if answer {
+                    self.ancestry.insert(key, answer);
+                }
                 answer
             }
             Err(e) => {
