@@ -2,6 +2,7 @@
 //! announcements to other replicas not sent.
 
 use flotilla_bus::dry_run::Recorder;
+use flotilla_env::Registry;
 
 use crate::backend::Runner;
 use crate::config::Config;
@@ -13,11 +14,17 @@ impl BuilderTrigger {
     /// `recorder` and succeeds at once, and nothing is sent to other replicas. Events the
     /// handler publishes itself go through its context's publisher, which the caller makes
     /// recording too.
-    pub fn recording(config: Config, runner: Runner, recorder: &Recorder) -> BuilderTrigger {
+    pub fn recording(
+        config: Config,
+        runner: Runner,
+        registry: Registry,
+        recorder: &Recorder,
+    ) -> BuilderTrigger {
         BuilderTrigger::with_supersede(
             config,
             runner.recording(recorder.clone()),
             Supersede::new().recording(recorder.clone()),
+            registry.recording(recorder.clone()),
         )
     }
 }

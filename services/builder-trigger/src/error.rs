@@ -18,6 +18,18 @@ pub enum Error {
         event_id: String,
         reason: String,
     },
+    /// The event claims what the registry contradicts (an env that is not there, not at that
+    /// change): nothing is run, and it goes to the dead-letter stream with the reason.
+    #[error("refused {event_type} event {event_id}: {reason}")]
+    Refused {
+        event_type: String,
+        event_id: String,
+        reason: String,
+    },
+    /// The registry does not agree yet (the env's record still moving to `ready`), or could
+    /// not be read: retried later.
+    #[error("environment registry: {0}")]
+    Registry(String),
     /// The Kubernetes client could not be set up (job backend).
     #[error("Kubernetes: {0}")]
     Kube(String),
@@ -29,7 +41,10 @@ pub enum Error {
 impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Config(_) | Error::BadEvent { .. } | Error::Kube(_) => false,
+            Error::Config(_) | Error::BadEvent { .. } | Error::Refused { .. } | Error::Kube(_) => {
+                false
+            }
+            Error::Registry(_) => true,
             Error::Bus(e) => e.is_retryable(),
         }
     }
@@ -39,6 +54,8 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::BadEvent { .. } => "bad_event",
+            Error::Refused { .. } => "refused",
+            Error::Registry(_) => "registry",
             Error::Kube(_) => "kube",
             Error::Bus(_) => "bus",
         }

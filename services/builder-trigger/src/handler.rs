@@ -2,6 +2,8 @@
 //! results out.
 
 use std::sync::Arc;
+
+use flotilla_env::{Registry, State as EnvState};
 use std::time::{Duration, Instant};
 
 use flotilla_bus::{Ctx, Event, EventType, Handler, HandlerError, Outgoing};
@@ -20,6 +22,8 @@ pub struct BuilderTrigger {
     config: Arc<Config>,
     runner: Runner,
     supersede: Supersede,
+    /// What env an `env.ready` may test: the registry, not the event, says it is ready.
+    registry: Registry,
 }
 
 impl Handler for BuilderTrigger {
@@ -41,19 +45,21 @@ impl Handler for BuilderTrigger {
 
 impl BuilderTrigger {
     /// Builds and tests with `runner` (see [`crate::runner`]).
-    pub fn new(config: Config, runner: Runner) -> BuilderTrigger {
-        BuilderTrigger::with_supersede(config, runner, Supersede::new())
+    pub fn new(config: Config, runner: Runner, registry: Registry) -> BuilderTrigger {
+        BuilderTrigger::with_supersede(config, runner, Supersede::new(), registry)
     }
 
     pub(crate) fn with_supersede(
         config: Config,
         runner: Runner,
         supersede: Supersede,
+        registry: Registry,
     ) -> BuilderTrigger {
         BuilderTrigger {
             config: Arc::new(config),
             runner,
             supersede,
+            registry,
         }
     }
 
@@ -175,6 +181,41 @@ impl BuilderTrigger {
         Ok(Some(guard))
     }
 
+    /// Whether the registry says `env` is ready at the change the event names. An `env.ready` is
+    /// a claim (and passed tests promote): an env the registry does not hold is refused; one
+    /// still `requested` at that change is retried (sync-watcher publishes before it moves the
+    /// record); a change the env no longer holds, or an env that failed or is going, is not
+    /// tested.
+    async fn ready_in_registry(&self, env: &Environment, cause: &Event) -> Result<bool, Error> {
+        let record = self
+            .registry
+            .get(&env.env)
+            .await
+            .map_err(|e| Error::Registry(e.to_string()))?;
+        let Some(record) = record else {
+            return Err(Error::Refused {
+                event_type: cause.event_type().to_owned(),
+                event_id: cause.id.clone(),
+                reason: format!("no env {} in the registry: nothing to test", env.env),
+            });
+        };
+        if record.change_id != env.change_id {
+            tracing::info!(env = %env.env, ready = %env.change_id, holds = %record.change_id, "the env holds another change now: not tested");
+            return Ok(false);
+        }
+        match record.state {
+            EnvState::Ready => Ok(true),
+            EnvState::Requested => Err(Error::Registry(format!(
+                "{} is not ready in the registry yet",
+                env.env
+            ))),
+            state => {
+                tracing::info!(env = %env.env, state = %state, "the env is not ready: not tested");
+                Ok(false)
+            }
+        }
+    }
+
     /// Runs the change's tests against its ready environment.
     async fn test(
         &self,
@@ -184,6 +225,9 @@ impl BuilderTrigger {
     ) -> Result<Vec<Outgoing>, Error> {
         if env.change_id.is_empty() {
             tracing::info!(env = %env.env, "the environment carries no change: nothing to test");
+            return Ok(Vec::new());
+        }
+        if !self.ready_in_registry(&env, cause).await? {
             return Ok(Vec::new());
         }
         let (app, version) = decide::app_and_version(&env.change_id, &env.apps).unwrap_or_default();

@@ -48,9 +48,18 @@ async fn main() -> ExitCode {
         "builder-trigger configured"
     );
     service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {
+        // The registry shares the process's one connection.
+        let envs = process
+            .bus()
+            .envs()
+            .await
+            .map_err(|e| service::unavailable(&format!("{e} (run `flotilla init`)")))?;
         process
             .worker_args(&cli.worker)
-            .worker(worker_config(), BuilderTrigger::new(config, runner))
+            .worker(
+                worker_config(),
+                BuilderTrigger::new(config, runner, flotilla_env::Registry::new(envs)),
+            )
             .route(routes);
         Ok(())
     })

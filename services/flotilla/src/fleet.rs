@@ -91,10 +91,20 @@ pub async fn assemble(
     data_dir: &Path,
 ) -> Vec<String> {
     let mut summary = vec!["source-listener  serving the webhooks".to_owned()];
+    let registry = match process.bus().envs().await {
+        Ok(envs) => flotilla_env::Registry::new(envs),
+        Err(e) => {
+            summary.push(format!("every worker     off: the registry: {e}"));
+            return summary;
+        }
+    };
     let builder = match builder_trigger_config(settings) {
         Ok(config) => builder_trigger::runner(&config)
             .await
-            .map(|(runner, routes)| (builder_trigger::BuilderTrigger::new(config, runner), routes))
+            .map(|(runner, routes)| {
+                let handler = builder_trigger::BuilderTrigger::new(config, runner, registry);
+                (handler, routes)
+            })
             .map_err(|e| e.to_string()),
         Err(why) => Err(why),
     };

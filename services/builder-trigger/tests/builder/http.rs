@@ -193,7 +193,7 @@ async fn run_http(fx: &Fixture, template: Value, timeout: Duration) -> Result<Ru
     process
         .worker(
             flotilla_testing::quick(builder_trigger::worker_config()),
-            BuilderTrigger::new(config, runner),
+            BuilderTrigger::new(config, runner, fx.registry().await?),
         )
         .route(routes);
     flotilla_testing::serve_on(process, format!("127.0.0.1:{port}").parse()?).await
@@ -393,7 +393,11 @@ async fn a_callback_that_reaches_another_replica_is_handed_to_the_one_whose_run_
     config_a.build_timeout = WITHIN;
     let (runner_a, _routes_a) = builder_trigger::runner(&config_a).await?;
     let worker = fx
-        .run_handler(BuilderTrigger::new(config_a, runner_a))
+        .run_handler(BuilderTrigger::new(
+            config_a,
+            runner_a,
+            fx.registry().await?,
+        ))
         .await?;
 
     fx.publish(EventType::SourcePush, "acme/ping", &push_to_main())

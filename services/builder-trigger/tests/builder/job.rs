@@ -44,7 +44,9 @@ async fn run_job(
     config.build_timeout = timeout;
     config.test_timeout = timeout;
     let runner = Runner::Job(job::Backend::from_config(settings, fake.config())?);
-    let worker = fx.run_handler(BuilderTrigger::new(config, runner)).await?;
+    let worker = fx
+        .run_handler(BuilderTrigger::new(config, runner, fx.registry().await?))
+        .await?;
     Ok((worker, created))
 }
 
@@ -275,8 +277,7 @@ async fn a_ready_environment_runs_the_test_job_from_the_change_pipeline_image() 
     let version = "v20240305070809-1a2b3c4";
     let env = "stg-ping-v20240305070809-1a2b3c4";
 
-    fx.publish(EventType::EnvReady, env, &env_ready(env, version))
-        .await?;
+    fx.publish_ready(&env_ready(env, version)).await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
     assert_eq!(events[0].subject, format!("flotilla.tests.passed.{env}"));

@@ -42,7 +42,42 @@ impl Fixture {
 
     /// Runs builder-trigger with `config` until the returned worker is shut down.
     pub async fn run(&self, config: Config) -> Result<Running> {
-        self.run_handler(trigger(config).await?).await
+        self.run_handler(self.trigger(config).await?).await
+    }
+
+    /// The handler for `config`, its backend connected, on this bus's registry.
+    pub async fn trigger(&self, config: Config) -> Result<BuilderTrigger> {
+        let (runner, _) = builder_trigger::runner(&config).await?;
+        Ok(BuilderTrigger::new(config, runner, self.registry().await?))
+    }
+
+    /// The env registry on this bus.
+    pub async fn registry(&self) -> Result<flotilla_env::Registry> {
+        Ok(flotilla_env::Registry::new(self.bus.envs().await?))
+    }
+
+    /// `env.ready` of `ready`, after its record, as sync-watcher publishes it.
+    pub async fn publish_ready(&self, ready: &Environment) -> Result<Published> {
+        self.register_ready(ready).await?;
+        self.publish(EventType::EnvReady, &ready.env, ready).await
+    }
+
+    /// What env-manager and sync-watcher leave before an `env.ready`: the env's record, ready
+    /// at the change `ready` names.
+    pub async fn register_ready(&self, ready: &Environment) -> Result<()> {
+        let record = flotilla_env::EnvRecord {
+            state: flotilla_env::State::Ready,
+            kind: ready.kind.clone(),
+            change_id: ready.change_id.clone(),
+            apps: ready.apps.iter().map(Into::into).collect(),
+            revision: "0".repeat(40),
+            ..Default::default()
+        };
+        self.registry()
+            .await?
+            .update(&ready.env, |_| Some(record.clone()))
+            .await?;
+        Ok(())
     }
 
     /// Runs any handler as builder-trigger (same consumer and subjects), with fast retries.
@@ -181,12 +216,6 @@ pub fn config(build_command: &str) -> Config {
     config.build_timeout = Duration::from_secs(10);
     config.test_timeout = Duration::from_secs(10);
     config
-}
-
-/// The handler for `config`, its backend connected.
-pub async fn trigger(config: Config) -> Result<BuilderTrigger> {
-    let (runner, _) = builder_trigger::runner(&config).await?;
-    Ok(BuilderTrigger::new(config, runner))
 }
 
 /// The same config with a test command.

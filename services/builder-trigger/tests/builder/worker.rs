@@ -198,11 +198,12 @@ async fn a_build_command_that_cannot_start_fails_the_build_instead_of_the_worker
 async fn a_redelivered_push_runs_the_command_again_but_publishes_nothing_new() -> Result<()> {
     let fx = Fixture::start().await?;
     let runs = fx.file("runs");
-    let trigger = trigger(config(&format!(
-        "echo \"$FLOTILLA_VERSION\" >> {}",
-        runs.display()
-    )))
-    .await?;
+    let trigger = fx
+        .trigger(config(&format!(
+            "echo \"$FLOTILLA_VERSION\" >> {}",
+            runs.display()
+        )))
+        .await?;
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = attempts.clone();
     // The first attempt stores its outputs and then "loses" its ack, as a worker killed at
@@ -329,8 +330,7 @@ async fn a_ready_environment_runs_the_test_command_against_it_and_publishes_test
     let version = "v20240305070809-1a2b3c4";
     let env = "stg-ping-v20240305070809-1a2b3c4";
 
-    fx.publish(EventType::EnvReady, env, &env_ready(env, version))
-        .await?;
+    fx.publish_ready(&env_ready(env, version)).await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
     assert_eq!(events[0].subject, format!("flotilla.tests.passed.{env}"));
@@ -362,12 +362,8 @@ async fn a_failing_test_command_publishes_tests_failed_with_its_output() -> Resu
     let worker = fx.run(config).await?;
     let env = "pr-ping-42";
 
-    fx.publish(
-        EventType::EnvReady,
-        env,
-        &env_ready(env, "v20240305070809-1a2b3c4"),
-    )
-    .await?;
+    fx.publish_ready(&env_ready(env, "v20240305070809-1a2b3c4"))
+        .await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
     assert_eq!(events[0].subject, format!("flotilla.tests.failed.{env}"));
@@ -383,12 +379,8 @@ async fn without_a_test_command_tests_pass_and_say_so() -> Result<()> {
     let worker = fx.run(config("true")).await?;
     let env = "pr-ping-7";
 
-    fx.publish(
-        EventType::EnvReady,
-        env,
-        &env_ready(env, "v20240305070809-1a2b3c4"),
-    )
-    .await?;
+    fx.publish_ready(&env_ready(env, "v20240305070809-1a2b3c4"))
+        .await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
     assert_eq!(events[0].subject, format!("flotilla.tests.passed.{env}"));
@@ -477,7 +469,9 @@ async fn the_whole_output_is_kept_in_a_log_file_and_the_event_says_where() -> Re
 async fn a_build_longer_than_the_ack_wait_runs_once() -> Result<()> {
     let fx = Fixture::start().await?;
     let runs = fx.file("runs");
-    let trigger = trigger(config(&format!("echo run >> {}; sleep 3", runs.display()))).await?;
+    let trigger = fx
+        .trigger(config(&format!("echo run >> {}; sleep 3", runs.display())))
+        .await?;
     let worker = fx
         .run_handler_with(trigger, |c| c.ack_wait = Duration::from_secs(1))
         .await?;
@@ -502,12 +496,8 @@ async fn a_test_run_past_its_timeout_is_killed_and_fails() -> Result<()> {
     let worker = fx.run(config).await?;
     let env = "pr-ping-9";
 
-    fx.publish(
-        EventType::EnvReady,
-        env,
-        &env_ready(env, "v20240305070809-1a2b3c4"),
-    )
-    .await?;
+    fx.publish_ready(&env_ready(env, "v20240305070809-1a2b3c4"))
+        .await?;
 
     let events = fx.stored_exactly("flotilla.tests.>", 1).await?;
     assert_eq!(events[0].subject, format!("flotilla.tests.failed.{env}"));
@@ -740,5 +730,65 @@ async fn a_pull_request_from_a_fork_builds_only_when_forks_are_allowed() -> Resu
         .await?;
     fx.stored_exactly("flotilla.build.>", 2).await?;
     assert_eq!(lines(&runs), vec!["41"]);
+    worker.shutdown().await
+}
+
+/// An `env.ready` is a claim, and passed tests promote: without a record of the env, nothing is
+/// tested (the event is dead-lettered); while the record still says `requested` (sync-watcher
+/// publishes before it moves the record) the event is retried until it says `ready`.
+#[tokio::test]
+async fn tests_run_only_for_an_env_the_registry_says_is_ready_at_that_change() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run(config("true")).await?;
+    let version = "v20240305070809-1a2b3c4";
+
+    let forged = env_ready("stg-ping-v20240305070809-1a2b3c4", version);
+    fx.publish(EventType::EnvReady, &forged.env, &forged)
+        .await?;
+    let letters = flotilla_testing::stored_messages(
+        fx.bus.jetstream(),
+        "FLOTILLA_DLQ",
+        "flotilla-dlq.builder-trigger",
+        1,
+        WITHIN,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let reason = letters[0]
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("flotilla-dlq-reason"))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(reason.contains("no env"), "{reason}");
+    fx.stored_exactly("flotilla.tests.>", 0).await?;
+
+    let early = env_ready("pr-ping-8", version);
+    fx.register_ready(&early).await?;
+    let registry = fx.registry().await?;
+    registry
+        .update(&early.env, |r| {
+            r.map(|r| flotilla_env::EnvRecord {
+                state: flotilla_env::State::Requested,
+                ..r
+            })
+        })
+        .await?;
+    fx.publish(EventType::EnvReady, &early.env, &early).await?;
+    // Within the retries (50 ms backoff, doubling): none of them ran tests.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let tests = fx
+        .stored("flotilla.tests.>", 1, Duration::from_millis(10))
+        .await?;
+    assert!(tests.is_empty(), "tested before the registry said ready");
+    registry
+        .update(&early.env, |r| {
+            r.map(|r| flotilla_env::EnvRecord {
+                state: flotilla_env::State::Ready,
+                ..r
+            })
+        })
+        .await?;
+    fx.stored_exactly("flotilla.tests.>", 1).await?;
     worker.shutdown().await
 }

@@ -74,7 +74,7 @@ pub enum Promotion {
 
 /// Whether passed tests in staging env `env` may promote `result`'s app and version: only when
 /// the registry says the env exists, is staging, was written by env-manager, holds the change
-/// that was tested and runs that app at that version.
+/// that was tested, runs that app at that version, and is ready (tests run in a ready env).
 pub fn promotion(record: Option<&EnvRecord>, result: &TestResult) -> Result<Promotion, String> {
     let env = &result.env;
     let Some(record) = record else {
@@ -116,7 +116,11 @@ pub fn promotion(record: Option<&EnvRecord>, result: &TestResult) -> Result<Prom
         ));
     }
     match &record.state {
-        State::Requested | State::Ready => Ok(Promotion::Promote),
+        State::Ready => Ok(Promotion::Promote),
+        State::Requested => Err(format!(
+            "{env} is not ready (sync-watcher has not seen it ready): its tests cannot have run \
+             against it"
+        )),
         State::Deleting | State::Deleted => Ok(Promotion::ReplayOnly),
         State::Failed => Err(format!(
             "{env} failed ({}): a failed env is not promoted",

@@ -203,6 +203,7 @@ async fn commit_statuses_follow_the_change_from_its_env_to_the_canary_verdict() 
         url: "https://stg.example.com".into(),
         ..Default::default()
     };
+    fx.mark_ready(&env).await?;
     fx.publish(EventType::EnvReady, &env, &ready).await?;
     assert!(
         want(3).await,

@@ -92,7 +92,7 @@ async fn passed_tests_claiming_another_version_or_change_than_the_env_holds_are_
     assert_eq!(production_version(&fx)?, PRODUCTION_VERSION);
     fx.stored_exactly("flotilla.release.requested.>", 0).await?;
     let record = fx.record(&env).await?.context("still registered")?;
-    assert_eq!(record.state, State::Requested, "the env is left as it was");
+    assert_eq!(record.state, State::Ready, "the env is left as it was");
     worker.shutdown().await
 }
 

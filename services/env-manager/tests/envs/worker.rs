@@ -177,6 +177,7 @@ async fn passed_staging_tests_promote_the_version_and_tear_the_staging_env_down(
     )
     .await?;
     fx.stored_exactly("flotilla.env.requested.>", 1).await?;
+    fx.mark_ready(&env).await?;
 
     fx.publish(EventType::TestsPassed, &env, &tests_passed(&env))
         .await?;

@@ -71,8 +71,13 @@ impl DryWorker {
                 let (runner, _routes) = builder_trigger::runner(&config)
                     .await
                     .map_err(|e| config_error(e.to_string()))?;
+                let envs = bus
+                    .envs()
+                    .await
+                    .map_err(|e| config_error(format!("{e} (run `flotilla init`)")))?;
+                let registry = flotilla_env::Registry::new(envs);
                 Ok(DryWorker::BuilderTrigger(
-                    builder_trigger::BuilderTrigger::recording(config, runner, recorder),
+                    builder_trigger::BuilderTrigger::recording(config, runner, registry, recorder),
                 ))
             }
             other => Err(CliError::Usage(format!(

@@ -134,6 +134,9 @@ fn a_failed_env_is_not_promoted_and_one_torn_down_only_replays() {
     assert!(promotion(Some(&failed), &passed(NEW)).is_err());
     let suspended = record(State::Suspended, Kind::Staging, NEW);
     assert!(promotion(Some(&suspended), &passed(NEW)).is_err());
+    let not_ready = record(State::Requested, Kind::Staging, NEW);
+    let refused = promotion(Some(&not_ready), &passed(NEW)).expect_err("not ready");
+    assert!(refused.contains("not ready"), "{refused}");
     let deleting = record(State::Deleting, Kind::Staging, NEW);
     assert_eq!(
         promotion(Some(&deleting), &passed(NEW)),

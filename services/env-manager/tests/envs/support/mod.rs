@@ -48,8 +48,8 @@ impl Fixture {
         Ok(fx)
     }
 
-    /// Builds ping at [`VERSION`] on main and waits for its staging env: what passed tests
-    /// may promote.
+    /// Builds ping at [`VERSION`] on main, waits for its staging env and marks it ready (as
+    /// sync-watcher would): what passed tests may promote.
     pub async fn stage(&self) -> Result<String> {
         self.publish(
             EventType::BuildSucceeded,
@@ -58,7 +58,22 @@ impl Fixture {
         )
         .await?;
         self.stored("flotilla.env.requested.>", 1, WITHIN).await?;
+        self.mark_ready(&staging_env()).await?;
         Ok(staging_env())
+    }
+
+    /// What sync-watcher does when every app of the env is ready: the record moves to `ready`.
+    pub async fn mark_ready(&self, env: &str) -> Result<()> {
+        self.registry()
+            .await?
+            .update(env, |record| {
+                record.map(|r| EnvRecord {
+                    state: flotilla_env::State::Ready,
+                    ..r
+                })
+            })
+            .await?;
+        Ok(())
     }
 
     /// The bare repository Argo CD would follow.
