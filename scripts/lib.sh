@@ -28,3 +28,13 @@ ensure_sshd() {
   apt_install sshd openssh-server || true
   [ -x /usr/sbin/sshd ] || echo "warning: no sshd; the SSH GitOps tests will be skipped" >&2
 }
+
+# Prometheus (Debian's package) for the canary analysis tests, which start a private one on
+# loopback scraping examples/ping.
+ensure_prometheus() {
+  if command -v prometheus >/dev/null 2>&1; then
+    return
+  fi
+  apt_install prometheus prometheus
+  command -v prometheus >/dev/null 2>&1 || { echo "prometheus still not found after install" >&2; exit 1; }
+}

@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod process;
+mod prometheus;
 
 pub use process::{Served, bus, quick, run_worker, serve, serve_on};
+pub use prometheus::Prometheus;
 
 /// How long a server may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
