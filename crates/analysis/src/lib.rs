@@ -1,0 +1,23 @@
+//! Canary analysis as Argo Rollouts judges it.
+//!
+//! Reads `AnalysisTemplate` / `ClusterAnalysisTemplate` YAML as users write it
+//! ([`Template::from_yaml`]), binds arguments ([`Template::bind`]), and runs the metrics with
+//! argo-rollouts' rules ([`run::run`]): conditions in Argo's `expr` syntax, `count`,
+//! `interval`, `initialDelay`, failure / inconclusive / consecutive-error limits, dry-run
+//! metrics and measurement retention. Providers: `prometheus`, `web`, and Flotilla's
+//! `flotilla-mannwhitney` statistical judge. `docs/analysis.md` has the rules.
+
+pub mod duration;
+pub mod error;
+pub mod evaluate;
+pub mod expr;
+pub mod jsonpath;
+pub mod phase;
+pub mod spec;
+pub mod template;
+pub mod value;
+
+pub use error::{ProviderError, TemplateError, TemplateErrorKind};
+pub use phase::Phase;
+pub use template::{Analysis, Metric, Template};
+pub use value::Value;

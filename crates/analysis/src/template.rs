@@ -1,0 +1,785 @@
+//! `AnalysisTemplate` / `ClusterAnalysisTemplate` (and an `AnalysisRun`'s spec) as users write
+//! them, and their binding to argument values into metrics ready to run.
+//!
+//! Reading is in two steps, like Argo: the YAML is parsed as written (shape errors carry the
+//! field and line), then [`Template::bind`] substitutes `{{args.x}}` into each metric and
+//! validates the result (Argo's `ResolveMetricArgs` then `ValidateMetrics`).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration::parse_go_duration;
+use crate::error::{TemplateError, TemplateErrorKind};
+use crate::expr::Program;
+use crate::spec::{MannWhitneySpec, PrometheusSpec, WebSpec};
+
+/// Argo's `DefaultConsecutiveErrorLimit` (utils/defaults/defaults.go).
+pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: i64 = 4;
+/// Argo's `DefaultMeasurementHistoryLimit` (analysis/analysis.go).
+pub const DEFAULT_MEASUREMENT_HISTORY_LIMIT: usize = 10;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretKeyRef {
+    #[allow(dead_code)]
+    name: String,
+    #[allow(dead_code)]
+    key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValueFrom {
+    #[serde(default, rename = "secretKeyRef")]
+    secret_key_ref: Option<SecretKeyRef>,
+    #[serde(default, rename = "fieldRef")]
+    field_ref: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArgDoc {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default, rename = "valueFrom")]
+    value_from: Option<ValueFrom>,
+}
+
+/// Kubernetes' `IntOrString`: `count: 5` and `count: "{{args.count}}"` are both valid.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum IntOrString {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderDoc {
+    #[serde(default)]
+    prometheus: Option<PrometheusSpec>,
+    #[serde(default)]
+    web: Option<WebSpec>,
+    #[serde(default, rename = "flotilla-mannwhitney")]
+    mann_whitney: Option<MannWhitneySpec>,
+    // Argo's other providers, read only to name them in the error.
+    #[serde(default)]
+    job: Option<serde_json::Value>,
+    #[serde(default)]
+    kayenta: Option<serde_json::Value>,
+    #[serde(default)]
+    datadog: Option<serde_json::Value>,
+    #[serde(default, rename = "newRelic")]
+    new_relic: Option<serde_json::Value>,
+    #[serde(default)]
+    wavefront: Option<serde_json::Value>,
+    #[serde(default, rename = "cloudWatch")]
+    cloud_watch: Option<serde_json::Value>,
+    #[serde(default)]
+    graphite: Option<serde_json::Value>,
+    #[serde(default)]
+    influxdb: Option<serde_json::Value>,
+    #[serde(default)]
+    skywalking: Option<serde_json::Value>,
+    #[serde(default)]
+    plugin: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricDoc {
+    name: String,
+    #[serde(default)]
+    interval: String,
+    #[serde(default, rename = "initialDelay")]
+    initial_delay: String,
+    #[serde(default)]
+    count: Option<IntOrString>,
+    #[serde(default, rename = "successCondition")]
+    success_condition: String,
+    #[serde(default, rename = "failureCondition")]
+    failure_condition: String,
+    #[serde(default, rename = "failureLimit")]
+    failure_limit: Option<IntOrString>,
+    #[serde(default, rename = "inconclusiveLimit")]
+    inconclusive_limit: Option<IntOrString>,
+    #[serde(default, rename = "consecutiveErrorLimit")]
+    consecutive_error_limit: Option<IntOrString>,
+    #[serde(default, rename = "consecutiveSuccessLimit")]
+    consecutive_success_limit: Option<IntOrString>,
+    provider: ProviderDoc,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRunDoc {
+    #[serde(rename = "metricName")]
+    metric_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionDoc {
+    #[serde(rename = "metricName")]
+    metric_name: String,
+    limit: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecDoc {
+    #[serde(default)]
+    args: Vec<ArgDoc>,
+    metrics: Vec<MetricDoc>,
+    #[serde(default, rename = "dryRun")]
+    dry_run: Vec<DryRunDoc>,
+    #[serde(default, rename = "measurementRetention")]
+    measurement_retention: Vec<RetentionDoc>,
+    // Fields of an AnalysisRun spec that do not change a judgement.
+    #[serde(default)]
+    terminate: bool,
+    #[serde(default, rename = "ttlStrategy")]
+    ttl_strategy: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct MetadataDoc {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct TemplateDoc {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: Option<MetadataDoc>,
+    spec: SpecDoc,
+}
+
+/// A parsed template, not yet bound to argument values.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub kind: String,
+    pub name: String,
+    args: Vec<ArgDoc>,
+    /// Each metric as written, kept raw so `{{args.x}}` can be substituted in any string field.
+    raw_metrics: Vec<serde_json::Value>,
+    dry_run: Vec<String>,
+    retention: Vec<(String, i32)>,
+}
+
+/// Which provider a metric uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderSpec {
+    Prometheus(PrometheusSpec),
+    Web(WebSpec),
+    MannWhitney(MannWhitneySpec),
+}
+
+/// A `successCondition` / `failureCondition`: its text and its parsed form.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub source: String,
+    pub program: Program,
+}
+
+/// One metric, arguments substituted and validated. Limits keep Argo's raw integers (`-1`
+/// disables `failureLimit`); `None` means the field was absent.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    pub name: String,
+    pub interval: Option<Duration>,
+    pub initial_delay: Option<Duration>,
+    pub count: Option<i64>,
+    pub failure_limit: Option<i64>,
+    pub inconclusive_limit: Option<i64>,
+    pub consecutive_error_limit: Option<i64>,
+    pub consecutive_success_limit: Option<i64>,
+    pub success_condition: Option<Condition>,
+    pub failure_condition: Option<Condition>,
+    pub provider: ProviderSpec,
+}
+
+impl Metric {
+    /// Argo's `Metric.EffectiveCount`: an absent or zero count is 1 without an interval and
+    /// unbounded with one.
+    pub fn effective_count(&self) -> Option<i64> {
+        match self.count {
+            Some(c) if c != 0 => Some(c),
+            _ if self.interval.is_none() => Some(1),
+            _ => None,
+        }
+    }
+
+    /// `failureLimit`, 0 when absent; negative disables it.
+    pub fn failure_limit(&self) -> i64 {
+        self.failure_limit.unwrap_or(0)
+    }
+
+    pub fn inconclusive_limit(&self) -> i64 {
+        self.inconclusive_limit.unwrap_or(0)
+    }
+
+    /// Argo's `GetConsecutiveErrorLimitOrDefault`.
+    pub fn consecutive_error_limit(&self) -> i64 {
+        self.consecutive_error_limit
+            .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT)
+    }
+
+    pub fn consecutive_success_limit(&self) -> i64 {
+        self.consecutive_success_limit.unwrap_or(0)
+    }
+}
+
+/// A template bound to its arguments: what the engine runs.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub name: String,
+    pub metrics: Vec<Metric>,
+    /// Names of the metrics in dry-run: measured and reported, never deciding the run.
+    pub dry_run: HashSet<String>,
+    /// Measurements kept per metric where `measurementRetention` sets a limit.
+    pub retention: HashMap<String, usize>,
+}
+
+impl Analysis {
+    pub fn retention_limit(&self, metric: &str) -> usize {
+        self.retention
+            .get(metric)
+            .copied()
+            .unwrap_or(DEFAULT_MEASUREMENT_HISTORY_LIMIT)
+    }
+}
+
+fn yaml_error(err: serde_path_to_error::Error<serde_yaml_ng::Error>) -> TemplateError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let line = inner.location().map(|l| l.line());
+    // serde_yaml_ng prefixes its own path and position; keep only the cause.
+    let mut message = inner.to_string();
+    if let Some(idx) = message.find(" at line ") {
+        message.truncate(idx);
+    }
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        if !path.is_empty() && path != "." && prefix.contains(path.trim_start_matches('.')) {
+            message = rest.to_string();
+        }
+    }
+    let field = if path == "." { String::new() } else { path };
+    TemplateError {
+        kind: TemplateErrorKind::Yaml,
+        field,
+        line,
+        message,
+    }
+}
+
+impl Template {
+    /// Reads one YAML document: an `AnalysisTemplate`, a `ClusterAnalysisTemplate`, or an
+    /// `AnalysisRun` (its `spec` has the same fields).
+    pub fn from_yaml(text: &str) -> Result<Template, TemplateError> {
+        let doc: TemplateDoc =
+            serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+                .map_err(yaml_error)?;
+        match doc.kind.as_str() {
+            "AnalysisTemplate" | "ClusterAnalysisTemplate" | "AnalysisRun" => {}
+            other => {
+                return Err(TemplateError::new(
+                    TemplateErrorKind::Yaml,
+                    "kind",
+                    format!(
+                        "expected AnalysisTemplate, ClusterAnalysisTemplate or AnalysisRun, got {other:?}"
+                    ),
+                ));
+            }
+        }
+        // The same text again, untyped: the metrics as written, for substitution.
+        let raw: serde_json::Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| TemplateError::new(TemplateErrorKind::Yaml, "", e.to_string()))?;
+        let raw_metrics = raw
+            .pointer("/spec/metrics")
+            .and_then(|m| m.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let _ = (
+            &doc.spec.terminate,
+            &doc.spec.ttl_strategy,
+            &doc.spec.metrics,
+        );
+        Ok(Template {
+            kind: doc.kind,
+            name: doc.metadata.map(|m| m.name).unwrap_or_default(),
+            args: doc.spec.args,
+            raw_metrics,
+            dry_run: doc
+                .spec
+                .dry_run
+                .into_iter()
+                .map(|d| d.metric_name)
+                .collect(),
+            retention: doc
+                .spec
+                .measurement_retention
+                .into_iter()
+                .map(|r| (r.metric_name, r.limit))
+                .collect(),
+        })
+    }
+
+    /// Names of the template's arguments, and whether each has a value of its own.
+    pub fn args(&self) -> Vec<(String, bool)> {
+        self.args
+            .iter()
+            .map(|a| (a.name.clone(), a.value.is_some()))
+            .collect()
+    }
+
+    /// Binds argument values (`--arg NAME=VALUE`) over the template's own, substitutes them and
+    /// validates every metric. Values for names the template does not declare are ignored, as
+    /// Argo's `MergeArgs` ignores them.
+    pub fn bind(&self, values: &[(String, String)]) -> Result<Analysis, TemplateError> {
+        let args = self.resolve_args(values)?;
+        let mut metrics = Vec::with_capacity(self.raw_metrics.len());
+        for (i, raw) in self.raw_metrics.iter().enumerate() {
+            let field = format!("spec.metrics[{i}]");
+            let mut resolved = raw.clone();
+            substitute(&mut resolved, &args, &field)?;
+            let doc: MetricDoc = serde_path_to_error::deserialize(&resolved).map_err(|e| {
+                TemplateError::new(
+                    TemplateErrorKind::Yaml,
+                    format!("{field}.{}", e.path()),
+                    e.into_inner().to_string(),
+                )
+            })?;
+            metrics.push(convert_metric(doc, &field)?);
+        }
+        validate_metrics(&metrics)?;
+        let dry_run = match_rules(
+            self.dry_run.iter().map(|n| (n.as_str(), ())),
+            &metrics,
+            "spec.dryRun",
+        )?
+        .into_iter()
+        .map(|(name, ())| name)
+        .collect();
+        let retention = match_rules(
+            self.retention.iter().map(|(n, l)| (n.as_str(), *l)),
+            &metrics,
+            "spec.measurementRetention",
+        )?
+        .into_iter()
+        // Argo applies a retention limit only when it is > 0.
+        .filter(|(_, limit)| *limit > 0)
+        .map(|(name, limit)| (name, limit as usize))
+        .collect();
+        Ok(Analysis {
+            name: self.name.clone(),
+            metrics,
+            dry_run,
+            retention,
+        })
+    }
+
+    fn resolve_args(
+        &self,
+        values: &[(String, String)],
+    ) -> Result<HashMap<String, String>, TemplateError> {
+        let mut out = HashMap::new();
+        for (i, arg) in self.args.iter().enumerate() {
+            let field = format!("spec.args[{i}]");
+            let given = values
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == arg.name)
+                .map(|(_, v)| v.clone());
+            let value = match (given, &arg.value, &arg.value_from) {
+                (Some(v), _, _) => v,
+                (None, Some(v), _) => v.clone(),
+                (None, None, Some(from)) => {
+                    let what = if from.secret_key_ref.is_some() {
+                        "valueFrom.secretKeyRef"
+                    } else if from.field_ref.is_some() {
+                        "valueFrom.fieldRef"
+                    } else {
+                        "valueFrom"
+                    };
+                    return Err(TemplateError::new(
+                        TemplateErrorKind::Arg,
+                        format!("{field}.{what}"),
+                        format!(
+                            "argument {:?} takes its value from {what}, which is not supported here: pass it with --arg {}=VALUE",
+                            arg.name, arg.name
+                        ),
+                    ));
+                }
+                (None, None, None) => {
+                    return Err(TemplateError::new(
+                        TemplateErrorKind::Arg,
+                        field,
+                        format!(
+                            "args.{} was not resolved: argument {:?} has no value",
+                            arg.name, arg.name
+                        ),
+                    ));
+                }
+            };
+            out.insert(format!("args.{}", arg.name), value);
+        }
+        Ok(out)
+    }
+}
+
+/// fasttemplate's `{{tag}}` substitution over every string of the metric (Argo substitutes into
+/// the metric's JSON text; substituting into each parsed string is the same without escaping).
+fn substitute(
+    v: &mut serde_json::Value,
+    args: &HashMap<String, String>,
+    field: &str,
+) -> Result<(), TemplateError> {
+    match v {
+        serde_json::Value::String(s) => {
+            if s.contains("{{") {
+                *s = substitute_str(s, args).map_err(|m| {
+                    TemplateError::new(TemplateErrorKind::Arg, field.to_string(), m)
+                })?;
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                substitute(item, args, &format!("{field}[{i}]"))?;
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                substitute(item, args, &format!("{field}.{k}"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn substitute_str(s: &str, args: &HashMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("cannot find end tag=\"}}}}\" in {s:?}"))?;
+        let tag = &after[..end];
+        match args.get(tag.trim()) {
+            Some(value) => out.push_str(value),
+            None => return Err(format!("failed to resolve {{{{{tag}}}}}")),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn int_field(v: Option<IntOrString>, field: &str) -> Result<Option<i64>, TemplateError> {
+    match v {
+        None => Ok(None),
+        Some(IntOrString::Int(i)) => Ok(Some(i)),
+        // Kubernetes' IntValue() reads a non-number as 0; a clear error is kinder.
+        Some(IntOrString::Str(s)) => s.trim().parse().map(Some).map_err(|_| {
+            TemplateError::new(
+                TemplateErrorKind::Field,
+                field,
+                format!("{s:?} is not an integer"),
+            )
+        }),
+    }
+}
+
+fn duration_field(text: &str, field: &str) -> Result<Option<Duration>, TemplateError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    parse_go_duration(text)
+        .map(Some)
+        .map_err(|e| TemplateError::new(TemplateErrorKind::Field, field, e))
+}
+
+fn condition(text: String, field: &str) -> Result<Option<Condition>, TemplateError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let program = Program::parse(&text).map_err(|e| {
+        TemplateError::new(
+            TemplateErrorKind::Expression,
+            field,
+            format!("{e} in {text:?}"),
+        )
+    })?;
+    Ok(Some(Condition {
+        source: text,
+        program,
+    }))
+}
+
+fn convert_provider(p: ProviderDoc, field: &str) -> Result<ProviderSpec, TemplateError> {
+    let field = format!("{field}.provider");
+    let mut found: Vec<(&str, ProviderSpec)> = Vec::new();
+    if let Some(s) = p.prometheus {
+        found.push(("prometheus", ProviderSpec::Prometheus(s)));
+    }
+    if let Some(s) = p.web {
+        found.push(("web", ProviderSpec::Web(s)));
+    }
+    if let Some(s) = p.mann_whitney {
+        found.push(("flotilla-mannwhitney", ProviderSpec::MannWhitney(s)));
+    }
+    let others = [
+        ("job", p.job.is_some()),
+        ("kayenta", p.kayenta.is_some()),
+        ("datadog", p.datadog.is_some()),
+        ("newRelic", p.new_relic.is_some()),
+        ("wavefront", p.wavefront.is_some()),
+        ("cloudWatch", p.cloud_watch.is_some()),
+        ("graphite", p.graphite.is_some()),
+        ("influxdb", p.influxdb.is_some()),
+        ("skywalking", p.skywalking.is_some()),
+        ("plugin", p.plugin.is_some()),
+    ];
+    if let Some((name, _)) = others.iter().find(|(_, set)| *set) {
+        return Err(TemplateError::new(
+            TemplateErrorKind::Provider,
+            format!("{field}.{name}"),
+            format!(
+                "provider {name:?} is not supported (supported: prometheus, web, flotilla-mannwhitney)"
+            ),
+        ));
+    }
+    if found.len() > 1 {
+        return Err(TemplateError::new(
+            TemplateErrorKind::Provider,
+            field,
+            "multiple providers specified",
+        ));
+    }
+    let (name, spec) = found.pop().ok_or_else(|| {
+        TemplateError::new(
+            TemplateErrorKind::Provider,
+            field.clone(),
+            "no provider specified",
+        )
+    })?;
+    check_provider(&spec, &format!("{field}.{name}"))?;
+    Ok(spec)
+}
+
+/// What Argo's provider constructors refuse before any request.
+fn check_provider(spec: &ProviderSpec, field: &str) -> Result<(), TemplateError> {
+    let err = |sub: &str, msg: String| {
+        let f = if sub.is_empty() {
+            field.to_string()
+        } else {
+            format!("{field}.{sub}")
+        };
+        Err(TemplateError::new(TemplateErrorKind::Provider, f, msg))
+    };
+    let auth_unsupported = |a: &crate::spec::Authentication| {
+        if a.oauth2.is_some() {
+            Some("authentication.oauth2")
+        } else if a.sigv4.is_some() {
+            Some("authentication.sigv4")
+        } else {
+            None
+        }
+    };
+    match spec {
+        ProviderSpec::Prometheus(p) => {
+            if p.timeout.is_some_and(|t| t < 0) {
+                return err(
+                    "timeout",
+                    "prometheus timeout should not be negative".into(),
+                );
+            }
+            if let Some(sub) = auth_unsupported(&p.authentication) {
+                return err(sub, "is not supported (basicAuth and headers are)".into());
+            }
+            if let Some(r) = &p.range_query {
+                if let Err(e) = parse_go_duration(&r.step) {
+                    return err(
+                        "rangeQuery.step",
+                        format!("failed to parse rangeQuery.step as duration: {e}"),
+                    );
+                }
+            }
+        }
+        ProviderSpec::Web(w) => {
+            if let Some(sub) = auth_unsupported(&w.authentication) {
+                return err(sub, "is not supported (headers are)".into());
+            }
+            if let Err(e) = crate::jsonpath::JsonPath::parse(&w.json_path) {
+                return err("jsonPath", e);
+            }
+            if !matches!(w.method.as_str(), "" | "GET" | "POST" | "PUT") {
+                return err(
+                    "method",
+                    format!("method {:?} is not one of GET, POST, PUT", w.method),
+                );
+            }
+        }
+        ProviderSpec::MannWhitney(m) => {
+            for (sub, text) in [("lookback", &m.lookback), ("step", &m.step)] {
+                if let Err(e) = parse_go_duration(text) {
+                    return err(sub, e);
+                }
+            }
+            if !(m.confidence > 0.0 && m.confidence < 1.0) {
+                return err("confidence", "must be between 0 and 1".into());
+            }
+            if m.metrics.is_empty() {
+                return err("metrics", "at least one series to judge is needed".into());
+            }
+            if m.thresholds.marginal > m.thresholds.pass {
+                return err("thresholds", "marginal must not be above pass".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn convert_metric(doc: MetricDoc, field: &str) -> Result<Metric, TemplateError> {
+    let f = |sub: &str| format!("{field}.{sub}");
+    let metric = Metric {
+        interval: duration_field(&doc.interval, &f("interval"))?,
+        initial_delay: duration_field(&doc.initial_delay, &f("initialDelay"))?,
+        count: int_field(doc.count, &f("count"))?,
+        failure_limit: int_field(doc.failure_limit, &f("failureLimit"))?,
+        inconclusive_limit: int_field(doc.inconclusive_limit, &f("inconclusiveLimit"))?,
+        consecutive_error_limit: int_field(
+            doc.consecutive_error_limit,
+            &f("consecutiveErrorLimit"),
+        )?,
+        consecutive_success_limit: int_field(
+            doc.consecutive_success_limit,
+            &f("consecutiveSuccessLimit"),
+        )?,
+        success_condition: condition(doc.success_condition, &f("successCondition"))?,
+        failure_condition: condition(doc.failure_condition, &f("failureCondition"))?,
+        provider: convert_provider(doc.provider, field)?,
+        name: doc.name,
+    };
+    validate_metric(&metric)
+        .map_err(|(sub, msg)| TemplateError::new(TemplateErrorKind::Field, f(sub), msg))?;
+    Ok(metric)
+}
+
+/// Argo's `ValidateMetric` (utils/analysis/factory.go), with the field each rule is about.
+fn validate_metric(m: &Metric) -> Result<(), (&'static str, String)> {
+    let count = m.count.unwrap_or(0);
+    let failure_limit = m.failure_limit();
+    let success_limit = m.consecutive_success_limit();
+    let inconclusive_limit = m.inconclusive_limit();
+    if success_limit < 0 {
+        return Err((
+            "consecutiveSuccessLimit",
+            "consecutiveSuccessLimit must be >= 0".into(),
+        ));
+    }
+    if failure_limit < -1 {
+        return Err((
+            "failureLimit",
+            "failureLimit must be >= 0, or -1 to be disabled".into(),
+        ));
+    }
+    if success_limit == 0 && failure_limit == -1 {
+        return Err((
+            "failureLimit",
+            "failureLimit and consecutiveSuccessLimit cannot both be disabled".into(),
+        ));
+    }
+    if inconclusive_limit < 0 {
+        return Err(("inconclusiveLimit", "inconclusiveLimit must be >= 0".into()));
+    }
+    if m.consecutive_error_limit.is_some_and(|l| l < 0) {
+        return Err((
+            "consecutiveErrorLimit",
+            "consecutiveErrorLimit must be >= 0".into(),
+        ));
+    }
+    if count > 0 {
+        if failure_limit >= 0 && count < failure_limit + success_limit {
+            return Err((
+                "count",
+                format!(
+                    "count ({count}) must be >= failureLimit + consecutiveSuccessLimit ({failure_limit} + {success_limit}) if both >= 0"
+                ),
+            ));
+        }
+        if failure_limit < 0 && count < success_limit {
+            return Err(("count", "count must be >= consecutiveSuccessLimit".into()));
+        }
+        if count < inconclusive_limit {
+            return Err(("count", "count must be >= inconclusiveLimit".into()));
+        }
+    }
+    if count > 1 && m.interval.is_none() {
+        return Err((
+            "interval",
+            "interval must be specified when count > 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Argo's `ValidateMetrics`: at least one metric, names unique.
+fn validate_metrics(metrics: &[Metric]) -> Result<(), TemplateError> {
+    if metrics.is_empty() {
+        return Err(TemplateError::new(
+            TemplateErrorKind::Field,
+            "spec.metrics",
+            "no metrics specified",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, m) in metrics.iter().enumerate() {
+        if !seen.insert(m.name.as_str()) {
+            return Err(TemplateError::new(
+                TemplateErrorKind::Field,
+                format!("spec.metrics[{i}].name"),
+                format!("duplicate name '{}'", m.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Argo's `GetDryRunMetrics` / `GetMeasurementRetentionMetrics`: each rule is a regular
+/// expression matched *unanchored* against metric names (Go's `regexp.MatchString`), and must
+/// match at least one. An invalid expression matches nothing (Argo drops the error), so `*`
+/// alone is refused, whatever the docs say; `.*` matches all.
+fn match_rules<'a, T: Copy>(
+    rules: impl Iterator<Item = (&'a str, T)>,
+    metrics: &[Metric],
+    field: &str,
+) -> Result<Vec<(String, T)>, TemplateError> {
+    let mut out = Vec::new();
+    for (i, (pattern, payload)) in rules.enumerate() {
+        let re = regex::Regex::new(pattern).ok();
+        let mut matched = 0;
+        for m in metrics {
+            if re.as_ref().is_some_and(|re| re.is_match(&m.name)) {
+                out.push((m.name.clone(), payload));
+                matched += 1;
+            }
+        }
+        if matched == 0 {
+            return Err(TemplateError::new(
+                TemplateErrorKind::Field,
+                format!("{field}[{i}].metricName"),
+                format!("Rule didn't match any metric name(s): {pattern:?}"),
+            ));
+        }
+    }
+    Ok(out)
+}
