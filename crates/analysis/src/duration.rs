@@ -62,10 +62,14 @@ mod tests {
         assert_eq!(parse_go_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_go_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_go_duration("5").unwrap_err().contains("missing unit"));
+        assert!(
+            parse_go_duration("5")
+                .expect_err("an error")
+                .contains("missing unit")
+        );
         assert!(
             parse_go_duration("5d")
-                .unwrap_err()
+                .expect_err("an error")
                 .contains("unknown unit")
         );
         assert!(parse_go_duration("").is_err());

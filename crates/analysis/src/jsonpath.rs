@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(get("{$.data.missing}"), Err("missing is not found".into()));
         assert!(
             get("{$.data.items[5]}")
-                .unwrap_err()
+                .expect_err("an error")
                 .contains("out of bounds")
         );
         assert!(JsonPath::parse("$.data").is_err());

@@ -7,17 +7,22 @@
 //! metrics and measurement retention. Providers: `prometheus`, `web`, and Flotilla's
 //! `flotilla-mannwhitney` statistical judge. `docs/analysis.md` has the rules.
 
+pub mod assess;
 pub mod duration;
 pub mod error;
 pub mod evaluate;
 pub mod expr;
 pub mod jsonpath;
 pub mod phase;
+pub mod result;
+pub mod run;
 pub mod spec;
 pub mod template;
 pub mod value;
 
 pub use error::{ProviderError, TemplateError, TemplateErrorKind};
 pub use phase::Phase;
+pub use result::{Measurement, MetricResult, Summary, Verdict};
+pub use run::{Event, Provider, RunOptions, run};
 pub use template::{Analysis, Metric, Template};
 pub use value::Value;

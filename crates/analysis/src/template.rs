@@ -286,10 +286,12 @@ fn yaml_error(err: serde_path_to_error::Error<serde_yaml_ng::Error>) -> Template
     if let Some(idx) = message.find(" at line ") {
         message.truncate(idx);
     }
-    if let Some((prefix, rest)) = message.split_once(": ") {
-        if !path.is_empty() && path != "." && prefix.contains(path.trim_start_matches('.')) {
-            message = rest.to_string();
-        }
+    if let Some((prefix, rest)) = message.split_once(": ")
+        && !path.is_empty()
+        && path != "."
+        && prefix.contains(path.trim_start_matches('.'))
+    {
+        message = rest.to_string();
     }
     let field = if path == "." { String::new() } else { path };
     TemplateError {
@@ -463,12 +465,9 @@ fn substitute(
     field: &str,
 ) -> Result<(), TemplateError> {
     match v {
-        serde_json::Value::String(s) => {
-            if s.contains("{{") {
-                *s = substitute_str(s, args).map_err(|m| {
-                    TemplateError::new(TemplateErrorKind::Arg, field.to_string(), m)
-                })?;
-            }
+        serde_json::Value::String(s) if s.contains("{{") => {
+            *s = substitute_str(s, args)
+                .map_err(|m| TemplateError::new(TemplateErrorKind::Arg, field.to_string(), m))?;
         }
         serde_json::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -627,13 +626,11 @@ fn check_provider(spec: &ProviderSpec, field: &str) -> Result<(), TemplateError>
             if let Some(sub) = auth_unsupported(&p.authentication) {
                 return err(sub, "is not supported (basicAuth and headers are)".into());
             }
-            if let Some(r) = &p.range_query {
-                if let Err(e) = parse_go_duration(&r.step) {
-                    return err(
-                        "rangeQuery.step",
-                        format!("failed to parse rangeQuery.step as duration: {e}"),
-                    );
-                }
+            if let Some(Err(e)) = p.range_query.as_ref().map(|r| parse_go_duration(&r.step)) {
+                return err(
+                    "rangeQuery.step",
+                    format!("failed to parse rangeQuery.step as duration: {e}"),
+                );
             }
         }
         ProviderSpec::Web(w) => {

@@ -48,15 +48,15 @@ fn args_are_substituted_into_every_string_and_intstr_fields_resolve() {
         "  - name: threshold",
         "  - name: count\n    value: \"5\"\n  - name: threshold",
     );
-    let t = Template::from_yaml(&yaml).unwrap();
-    let a = t.bind(&args(&[("service-name", "checkout")])).unwrap();
+    let t = Template::from_yaml(&yaml).expect("ok");
+    let a = t.bind(&args(&[("service-name", "checkout")])).expect("ok");
     let m = &a.metrics[0];
     assert_eq!(m.count, Some(5));
     assert_eq!(m.effective_count(), Some(5));
     assert_eq!(m.interval, Some(Duration::from_secs(300)));
     assert_eq!(m.failure_limit(), 3);
     assert_eq!(
-        m.success_condition.as_ref().unwrap().source,
+        m.success_condition.as_ref().expect("ok").source,
         "result[0] >= 0.95"
     );
     match &m.provider {
@@ -76,21 +76,23 @@ fn args_are_substituted_into_every_string_and_intstr_fields_resolve() {
     // A caller's value overrides the template's own.
     let a = t
         .bind(&args(&[("service-name", "x"), ("threshold", "0.5")]))
-        .unwrap();
+        .expect("ok");
     assert_eq!(
-        a.metrics[0].success_condition.as_ref().unwrap().source,
+        a.metrics[0].success_condition.as_ref().expect("ok").source,
         "result[0] >= 0.5"
     );
 }
 
 #[test]
 fn a_missing_arg_is_an_error_naming_it() {
-    let t = Template::from_yaml(SUCCESS_RATE).unwrap();
-    let err = t.bind(&[]).unwrap_err();
+    let t = Template::from_yaml(SUCCESS_RATE).expect("ok");
+    let err = t.bind(&[]).expect_err("an error");
     assert_eq!(err.kind, TemplateErrorKind::Arg);
     assert!(err.to_string().contains("service-name"), "{err}");
     // A tag naming an argument the template does not declare.
-    let err = t.bind(&args(&[("service-name", "x")])).unwrap_err();
+    let err = t
+        .bind(&args(&[("service-name", "x")]))
+        .expect_err("an error");
     assert!(
         err.to_string().contains("failed to resolve {{args.count}}"),
         "{err}"
@@ -104,22 +106,26 @@ fn secret_key_ref_args_are_refused_clearly() {
         "  - name: service-name\n",
         "  - name: service-name\n    valueFrom:\n      secretKeyRef:\n        name: s\n        key: k\n",
     );
-    let err = Template::from_yaml(&yaml).unwrap().bind(&[]).unwrap_err();
+    let err = Template::from_yaml(&yaml)
+        .expect("ok")
+        .bind(&[])
+        .expect_err("an error");
     assert_eq!(err.field, "spec.args[0].valueFrom.secretKeyRef");
     assert!(err.message.contains("--arg service-name="), "{err}");
 }
 
 #[test]
 fn broken_yaml_names_the_line() {
-    let err = Template::from_yaml("kind: AnalysisTemplate\nspec:\n  metrics: [\n").unwrap_err();
+    let err =
+        Template::from_yaml("kind: AnalysisTemplate\nspec:\n  metrics: [\n").expect_err("an error");
     assert_eq!(err.kind, TemplateErrorKind::Yaml);
     assert!(err.line.is_some(), "{err:?}");
     let yaml = SUCCESS_RATE.replace("failureLimit: 3", "failureLimit: [3]");
-    let err = Template::from_yaml(&yaml).unwrap_err();
+    let err = Template::from_yaml(&yaml).expect_err("an error");
     assert_eq!(err.line, Some(16), "{err}");
     assert!(err.field.contains("metrics[0].failureLimit"), "{err}");
     let yaml = SUCCESS_RATE.replace("successCondition", "sucessCondition");
-    let err = Template::from_yaml(&yaml).unwrap_err();
+    let err = Template::from_yaml(&yaml).expect_err("an error");
     assert!(err.message.contains("sucessCondition"), "{err}");
     assert_eq!(err.line, Some(15), "{err}");
 }
@@ -129,18 +135,18 @@ fn unknown_provider_and_bad_expression_name_the_field() {
     let yaml = SUCCESS_RATE.replace("      web:\n        url: http://example/{{args.service-name}}\n        jsonPath: \"{$.data.ok}\"", "      job:\n        spec: {}");
     let yaml = yaml.replace("    count: \"{{args.count}}\"\n", "");
     let err = Template::from_yaml(&yaml)
-        .unwrap()
+        .expect("ok")
         .bind(&args(&[("service-name", "x")]))
-        .unwrap_err();
+        .expect_err("an error");
     assert_eq!(err.kind, TemplateErrorKind::Provider, "{err}");
     assert_eq!(err.field, "spec.metrics[1].provider.job");
     let yaml = SUCCESS_RATE
         .replace("result[0] >= {{args.threshold}}", "result[0] >=")
         .replace("    count: \"{{args.count}}\"\n", "");
     let err = Template::from_yaml(&yaml)
-        .unwrap()
+        .expect("ok")
         .bind(&args(&[("service-name", "x")]))
-        .unwrap_err();
+        .expect_err("an error");
     assert_eq!(err.kind, TemplateErrorKind::Expression);
     assert_eq!(err.field, "spec.metrics[0].successCondition");
     assert!(err.message.contains("column"), "{err}");
@@ -181,9 +187,9 @@ fn argo_validation_rules_refuse_bad_limits() {
     ];
     for (extra, want) in cases {
         let err = Template::from_yaml(&metric(extra))
-            .unwrap()
+            .expect("ok")
             .bind(&[])
-            .unwrap_err();
+            .expect_err("an error");
         assert!(err.message.contains(want), "{extra:?}: {err}");
         assert!(err.field.starts_with("spec.metrics[0]."), "{err}");
     }
@@ -191,26 +197,26 @@ fn argo_validation_rules_refuse_bad_limits() {
     let ok = metric(
         "    failureLimit: -1\n    consecutiveSuccessLimit: 2\n    count: 3\n    interval: 1s\n",
     );
-    assert!(Template::from_yaml(&ok).unwrap().bind(&[]).is_ok());
+    assert!(Template::from_yaml(&ok).expect("ok").bind(&[]).is_ok());
 }
 
 #[test]
 fn dry_run_and_retention_rules_are_unanchored_regexes_that_must_match() {
     let two = "kind: AnalysisTemplate\nspec:\n  metrics:\n  - name: success-rate\n    provider: {web: {url: http://x}}\n  - name: latency\n    provider: {web: {url: http://x}}\n";
-    let t = Template::from_yaml(&format!("{two}  dryRun:\n  - metricName: success\n  measurementRetention:\n  - metricName: .*\n    limit: 3\n")).unwrap();
-    let a = t.bind(&[]).unwrap();
+    let t = Template::from_yaml(&format!("{two}  dryRun:\n  - metricName: success\n  measurementRetention:\n  - metricName: .*\n    limit: 3\n")).expect("ok");
+    let a = t.bind(&[]).expect("ok");
     assert!(a.dry_run.contains("success-rate"));
     assert!(!a.dry_run.contains("latency"));
     assert_eq!(a.retention_limit("latency"), 3);
     let err = Template::from_yaml(&format!("{two}  dryRun:\n  - metricName: nothing\n"))
-        .unwrap()
+        .expect("ok")
         .bind(&[])
-        .unwrap_err();
+        .expect_err("an error");
     assert_eq!(err.field, "spec.dryRun[0].metricName");
     // Go's regexp refuses a lone `*`, so Argo matches nothing with it.
     assert!(
         Template::from_yaml(&format!("{two}  dryRun:\n  - metricName: \"*\"\n"))
-            .unwrap()
+            .expect("ok")
             .bind(&[])
             .is_err()
     );
@@ -219,6 +225,9 @@ fn dry_run_and_retention_rules_are_unanchored_regexes_that_must_match() {
 #[test]
 fn duplicate_metric_names_are_refused() {
     let yaml = "kind: AnalysisTemplate\nspec:\n  metrics:\n  - name: a\n    provider: {web: {url: http://x}}\n  - name: a\n    provider: {web: {url: http://x}}\n";
-    let err = Template::from_yaml(yaml).unwrap().bind(&[]).unwrap_err();
+    let err = Template::from_yaml(yaml)
+        .expect("ok")
+        .bind(&[])
+        .expect_err("an error");
     assert_eq!(err.field, "spec.metrics[1].name");
 }

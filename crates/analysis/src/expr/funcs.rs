@@ -183,7 +183,7 @@ fn aggregate(name: &str, values: &[Value]) -> R {
             let mut s = nums.clone();
             s.sort_by(|a, b| a.total_cmp(b));
             let n = s.len();
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 (s[n / 2 - 1] + s[n / 2]) / 2.0
             } else {
                 s[n / 2]
