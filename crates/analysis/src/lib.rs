@@ -14,14 +14,17 @@ pub mod evaluate;
 pub mod expr;
 pub mod jsonpath;
 pub mod phase;
+pub mod provider;
 pub mod result;
 pub mod run;
 pub mod spec;
+pub mod stats;
 pub mod template;
 pub mod value;
 
 pub use error::{ProviderError, TemplateError, TemplateErrorKind};
 pub use phase::Phase;
+pub use provider::HttpProvider;
 pub use result::{Measurement, MetricResult, Summary, Verdict};
 pub use run::{Event, Provider, RunOptions, run};
 pub use template::{Analysis, Metric, Template};

@@ -669,6 +669,19 @@ fn check_provider(spec: &ProviderSpec, field: &str) -> Result<(), TemplateError>
 
 fn convert_metric(doc: MetricDoc, field: &str) -> Result<Metric, TemplateError> {
     let f = |sub: &str| format!("{field}.{sub}");
+    // The judge's verdict needs no condition of its own: pass is Successful, fail is Failed,
+    // marginal is Inconclusive (as Argo's Kayenta provider maps Kayenta's scores).
+    let (success, failure) = match (
+        &doc.provider.mann_whitney,
+        doc.success_condition.trim(),
+        doc.failure_condition.trim(),
+    ) {
+        (Some(_), "", "") => (
+            "result.verdict == \"pass\"".to_string(),
+            "result.verdict == \"fail\"".to_string(),
+        ),
+        _ => (doc.success_condition.clone(), doc.failure_condition.clone()),
+    };
     let metric = Metric {
         interval: duration_field(&doc.interval, &f("interval"))?,
         initial_delay: duration_field(&doc.initial_delay, &f("initialDelay"))?,
@@ -683,8 +696,8 @@ fn convert_metric(doc: MetricDoc, field: &str) -> Result<Metric, TemplateError> 
             doc.consecutive_success_limit,
             &f("consecutiveSuccessLimit"),
         )?,
-        success_condition: condition(doc.success_condition, &f("successCondition"))?,
-        failure_condition: condition(doc.failure_condition, &f("failureCondition"))?,
+        success_condition: condition(success, &f("successCondition"))?,
+        failure_condition: condition(failure, &f("failureCondition"))?,
         provider: convert_provider(doc.provider, field)?,
         name: doc.name,
     };
