@@ -13,6 +13,7 @@ pub mod error;
 pub mod evaluate;
 pub mod expr;
 pub mod jsonpath;
+pub mod oneshot;
 pub mod phase;
 pub mod provider;
 pub mod result;
@@ -23,6 +24,7 @@ pub mod template;
 pub mod value;
 
 pub use error::{ProviderError, TemplateError, TemplateErrorKind};
+pub use oneshot::run_yaml;
 pub use phase::Phase;
 pub use provider::HttpProvider;
 pub use result::{Measurement, MetricResult, Summary, Verdict};

@@ -475,3 +475,20 @@ async fn consecutive_success_limit_ends_the_metric_early() {
     assert_eq!(verdict.phase, Phase::Successful);
     assert_eq!(p.times("rate"), vec![0, 60, 120]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_template_is_an_error_verdict_naming_the_field() {
+    let p = Scripted::new(vec![]);
+    let cases = [
+        ("kind: AnalysisTemplate\nspec:\n  metrics: [\n", "line"),
+        ("kind: AnalysisTemplate\nspec:\n  metrics:\n  - name: m\n    provider: {datadog: {query: q}}\n", "spec.metrics[0].provider.datadog"),
+        ("kind: AnalysisTemplate\nspec:\n  args: [{name: svc}]\n  metrics:\n  - name: m\n    provider: {web: {url: 'http://{{args.svc}}'}}\n", "args.svc was not resolved"),
+        ("kind: AnalysisTemplate\nspec:\n  metrics:\n  - name: m\n    successCondition: result[0] >=\n    provider: {web: {url: http://x}}\n", "spec.metrics[0].successCondition"),
+    ];
+    for (yaml, want) in cases {
+        let verdict = flotilla_analysis::run_yaml(yaml, &[], &p, RunOptions::default(), &mut |_| {}).await;
+        assert_eq!(verdict.phase, Phase::Error);
+        assert_eq!(verdict.exit_code(), 3);
+        assert!(verdict.message.contains(want), "{want}: {}", verdict.message);
+    }
+}
