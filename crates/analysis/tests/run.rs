@@ -481,14 +481,28 @@ async fn a_bad_template_is_an_error_verdict_naming_the_field() {
     let p = Scripted::new(vec![]);
     let cases = [
         ("kind: AnalysisTemplate\nspec:\n  metrics: [\n", "line"),
-        ("kind: AnalysisTemplate\nspec:\n  metrics:\n  - name: m\n    provider: {datadog: {query: q}}\n", "spec.metrics[0].provider.datadog"),
-        ("kind: AnalysisTemplate\nspec:\n  args: [{name: svc}]\n  metrics:\n  - name: m\n    provider: {web: {url: 'http://{{args.svc}}'}}\n", "args.svc was not resolved"),
-        ("kind: AnalysisTemplate\nspec:\n  metrics:\n  - name: m\n    successCondition: result[0] >=\n    provider: {web: {url: http://x}}\n", "spec.metrics[0].successCondition"),
+        (
+            "kind: AnalysisTemplate\nspec:\n  metrics:\n  - name: m\n    provider: {datadog: {query: q}}\n",
+            "spec.metrics[0].provider.datadog",
+        ),
+        (
+            "kind: AnalysisTemplate\nspec:\n  args: [{name: svc}]\n  metrics:\n  - name: m\n    provider: {web: {url: 'http://{{args.svc}}'}}\n",
+            "args.svc was not resolved",
+        ),
+        (
+            "kind: AnalysisTemplate\nspec:\n  metrics:\n  - name: m\n    successCondition: result[0] >=\n    provider: {web: {url: http://x}}\n",
+            "spec.metrics[0].successCondition",
+        ),
     ];
     for (yaml, want) in cases {
-        let verdict = flotilla_analysis::run_yaml(yaml, &[], &p, RunOptions::default(), &mut |_| {}).await;
+        let verdict =
+            flotilla_analysis::run_yaml(yaml, &[], &p, RunOptions::default(), &mut |_| {}).await;
         assert_eq!(verdict.phase, Phase::Error);
         assert_eq!(verdict.exit_code(), 3);
-        assert!(verdict.message.contains(want), "{want}: {}", verdict.message);
+        assert!(
+            verdict.message.contains(want),
+            "{want}: {}",
+            verdict.message
+        );
     }
 }
