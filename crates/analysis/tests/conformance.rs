@@ -17,7 +17,7 @@ fn fixtures() -> Option<PathBuf> {
     }
 }
 
-fn read(dir: &PathBuf, rel: &str) -> String {
+fn read(dir: &std::path::Path, rel: &str) -> String {
     std::fs::read_to_string(dir.join(rel)).expect("fixture readable")
 }
 

@@ -5,21 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::expr::ast::{BinaryOp, Expr, UnaryOp};
+pub use crate::expr::env::Env;
 use crate::value::Value;
-
-pub struct Env<'a> {
-    pub result: &'a Value,
-    pointers: Vec<Value>,
-}
-
-impl<'a> Env<'a> {
-    pub fn new(result: &'a Value) -> Self {
-        Env {
-            result,
-            pointers: Vec::new(),
-        }
-    }
-}
 
 type R = Result<Value, String>;
 
@@ -255,16 +242,8 @@ pub fn eval(e: &Expr, env: &mut Env<'_>) -> R {
                 _ => Value::Array(part),
             })
         }
-        Expr::Call(name, args) => crate::expr::funcs::call(name, args, env),
+        Expr::Call(name, args) => crate::expr::funcs::call(name, args, env, eval),
     }
-}
-
-/// Evaluates a predicate body with `#` bound to each element.
-pub fn with_pointer(e: &Expr, item: Value, env: &mut Env<'_>) -> R {
-    env.pointers.push(item);
-    let out = eval(e, env);
-    env.pointers.pop();
-    out
 }
 
 fn binary(op: BinaryOp, l: &Expr, r: &Expr, env: &mut Env<'_>) -> R {

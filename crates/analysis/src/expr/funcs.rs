@@ -2,7 +2,7 @@
 //! the environment (utils/evaluate/evaluate.go `EvalCondition`).
 
 use crate::expr::ast::Expr;
-use crate::expr::eval::{Env, eval, with_pointer};
+use crate::expr::env::{Env, Eval, with_pointer};
 use crate::value::Value;
 
 type R = Result<Value, String>;
@@ -29,9 +29,9 @@ fn float_arg(name: &str, v: &Value) -> Result<f64, String> {
     }
 }
 
-pub fn call(name: &str, args: &[Expr], env: &mut Env<'_>) -> R {
+pub fn call(name: &str, args: &[Expr], env: &mut Env<'_>, eval: Eval) -> R {
     if crate::expr::parser::PREDICATE_FUNCS.contains(&name) {
-        return predicate(name, args, env);
+        return predicate(name, args, env, eval);
     }
     let values: Vec<Value> = args
         .iter()
@@ -199,14 +199,14 @@ fn aggregate(name: &str, values: &[Value]) -> R {
     Ok(Value::Float(out))
 }
 
-fn predicate(name: &str, args: &[Expr], env: &mut Env<'_>) -> R {
+fn predicate(name: &str, args: &[Expr], env: &mut Env<'_>, eval: Eval) -> R {
     let list = eval(&args[0], env)?;
     let items = list
         .list()
         .ok_or_else(|| format!("cannot iterate over {} in {name}", list.type_name()))?;
     let body = &args[1];
     let test = |item: &Value, env: &mut Env<'_>| -> Result<bool, String> {
-        match with_pointer(body, item.clone(), env)? {
+        match with_pointer(eval, body, item.clone(), env)? {
             Value::Bool(b) => Ok(b),
             other => Err(format!(
                 "predicate of {name} returned {}, not bool",
@@ -264,7 +264,7 @@ fn predicate(name: &str, args: &[Expr], env: &mut Env<'_>) -> R {
         _ => {
             let mut out = Vec::new();
             for item in &items {
-                out.push(with_pointer(body, item.clone(), env)?);
+                out.push(with_pointer(eval, body, item.clone(), env)?);
             }
             Ok(Value::Array(out))
         }

@@ -6,6 +6,7 @@
 
 mod ast;
 mod check;
+mod env;
 mod eval;
 mod funcs;
 mod lexer;
