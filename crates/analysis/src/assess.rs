@@ -1,9 +1,9 @@
 //! Argo's judgement of metrics and of the run (analysis/analysis.go `assessMetricStatus`,
 //! `assessMetricFailureInconclusiveOrError`, `assessRunStatus`), as plain functions.
 
+use crate::metric::Metric;
 use crate::phase::Phase;
 use crate::result::{MetricResult, Summary};
-use crate::template::Metric;
 
 /// Limits breached, with Argo's message. Every comparison is strict: `failureLimit: 2` fails on
 /// the third failure. Later checks win: Error over Inconclusive over Failed.

@@ -1,8 +1,8 @@
 //! A measurement's value judged by the metric's conditions: Argo's `EvaluateResult`
 //! (utils/evaluate/evaluate.go).
 
+use crate::metric::Metric;
 use crate::phase::Phase;
-use crate::template::Metric;
 use crate::value::Value;
 
 fn is_nil_or_empty(v: &Value) -> bool {

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 use crate::assess::{self, RunAssessment};
 use crate::error::ProviderError;
 use crate::evaluate::evaluate_result;
+use crate::metric::{Analysis, Metric};
 use crate::phase::Phase;
 use crate::result::{Measurement, MetricResult, Verdict};
-use crate::template::{Analysis, Metric};
 use crate::value::Value;
 
 /// Argo's `DefaultErrorRetryInterval`: after an Error, the next try comes this much later,

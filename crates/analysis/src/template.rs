@@ -5,7 +5,7 @@
 //! field and line), then [`Template::bind`] substitutes `{{args.x}}` into each metric and
 //! validates the result (Argo's `ResolveMetricArgs` then `ValidateMetrics`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -14,11 +14,12 @@ use crate::duration::parse_go_duration;
 use crate::error::{TemplateError, TemplateErrorKind};
 use crate::expr::Program;
 use crate::spec::{MannWhitneySpec, PrometheusSpec, WebSpec};
+use crate::validate::{check_provider, match_rules, validate_metric, validate_metrics};
 
-/// Argo's `DefaultConsecutiveErrorLimit` (utils/defaults/defaults.go).
-pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: i64 = 4;
-/// Argo's `DefaultMeasurementHistoryLimit` (analysis/analysis.go).
-pub const DEFAULT_MEASUREMENT_HISTORY_LIMIT: usize = 10;
+pub use crate::metric::{
+    Analysis, Condition, DEFAULT_CONSECUTIVE_ERROR_LIMIT, DEFAULT_MEASUREMENT_HISTORY_LIMIT,
+    Metric, ProviderSpec,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,89 +193,6 @@ pub struct Template {
     raw_metrics: Vec<serde_json::Value>,
     dry_run: Vec<String>,
     retention: Vec<(String, i32)>,
-}
-
-/// Which provider a metric uses.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProviderSpec {
-    Prometheus(PrometheusSpec),
-    Web(WebSpec),
-    MannWhitney(MannWhitneySpec),
-}
-
-/// A `successCondition` / `failureCondition`: its text and its parsed form.
-#[derive(Debug, Clone)]
-pub struct Condition {
-    pub source: String,
-    pub program: Program,
-}
-
-/// One metric, arguments substituted and validated. Limits keep Argo's raw integers (`-1`
-/// disables `failureLimit`); `None` means the field was absent.
-#[derive(Debug, Clone)]
-pub struct Metric {
-    pub name: String,
-    pub interval: Option<Duration>,
-    pub initial_delay: Option<Duration>,
-    pub count: Option<i64>,
-    pub failure_limit: Option<i64>,
-    pub inconclusive_limit: Option<i64>,
-    pub consecutive_error_limit: Option<i64>,
-    pub consecutive_success_limit: Option<i64>,
-    pub success_condition: Option<Condition>,
-    pub failure_condition: Option<Condition>,
-    pub provider: ProviderSpec,
-}
-
-impl Metric {
-    /// Argo's `Metric.EffectiveCount`: an absent or zero count is 1 without an interval and
-    /// unbounded with one.
-    pub fn effective_count(&self) -> Option<i64> {
-        match self.count {
-            Some(c) if c != 0 => Some(c),
-            _ if self.interval.is_none() => Some(1),
-            _ => None,
-        }
-    }
-
-    /// `failureLimit`, 0 when absent; negative disables it.
-    pub fn failure_limit(&self) -> i64 {
-        self.failure_limit.unwrap_or(0)
-    }
-
-    pub fn inconclusive_limit(&self) -> i64 {
-        self.inconclusive_limit.unwrap_or(0)
-    }
-
-    /// Argo's `GetConsecutiveErrorLimitOrDefault`.
-    pub fn consecutive_error_limit(&self) -> i64 {
-        self.consecutive_error_limit
-            .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT)
-    }
-
-    pub fn consecutive_success_limit(&self) -> i64 {
-        self.consecutive_success_limit.unwrap_or(0)
-    }
-}
-
-/// A template bound to its arguments: what the engine runs.
-#[derive(Debug, Clone)]
-pub struct Analysis {
-    pub name: String,
-    pub metrics: Vec<Metric>,
-    /// Names of the metrics in dry-run: measured and reported, never deciding the run.
-    pub dry_run: HashSet<String>,
-    /// Measurements kept per metric where `measurementRetention` sets a limit.
-    pub retention: HashMap<String, usize>,
-}
-
-impl Analysis {
-    pub fn retention_limit(&self, metric: &str) -> usize {
-        self.retention
-            .get(metric)
-            .copied()
-            .unwrap_or(DEFAULT_MEASUREMENT_HISTORY_LIMIT)
-    }
 }
 
 fn yaml_error(err: serde_path_to_error::Error<serde_yaml_ng::Error>) -> TemplateError {
@@ -596,77 +514,6 @@ fn convert_provider(p: ProviderDoc, field: &str) -> Result<ProviderSpec, Templat
     Ok(spec)
 }
 
-/// What Argo's provider constructors refuse before any request.
-fn check_provider(spec: &ProviderSpec, field: &str) -> Result<(), TemplateError> {
-    let err = |sub: &str, msg: String| {
-        let f = if sub.is_empty() {
-            field.to_string()
-        } else {
-            format!("{field}.{sub}")
-        };
-        Err(TemplateError::new(TemplateErrorKind::Provider, f, msg))
-    };
-    let auth_unsupported = |a: &crate::spec::Authentication| {
-        if a.oauth2.is_some() {
-            Some("authentication.oauth2")
-        } else if a.sigv4.is_some() {
-            Some("authentication.sigv4")
-        } else {
-            None
-        }
-    };
-    match spec {
-        ProviderSpec::Prometheus(p) => {
-            if p.timeout.is_some_and(|t| t < 0) {
-                return err(
-                    "timeout",
-                    "prometheus timeout should not be negative".into(),
-                );
-            }
-            if let Some(sub) = auth_unsupported(&p.authentication) {
-                return err(sub, "is not supported (basicAuth and headers are)".into());
-            }
-            if let Some(Err(e)) = p.range_query.as_ref().map(|r| parse_go_duration(&r.step)) {
-                return err(
-                    "rangeQuery.step",
-                    format!("failed to parse rangeQuery.step as duration: {e}"),
-                );
-            }
-        }
-        ProviderSpec::Web(w) => {
-            if let Some(sub) = auth_unsupported(&w.authentication) {
-                return err(sub, "is not supported (headers are)".into());
-            }
-            if let Err(e) = crate::jsonpath::JsonPath::parse(&w.json_path) {
-                return err("jsonPath", e);
-            }
-            if !matches!(w.method.as_str(), "" | "GET" | "POST" | "PUT") {
-                return err(
-                    "method",
-                    format!("method {:?} is not one of GET, POST, PUT", w.method),
-                );
-            }
-        }
-        ProviderSpec::MannWhitney(m) => {
-            for (sub, text) in [("lookback", &m.lookback), ("step", &m.step)] {
-                if let Err(e) = parse_go_duration(text) {
-                    return err(sub, e);
-                }
-            }
-            if !(m.confidence > 0.0 && m.confidence < 1.0) {
-                return err("confidence", "must be between 0 and 1".into());
-            }
-            if m.metrics.is_empty() {
-                return err("metrics", "at least one series to judge is needed".into());
-            }
-            if m.thresholds.marginal > m.thresholds.pass {
-                return err("thresholds", "marginal must not be above pass".into());
-            }
-        }
-    }
-    Ok(())
-}
-
 fn convert_metric(doc: MetricDoc, field: &str) -> Result<Metric, TemplateError> {
     let f = |sub: &str| format!("{field}.{sub}");
     // The judge's verdict needs no condition of its own: pass is Successful, fail is Failed,
@@ -704,114 +551,4 @@ fn convert_metric(doc: MetricDoc, field: &str) -> Result<Metric, TemplateError> 
     validate_metric(&metric)
         .map_err(|(sub, msg)| TemplateError::new(TemplateErrorKind::Field, f(sub), msg))?;
     Ok(metric)
-}
-
-/// Argo's `ValidateMetric` (utils/analysis/factory.go), with the field each rule is about.
-fn validate_metric(m: &Metric) -> Result<(), (&'static str, String)> {
-    let count = m.count.unwrap_or(0);
-    let failure_limit = m.failure_limit();
-    let success_limit = m.consecutive_success_limit();
-    let inconclusive_limit = m.inconclusive_limit();
-    if success_limit < 0 {
-        return Err((
-            "consecutiveSuccessLimit",
-            "consecutiveSuccessLimit must be >= 0".into(),
-        ));
-    }
-    if failure_limit < -1 {
-        return Err((
-            "failureLimit",
-            "failureLimit must be >= 0, or -1 to be disabled".into(),
-        ));
-    }
-    if success_limit == 0 && failure_limit == -1 {
-        return Err((
-            "failureLimit",
-            "failureLimit and consecutiveSuccessLimit cannot both be disabled".into(),
-        ));
-    }
-    if inconclusive_limit < 0 {
-        return Err(("inconclusiveLimit", "inconclusiveLimit must be >= 0".into()));
-    }
-    if m.consecutive_error_limit.is_some_and(|l| l < 0) {
-        return Err((
-            "consecutiveErrorLimit",
-            "consecutiveErrorLimit must be >= 0".into(),
-        ));
-    }
-    if count > 0 {
-        if failure_limit >= 0 && count < failure_limit + success_limit {
-            return Err((
-                "count",
-                format!(
-                    "count ({count}) must be >= failureLimit + consecutiveSuccessLimit ({failure_limit} + {success_limit}) if both >= 0"
-                ),
-            ));
-        }
-        if failure_limit < 0 && count < success_limit {
-            return Err(("count", "count must be >= consecutiveSuccessLimit".into()));
-        }
-        if count < inconclusive_limit {
-            return Err(("count", "count must be >= inconclusiveLimit".into()));
-        }
-    }
-    if count > 1 && m.interval.is_none() {
-        return Err((
-            "interval",
-            "interval must be specified when count > 1".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Argo's `ValidateMetrics`: at least one metric, names unique.
-fn validate_metrics(metrics: &[Metric]) -> Result<(), TemplateError> {
-    if metrics.is_empty() {
-        return Err(TemplateError::new(
-            TemplateErrorKind::Field,
-            "spec.metrics",
-            "no metrics specified",
-        ));
-    }
-    let mut seen = HashSet::new();
-    for (i, m) in metrics.iter().enumerate() {
-        if !seen.insert(m.name.as_str()) {
-            return Err(TemplateError::new(
-                TemplateErrorKind::Field,
-                format!("spec.metrics[{i}].name"),
-                format!("duplicate name '{}'", m.name),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Argo's `GetDryRunMetrics` / `GetMeasurementRetentionMetrics`: each rule is a regular
-/// expression matched *unanchored* against metric names (Go's `regexp.MatchString`), and must
-/// match at least one. An invalid expression matches nothing (Argo drops the error), so `*`
-/// alone is refused, whatever the docs say; `.*` matches all.
-fn match_rules<'a, T: Copy>(
-    rules: impl Iterator<Item = (&'a str, T)>,
-    metrics: &[Metric],
-    field: &str,
-) -> Result<Vec<(String, T)>, TemplateError> {
-    let mut out = Vec::new();
-    for (i, (pattern, payload)) in rules.enumerate() {
-        let re = regex::Regex::new(pattern).ok();
-        let mut matched = 0;
-        for m in metrics {
-            if re.as_ref().is_some_and(|re| re.is_match(&m.name)) {
-                out.push((m.name.clone(), payload));
-                matched += 1;
-            }
-        }
-        if matched == 0 {
-            return Err(TemplateError::new(
-                TemplateErrorKind::Field,
-                format!("{field}[{i}].metricName"),
-                format!("Rule didn't match any metric name(s): {pattern:?}"),
-            ));
-        }
-    }
-    Ok(out)
 }

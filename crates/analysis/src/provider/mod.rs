@@ -8,8 +8,8 @@ pub mod web;
 use futures::future::BoxFuture;
 
 use crate::error::ProviderError;
+use crate::metric::{Metric, ProviderSpec};
 use crate::run::Provider;
-use crate::template::{Metric, ProviderSpec};
 use crate::value::Value;
 
 /// One HTTP client for verified TLS and one for `insecure: true`, shared by every measurement.
