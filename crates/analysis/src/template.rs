@@ -247,6 +247,8 @@ impl Template {
             .and_then(|m| m.as_array())
             .cloned()
             .unwrap_or_default();
+        // The typed metrics served to report shape errors with their line; binding re-reads the
+        // raw ones after substitution. `terminate` and `ttlStrategy` are accepted and unused.
         let _ = (
             &doc.spec.terminate,
             &doc.spec.ttl_strategy,
