@@ -24,7 +24,9 @@ pub struct Prometheus {
 
 impl std::fmt::Debug for Prometheus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prometheus").field("url", &self.url()).finish()
+        f.debug_struct("Prometheus")
+            .field("url", &self.url())
+            .finish()
     }
 }
 
@@ -45,9 +47,12 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (job `ping`) every second, and waits until it is
     /// ready. Errors say what failed (no binary, did not come up, and its log).
     pub async fn start(targets: &[SocketAddr]) -> anyhow::Result<Prometheus> {
-        let binary = Prometheus::binary()
-            .ok_or_else(|| anyhow::anyhow!("prometheus is not installed (scripts/test installs it)"))?;
-        let dir = tempfile::Builder::new().prefix("flotilla-prometheus-").tempdir()?;
+        let binary = Prometheus::binary().ok_or_else(|| {
+            anyhow::anyhow!("prometheus is not installed (scripts/test installs it)")
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-prometheus-")
+            .tempdir()?;
         let targets = targets
             .iter()
             .map(|t| format!("\"{t}\""))
@@ -65,7 +70,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -101,7 +109,8 @@ impl Prometheus {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let log = std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default();
         anyhow::bail!("prometheus was not ready within {READY_WITHIN:?}:\n{log}")
     }
 }

@@ -1,5 +1,6 @@
 //! ping, the example app Flotilla ships changes of (the seed's app). `GET /ping` answers `pong`,
-//! or `{"value":"pong"}` in the new version; `GET /metrics` exposes, in Prometheus' text format,
+//! or `{"value":"pong"}` in the new version; `GET /status` says `{"status":"ok"}` (or
+//! `"degraded"` while faults are injected); `GET /metrics` exposes, in Prometheus' text format,
 //! `ping_http_requests_total{code}` and the `ping_http_request_duration_seconds` histogram, so a
 //! canary analysis can judge a version on its success rate and latency. Faults are injected by
 //! settings: a share of 5xx answers and extra latency, to make a bad version.
@@ -80,10 +81,7 @@ pub fn router(settings: Settings) -> Router {
         "Requests to /ping by status code",
         requests.clone(),
     );
-    let duration = Histogram::new(
-        [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
-            .into_iter(),
-    );
+    let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
     registry.register(
         "ping_http_request_duration_seconds",
         "How long /ping took",
@@ -100,6 +98,7 @@ pub fn router(settings: Settings) -> Router {
     Router::new()
         .route("/ping", get(ping))
         .route("/metrics", get(metrics))
+        .route("/status", get(status))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(app)
 }
@@ -128,6 +127,13 @@ async fn ping(State(app): State<Arc<App>>) -> Response {
         .inc();
     app.duration.observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// `{"status":"ok"}`, or `"degraded"` while faults are injected: what a web check reads.
+async fn status(State(app): State<Arc<App>>) -> Response {
+    let faulty = app.settings.error_rate > 0.0 || !app.settings.extra_latency.is_zero();
+    let status = if faulty { "degraded" } else { "ok" };
+    axum::Json(serde_json::json!({"status": status})).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

@@ -33,9 +33,23 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().map_or(cli.addr, |a| a);
-    eprintln!("ping: listening on http://{addr} ({:?})", cli.settings.answer);
+    eprintln!(
+        "ping: listening on http://{addr} ({:?})",
+        cli.settings.answer
+    );
+    // Ctrl-C here, SIGTERM from Kubernetes: both drain and exit 0.
     let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     };
     match axum::serve(listener, ping::router(cli.settings))
         .with_graceful_shutdown(stop)

@@ -23,7 +23,10 @@ fn settings(answer: Answer, error_rate: f64) -> Settings {
 #[tokio::test]
 async fn the_old_version_answers_pong_and_the_new_one_json() -> Result<()> {
     let old = serve(settings(Answer::Text, 0.0)).await?;
-    assert_eq!(reqwest::get(format!("{old}/ping")).await?.text().await?, "pong");
+    assert_eq!(
+        reqwest::get(format!("{old}/ping")).await?.text().await?,
+        "pong"
+    );
     let new = serve(settings(Answer::Json, 0.0)).await?;
     let body: serde_json::Value = reqwest::get(format!("{new}/ping")).await?.json().await?;
     assert_eq!(body, serde_json::json!({"value": "pong"}));
@@ -35,15 +38,28 @@ async fn an_error_rate_fails_that_share_of_requests_and_the_metrics_count_them()
     let url = serve(settings(Answer::Text, 0.3)).await?;
     let mut failed = 0;
     for _ in 0..100 {
-        if reqwest::get(format!("{url}/ping")).await?.status().is_server_error() {
+        if reqwest::get(format!("{url}/ping"))
+            .await?
+            .status()
+            .is_server_error()
+        {
             failed += 1;
         }
     }
     assert_eq!(failed, 30);
     let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
-    assert!(metrics.contains(r#"ping_http_requests_total{code="200"} 70"#), "{metrics}");
-    assert!(metrics.contains(r#"ping_http_requests_total{code="500"} 30"#), "{metrics}");
-    assert!(metrics.contains("ping_http_request_duration_seconds_count 100"), "{metrics}");
+    assert!(
+        metrics.contains(r#"ping_http_requests_total{code="200"} 70"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ping_http_requests_total{code="500"} 30"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ping_http_request_duration_seconds_count 100"),
+        "{metrics}"
+    );
     Ok(())
 }
 

@@ -44,6 +44,10 @@ pub enum CliError {
     /// NATS or JetStream refused or failed an operation.
     #[error(transparent)]
     Bus(BusError),
+    /// A judgement that did not pass (an analysis Failed, Inconclusive or in Error): its exit
+    /// status says which.
+    #[error("{summary}")]
+    Verdict { code: u8, summary: String },
     /// Some items of a batch failed; each one was reported on stderr as it happened.
     #[error("{failed} of {total} {what} failed")]
     Partial {
@@ -70,6 +74,7 @@ impl CliError {
             CliError::Unreachable(_) => EX_UNAVAILABLE,
             CliError::Usage(_) | CliError::Input { .. } => EX_USAGE,
             CliError::Data { .. } => EX_DATAERR,
+            CliError::Verdict { code, .. } => *code,
             CliError::System { .. }
             | CliError::Output(_)
             | CliError::Bus(_)

@@ -4,6 +4,7 @@
 //! command line, sets up logging (stderr; command output goes to stdout) and turns errors into
 //! exit codes: 64 usage or config, 65 bad input data, 69 NATS unreachable, 1 anything else.
 
+mod analysis;
 mod bench;
 mod dlq;
 mod dry_run;
@@ -47,7 +48,8 @@ const EXAMPLES: &str = "Examples:
   echo '{\"changeId\":\"ping-v1\",\"app\":\"ping\",\"version\":\"v1\"}' | flotilla publish build.started ping-v1
   flotilla tail 'build.>' --json
   flotilla replay 'env.>' --since 1h --to flotilla.replay
-  flotilla dlq list";
+  flotilla dlq list
+  flotilla analysis run success-rate.yaml --arg service=ping";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -61,6 +63,9 @@ enum Command {
     Dlq(dlq::Command),
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Canary analysis: run an Argo Rollouts AnalysisTemplate on the spot.
+    #[command(subcommand)]
+    Analysis(analysis::Command),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -76,6 +81,8 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        // The verdict is on stdout already; its exit status says the rest.
+        Err(error::CliError::Verdict { code, .. }) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
@@ -95,6 +102,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Replay(args) => replay::run(nats, *args).await,
         Command::Dlq(command) => dlq::run(nats, command).await,
         Command::Bench(command) => bench::run(nats, command).await,
+        Command::Analysis(command) => analysis::run(command).await,
     }
 }
 

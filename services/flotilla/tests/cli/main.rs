@@ -4,6 +4,7 @@
 //! One test crate with a module per command, so the suite links once and its tests run in
 //! parallel.
 
+mod analysis;
 mod dlq;
 mod init;
 mod publish;
