@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use flotilla_env::envid::Kind as EnvKind;
 use flotilla_env::{EnvRecord, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::cluster::Object;
 
 /// One orphan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Orphan {
     /// `Namespace`, `Application`, `file` or `record`.
     pub kind: String,

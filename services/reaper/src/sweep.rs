@@ -16,7 +16,7 @@ use flotilla_bus::{EventType, Outgoing, Publisher};
 use flotilla_env::{EnvRecord, Registry, State};
 use flotilla_gitops::Mirror;
 use flotilla_proto::v1::{Environment, TeardownRequest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -31,7 +31,8 @@ use crate::timer::{self, Claim, Clock, Timer};
 pub const LINGERING: &str = "lingering";
 
 /// What one sweep found and did: `GET /reaper` shows the last one.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// When it ran (RFC 3339).
     pub at: String,
