@@ -7,6 +7,7 @@
 mod bench;
 mod dlq;
 mod dry_run;
+mod envs;
 mod error;
 mod events;
 mod fleet;
@@ -47,6 +48,7 @@ const EXAMPLES: &str = "Examples:
   echo '{\"changeId\":\"ping-v1\",\"app\":\"ping\",\"version\":\"v1\"}' | flotilla publish build.started ping-v1
   flotilla tail 'build.>' --json
   flotilla replay 'env.>' --since 1h --to flotilla.replay
+  flotilla envs
   flotilla dlq list";
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +59,7 @@ enum Command {
     Publish(publish::Args),
     Tail(tail::Args),
     Replay(Box<replay::Args>),
+    Envs(envs::Args),
     #[command(subcommand)]
     Dlq(dlq::Command),
     #[command(subcommand)]
@@ -93,6 +96,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Publish(args) => publish::run(nats, args).await,
         Command::Tail(args) => tail::run(nats, args).await,
         Command::Replay(args) => replay::run(nats, *args).await,
+        Command::Envs(args) => envs::run(nats, args).await,
         Command::Dlq(command) => dlq::run(nats, command).await,
         Command::Bench(command) => bench::run(nats, command).await,
     }

@@ -50,15 +50,11 @@ pub struct Args {
     pub reap_orphan_grace: Duration,
     /// Look at Argo CD Applications and Namespaces through the Kubernetes API (`auto`), or
     /// verify teardowns in git alone (`off`).
-    #[arg(long = "reap-kube", env = "FLOTILLA_REAP_KUBE", value_enum, default_value_t = Kube::Auto)]
-    pub kube: Kube,
+    #[arg(long, env = "FLOTILLA_REAP_KUBE", value_enum, default_value_t = Kube::Auto)]
+    pub reap_kube: Kube,
     /// The namespace of Argo CD's Applications.
-    #[arg(
-        long = "reap-argocd-namespace",
-        env = "FLOTILLA_ARGOCD_NAMESPACE",
-        default_value = "argocd"
-    )]
-    pub argocd_namespace: String,
+    #[arg(long, env = "FLOTILLA_ARGOCD_NAMESPACE", default_value = "argocd")]
+    pub reap_argocd_namespace: String,
 }
 
 /// The settings env-manager has too (`flotilla up` takes them from env-manager's flags; the
@@ -144,8 +140,8 @@ impl Config {
             verify_timeout: args.reap_verify_timeout,
             orphans: args.reap_orphans,
             orphan_grace: args.reap_orphan_grace,
-            kube: args.kube,
-            argocd_namespace: args.argocd_namespace.clone(),
+            kube: args.reap_kube,
+            argocd_namespace: args.reap_argocd_namespace.clone(),
             envs_dir: envs_dir.to_owned(),
         })
     }

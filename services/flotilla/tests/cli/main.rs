@@ -5,6 +5,7 @@
 //! parallel.
 
 mod dlq;
+mod envs;
 mod init;
 mod publish;
 mod replay;
