@@ -5,6 +5,7 @@
 //! fetches. git2 is blocking: each call runs on tokio's blocking pool, one at a time per
 //! mirror, behind an async mutex, so callers waiting for the mirror hold no thread.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -73,6 +74,16 @@ impl Mirror {
     /// The branch's head as of the last fetch, without reaching the remote.
     pub async fn head(&self) -> Result<Option<String>, GitError> {
         self.with_repo(|repo, remote| head(repo, &remote.branch))
+            .await
+    }
+
+    /// The names of the files directly in `dir` (a path from the repository root, e.g.
+    /// `envs`) at the branch's head as of the last [`fetch`](Self::fetch): empty when the
+    /// directory is absent, `None` while the branch is. What the reaper compares with the
+    /// registry: an env's file gone, files with no env.
+    pub async fn files(&self, dir: &str) -> Result<Option<BTreeSet<String>>, GitError> {
+        let dir = dir.trim_matches('/').to_owned();
+        self.with_repo(move |repo, remote| files(repo, &remote.branch, &dir))
             .await
     }
 
@@ -193,6 +204,37 @@ fn head(repo: &Repository, branch: &str) -> Result<Option<String>, GitError> {
         Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
         Err(e) => Err(git("read the branch")(e)),
     }
+}
+
+fn files(repo: &Repository, branch: &str, dir: &str) -> Result<Option<BTreeSet<String>>, GitError> {
+    let reference = match repo.find_reference(&tracking(branch)) {
+        Ok(reference) => reference,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(git("read the branch")(e)),
+    };
+    let root = reference
+        .peel_to_tree()
+        .map_err(git("read the head tree"))?;
+    let tree = if dir.is_empty() {
+        root
+    } else {
+        let entry = match root.get_path(Path::new(dir)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Some(BTreeSet::new())),
+            Err(e) => return Err(git("read a directory")(e)),
+        };
+        if entry.kind() != Some(git2::ObjectType::Tree) {
+            return Ok(Some(BTreeSet::new()));
+        }
+        repo.find_tree(entry.id())
+            .map_err(git("read a directory"))?
+    };
+    Ok(Some(
+        tree.iter()
+            .filter(|entry| entry.kind() == Some(git2::ObjectType::Blob))
+            .filter_map(|entry| entry.name().map(str::to_owned))
+            .collect(),
+    ))
 }
 
 /// Whether the mirror holds commit `oid` (a force-pushed-away commit stays known: a fetch

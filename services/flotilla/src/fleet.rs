@@ -18,6 +18,9 @@ pub struct WorkerSettings {
     pub envs: env_manager::Args,
     #[command(flatten, next_help_heading = "Readiness (as sync-watcher)")]
     pub ready: sync_watcher::Args,
+    /// FLOTILLA_ENV_TTL and FLOTILLA_ENVS_DIR are env-manager's, above.
+    #[command(flatten, next_help_heading = "Teardowns (as reaper)")]
+    pub reap: reaper::Args,
 }
 
 /// builder-trigger's config; off until a build command or another backend is set.
@@ -102,7 +105,8 @@ pub async fn assemble(
         Ok(config) => builder_trigger::runner(&config)
             .await
             .map(|(runner, routes)| {
-                let handler = builder_trigger::BuilderTrigger::new(config, runner, registry);
+                let handler =
+                    builder_trigger::BuilderTrigger::new(config, runner, registry.clone());
                 (handler, routes)
             })
             .map_err(|e| e.to_string()),
@@ -130,7 +134,54 @@ pub async fn assemble(
         Err(why) => summary.push(format!("env-manager      off: {why}")),
     }
     summary.push(sync_watcher(process, settings, data_dir).await);
+    summary.push(reaper(process, settings, data_dir, registry).await);
     summary
+}
+
+/// The reaper, on env-manager's TTL and GitOps repository (through a mirror of its own), and on
+/// the cluster when one is reachable.
+async fn reaper(
+    process: &mut Process,
+    settings: &WorkerSettings,
+    data_dir: &Path,
+    registry: flotilla_env::Registry,
+) -> String {
+    let envs = &settings.envs;
+    let config = match reaper::Config::from_parts(&settings.reap, envs.env_ttl, &envs.envs_dir) {
+        Ok(config) => config,
+        Err(why) => return format!("reaper           off: {why}"),
+    };
+    let gitops = match env_manager_config(settings, data_dir, false) {
+        Ok(envs) => envs.gitops.remote(),
+        Err(why) => return format!("reaper           off: {why}"),
+    };
+    let dir = data_dir.join(format!("gitops-{}.git", reaper::WORKER));
+    let mirror = match flotilla_gitops::Mirror::open(gitops, dir).await {
+        Ok(mirror) => mirror,
+        Err(e) => return format!("reaper           off: GitOps mirror: {e}"),
+    };
+    let (kube, where_) = match reaper::kube_client(&config).await {
+        Ok(client) => (
+            Some(client),
+            format!("in git and in the cluster ({})", config.argocd_namespace),
+        ),
+        Err(why) => (None, format!("in git alone: {why}")),
+    };
+    reaper::install(
+        process,
+        &config,
+        registry,
+        mirror,
+        kube,
+        reaper::Clock::System,
+    );
+    let idle = config.timers.idle.map_or("idle off".to_owned(), |idle| {
+        format!("idle after {}", humantime::format_duration(idle))
+    });
+    format!(
+        "reaper           TTL {}, {idle}; teardowns verified {where_}",
+        humantime::format_duration(config.timers.ttl)
+    )
 }
 
 /// sync-watcher, on Argo CD when a cluster is reachable, else on PostSync reports alone; it reads

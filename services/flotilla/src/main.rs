@@ -8,6 +8,7 @@ mod analysis;
 mod bench;
 mod dlq;
 mod dry_run;
+mod envs;
 mod error;
 mod events;
 mod fleet;
@@ -48,6 +49,7 @@ const EXAMPLES: &str = "Examples:
   echo '{\"changeId\":\"ping-v1\",\"app\":\"ping\",\"version\":\"v1\"}' | flotilla publish build.started ping-v1
   flotilla tail 'build.>' --json
   flotilla replay 'env.>' --since 1h --to flotilla.replay
+  flotilla envs
   flotilla dlq list
   flotilla analysis run success-rate.yaml --arg service=ping";
 
@@ -59,6 +61,7 @@ enum Command {
     Publish(publish::Args),
     Tail(tail::Args),
     Replay(Box<replay::Args>),
+    Envs(envs::Args),
     #[command(subcommand)]
     Dlq(dlq::Command),
     #[command(subcommand)]
@@ -100,6 +103,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Publish(args) => publish::run(nats, args).await,
         Command::Tail(args) => tail::run(nats, args).await,
         Command::Replay(args) => replay::run(nats, *args).await,
+        Command::Envs(args) => envs::run(nats, args).await,
         Command::Dlq(command) => dlq::run(nats, command).await,
         Command::Bench(command) => bench::run(nats, command).await,
         Command::Analysis(command) => analysis::run(command).await,

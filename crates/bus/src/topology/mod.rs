@@ -133,12 +133,21 @@ pub const WORKERS: &[(&str, &[&str])] = &[
     ),
     ("sync-watcher", &["env.requested.>"]),
     ("canary-analyzer", &["release.requested.>"]),
+    // Every event about an env is activity to the reaper's idle timer; teardowns wake its sweep.
     (
         "reaper",
         &[
             "env.requested.>",
+            "env.ready.>",
+            "env.failed.>",
             "env.teardown.requested.>",
             "env.deleted.>",
+            "build.started.>",
+            "build.succeeded.>",
+            "build.failed.>",
+            "tests.passed.>",
+            "tests.failed.>",
+            "source.pull_request.>",
         ],
     ),
 ];

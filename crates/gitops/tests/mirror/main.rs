@@ -250,3 +250,44 @@ async fn a_remote_that_accepts_and_never_answers_fails_within_the_network_timeou
     held.abort();
     Ok(())
 }
+
+#[tokio::test]
+async fn files_lists_a_directory_at_the_fetched_head() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let origin = Origin::new(&dir.path().join("origin.git"))?;
+    let mirror = Mirror::open(remote(origin.url()), dir.path().join("mirror.git")).await?;
+    assert_eq!(mirror.files("envs").await?, None, "no branch yet");
+
+    let repo = &origin.repo;
+    let signature = Signature::now("test", "test@flotilla.invalid")?;
+    let blob = repo.blob(b"{}\n")?;
+    let mut envs = repo.treebuilder(None)?;
+    envs.insert("pr-a-1.json", blob, 0o100644)?;
+    envs.insert("stg-b.json", blob, 0o100644)?;
+    let mut root = repo.treebuilder(None)?;
+    root.insert("envs", envs.write()?, 0o040000)?;
+    root.insert("README", blob, 0o100644)?;
+    let tree = repo.find_tree(root.write()?)?;
+    let first = repo.commit(None, &signature, &signature, "two envs", &tree, &[])?;
+    repo.reference("refs/heads/main", first, true, "test")?;
+
+    assert_eq!(
+        mirror.files("envs").await?,
+        None,
+        "nothing is read before a fetch"
+    );
+    mirror.fetch().await?;
+    let listed = mirror.files("envs/").await?.context("the branch")?;
+    assert_eq!(
+        listed.into_iter().collect::<Vec<_>>(),
+        ["pr-a-1.json", "stg-b.json"]
+    );
+    assert_eq!(mirror.files("absent").await?.map(|f| f.len()), Some(0));
+    assert_eq!(mirror.files("README").await?.map(|f| f.len()), Some(0));
+
+    // The env file removed: gone after the next fetch.
+    let _ = origin.commit("main", Some(first), "other")?;
+    mirror.fetch().await?;
+    assert_eq!(mirror.files("envs").await?.map(|f| f.len()), Some(0));
+    Ok(())
+}

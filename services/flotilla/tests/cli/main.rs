@@ -6,6 +6,7 @@
 
 mod analysis;
 mod dlq;
+mod envs;
 mod init;
 mod publish;
 mod replay;

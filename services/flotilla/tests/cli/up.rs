@@ -108,6 +108,16 @@ async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_sto
         "a local GitOps repository when none is configured: {banner}"
     );
     assert!(
+        banner.contains("reaper           TTL 3days, idle off; teardowns verified in git"),
+        "the reaper on env-manager's TTL and repository: {banner}"
+    );
+    let report = reqwest::get(format!("http://127.0.0.1:{}/reaper", up.http)).await?;
+    assert_eq!(
+        report.status().as_u16(),
+        200,
+        "the reaper's report is served"
+    );
+    assert!(
         data.path().join("nats").is_dir(),
         "store under the data dir"
     );
