@@ -81,6 +81,15 @@ catalog! {
     EnvDeleted = "env.deleted", "flotilla.v1.Environment", ENV, "env";
     EnvTeardownRequested = "env.teardown.requested", "flotilla.v1.TeardownRequest",
         &["env", "reason"], "env";
+    /// Hibernation: a preview env is to be suspended (file kept, workloads at zero). Never a
+    /// teardown.
+    EnvSuspendRequested = "env.suspend.requested", "flotilla.v1.TeardownRequest",
+        &["env", "reason"], "env";
+    /// A suspended env is to be brought back as it was.
+    EnvResumeRequested = "env.resume.requested", "flotilla.v1.TeardownRequest",
+        &["env", "reason"], "env";
+    EnvSuspended = "env.suspended", "flotilla.v1.Environment", ENV, "env";
+    EnvResumed = "env.resumed", "flotilla.v1.Environment", ENV, "env";
     TestsPassed = "tests.passed", "flotilla.v1.TestResult", TESTS, "env";
     TestsFailed = "tests.failed", "flotilla.v1.TestResult", TESTS, "env";
     ReleaseRequested = "release.requested", "flotilla.v1.Release",

@@ -19,6 +19,7 @@ use flotilla_env::{EnvRecord, Registry, State as EnvState};
 use input::Input;
 use report::Reporter;
 
+mod hibernate;
 pub mod input;
 mod promote;
 pub mod report;
@@ -65,6 +66,8 @@ impl EnvManager {
             Input::TestsFailed(result) => self.tests_failed(result, event).await,
             Input::PullRequest(pr) => self.pull_request(&pr, event).await,
             Input::TeardownRequested(request) => self.teardown(request, event).await,
+            Input::SuspendRequested(request) => self.suspend(request, event).await,
+            Input::ResumeRequested(request) => self.resume(request, event).await,
             Input::EnvReady(env) => self.env_verdict(env, true, event).await,
             Input::EnvFailed(env) => self.env_verdict(env, false, event).await,
             Input::CanaryPromoted(canary) => self.canary_promoted(canary).await,

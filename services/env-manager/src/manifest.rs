@@ -192,6 +192,23 @@ pub fn apps_of(manifest: &Map<String, Value>) -> Result<Vec<AppVersion>, Manifes
         .collect())
 }
 
+/// The key of an env manifest that marks it suspended: the env chart renders its workloads at
+/// zero replicas while it is `true`.
+pub const SUSPENDED: &str = "suspended";
+
+/// The env manifest with its `suspended` mark set (`true`) or removed (`false`): removing it
+/// gives back exactly the bytes the manifest had before it was suspended (sorted keys, pretty
+/// JSON), so a resume restores what was there.
+pub fn set_suspended(env_manifest: &[u8], suspended: bool) -> Result<Vec<u8>, ManifestError> {
+    let mut manifest = parse(env_manifest)?;
+    if suspended {
+        manifest.insert(SUSPENDED.to_owned(), Value::Bool(true));
+    } else {
+        manifest.remove(SUSPENDED);
+    }
+    Ok(to_bytes(&manifest))
+}
+
 /// What an env manifest says it holds: its change and the version of `app` (empty when the app
 /// is not in it).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -125,6 +125,8 @@ pub const WORKERS: &[(&str, &[&str])] = &[
             "tests.failed.>",
             "source.pull_request.>",
             "env.teardown.requested.>",
+            "env.suspend.requested.>",
+            "env.resume.requested.>",
             "env.ready.>",
             "env.failed.>",
             "canary.promoted.>",

@@ -19,6 +19,9 @@ pub enum Input {
     PullRequest(PullRequest),
     /// A teardown removes the environment.
     TeardownRequested(TeardownRequest),
+    /// Hibernation: a preview env suspended, or resumed as it was.
+    SuspendRequested(TeardownRequest),
+    ResumeRequested(TeardownRequest),
     /// sync-watcher's verdict on an environment, reported on the change's commit.
     EnvReady(Environment),
     EnvFailed(Environment),
@@ -36,6 +39,8 @@ impl Input {
             Some(EventType::TestsFailed) => Input::TestsFailed(event.decode()?),
             Some(EventType::SourcePullRequest) => Input::PullRequest(event.decode()?),
             Some(EventType::EnvTeardownRequested) => Input::TeardownRequested(event.decode()?),
+            Some(EventType::EnvSuspendRequested) => Input::SuspendRequested(event.decode()?),
+            Some(EventType::EnvResumeRequested) => Input::ResumeRequested(event.decode()?),
             Some(EventType::EnvReady) => Input::EnvReady(event.decode()?),
             Some(EventType::EnvFailed) => Input::EnvFailed(event.decode()?),
             Some(EventType::CanaryPromoted) => Input::CanaryPromoted(event.decode()?),

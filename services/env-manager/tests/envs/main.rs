@@ -7,6 +7,7 @@
 mod bare;
 mod deploy;
 mod flows;
+mod hibernate;
 mod http_remote;
 mod registry;
 mod ssh_remote;
