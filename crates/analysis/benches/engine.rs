@@ -59,7 +59,10 @@ fn main() -> anyhow::Result<()> {
     ));
     let engine = started.elapsed();
     anyhow::ensure!(verdict.phase == Phase::Successful, "{verdict:?}");
-    anyhow::ensure!(seen == measurements, "{seen} of {measurements} measurements");
+    anyhow::ensure!(
+        seen == measurements,
+        "{seen} of {measurements} measurements"
+    );
 
     // The floor: the same conditions judged on the same values, nothing else.
     let value = Value::Floats(vec![0.99]);
@@ -74,8 +77,14 @@ fn main() -> anyhow::Result<()> {
 
     let rate = |d: std::time::Duration| measurements as f64 / d.as_secs_f64();
     println!("{METRICS} metrics x {COUNT} measurements ({measurements}), paused clock");
-    println!("  engine            {:>10.0} measurements/s  ({engine:.2?})", rate(engine));
-    println!("  conditions alone  {:>10.0} evaluations/s   ({bare:.2?})", rate(bare));
+    println!(
+        "  engine            {:>10.0} measurements/s  ({engine:.2?})",
+        rate(engine)
+    );
+    println!(
+        "  conditions alone  {:>10.0} evaluations/s   ({bare:.2?})",
+        rate(bare)
+    );
     println!(
         "  engine / bare     {:.1}x the time per measurement",
         engine.as_secs_f64() / bare.as_secs_f64()
