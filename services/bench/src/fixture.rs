@@ -30,8 +30,9 @@ impl Fixture {
         let streams = vec![
             names.stream.clone(),
             names.dlq_stream.clone(),
-            // The env registry bucket's stream, which `ensure_streams` makes too.
+            // The buckets' streams, which `ensure_streams` makes too.
             format!("KV_{}", names.envs_bucket),
+            format!("KV_{}", names.canaries_bucket),
             bare.stream.clone(),
         ];
         Fixture { bus, bare, streams }

@@ -21,6 +21,8 @@ pub struct WorkerSettings {
     /// FLOTILLA_ENV_TTL and FLOTILLA_ENVS_DIR are env-manager's, above.
     #[command(flatten, next_help_heading = "Teardowns (as reaper)")]
     pub reap: reaper::Args,
+    #[command(flatten, next_help_heading = "Canaries (as canary-analyzer)")]
+    pub canary: canary_analyzer::Args,
 }
 
 /// builder-trigger's config; off until a build command or another backend is set.
@@ -135,6 +137,7 @@ pub async fn assemble(
     }
     summary.push(sync_watcher(process, settings, data_dir).await);
     summary.push(reaper(process, settings, data_dir, registry).await);
+    summary.push(canary_analyzer(process, settings).await);
     summary
 }
 
@@ -182,6 +185,30 @@ async fn reaper(
         "reaper           TTL {}, {idle}; teardowns verified {where_}",
         humantime::format_duration(config.timers.ttl)
     )
+}
+
+/// canary-analyzer, analysis-only: the releases' named templates from FLOTILLA_ANALYSIS_DIR run
+/// against their providers, and the verdict is published; no Rollout is followed.
+async fn canary_analyzer(process: &mut Process, settings: &WorkerSettings) -> String {
+    let config = match canary_analyzer::Config::from_args(&settings.canary) {
+        Ok(config) => config,
+        Err(why) => return format!("canary-analyzer  off: {why}"),
+    };
+    let leases = match process.bus().canaries().await {
+        Ok(leases) => leases,
+        Err(e) => return format!("canary-analyzer  off: {e} (run `flotilla init`)"),
+    };
+    if let Err(why) = canary_analyzer::install(process, &config, leases) {
+        return format!("canary-analyzer  off: {why}");
+    }
+    let templates = config
+        .analysis_dir
+        .as_ref()
+        .map(|dir| format!("templates from {}", dir.display()))
+        .unwrap_or_else(|| {
+            "no FLOTILLA_ANALYSIS_DIR: releases without analysis are promoted".into()
+        });
+    format!("canary-analyzer  analysis-only, no Rollout followed: {templates}")
 }
 
 /// sync-watcher, on Argo CD when a cluster is reachable, else on PostSync reports alone; it reads

@@ -80,14 +80,16 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
 
 /// Creates or updates everything the bus needs, one line of `out` per object.
 pub async fn reconcile(bus: &Bus, limits: &StreamLimits, out: &mut Output) -> Result<(), CliError> {
-    let kv_stream = format!("KV_{}", bus.names().envs_bucket);
+    let buckets = [&bus.names().envs_bucket, &bus.names().canaries_bucket];
     for reconciled in bus.ensure_streams(limits).await? {
-        // The bucket is stored as a stream, but people know it by its bucket name.
-        let line = match name_of(&reconciled) {
-            name if name == kv_stream => {
-                describe("kv bucket", &bus.names().envs_bucket, &reconciled)
-            }
-            name => describe("stream", name, &reconciled),
+        // A bucket is stored as a stream, but people know it by its bucket name.
+        let name = name_of(&reconciled);
+        let bucket = buckets
+            .iter()
+            .find(|bucket| name.strip_prefix("KV_") == Some(bucket.as_str()));
+        let line = match bucket {
+            Some(bucket) => describe("kv bucket", bucket, &reconciled),
+            None => describe("stream", name, &reconciled),
         };
         out.line(line)?;
     }

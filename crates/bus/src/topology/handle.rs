@@ -77,4 +77,14 @@ impl Bus {
             .await
             .map_err(|e| BusError::jetstream(format!("KV bucket {}", self.names.envs_bucket), e))
     }
+
+    /// The canary lease bucket (made by [`Bus::ensure_streams`]).
+    pub async fn canaries(&self) -> Result<jetstream::kv::Store, BusError> {
+        self.js
+            .get_key_value(&self.names.canaries_bucket)
+            .await
+            .map_err(|e| {
+                BusError::jetstream(format!("KV bucket {}", self.names.canaries_bucket), e)
+            })
+    }
 }

@@ -28,6 +28,8 @@ pub struct Names {
     pub dlq_prefix: String,
     /// `flotilla-envs`: the environment registry.
     pub envs_bucket: String,
+    /// `flotilla-canaries`: canary-analyzer's release leases and verdicts.
+    pub canaries_bucket: String,
 }
 
 impl Default for Names {
@@ -38,6 +40,7 @@ impl Default for Names {
             dlq_stream: "FLOTILLA_DLQ".into(),
             dlq_prefix: "flotilla-dlq".into(),
             envs_bucket: "flotilla-envs".into(),
+            canaries_bucket: "flotilla-canaries".into(),
         }
     }
 }
@@ -53,6 +56,7 @@ impl Names {
             dlq_stream: format!("FLOTILLA_{}_DLQ", tag.to_uppercase()),
             dlq_prefix: format!("flotilla-{tag}-dlq"),
             envs_bucket: format!("flotilla-{tag}-envs"),
+            canaries_bucket: format!("flotilla-{tag}-canaries"),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Creating and updating the main stream, the dead-letter stream and the env registry's
-//! stream, and telling what drifted from the wanted settings.
+//! Creating and updating the main stream, the dead-letter stream and the streams of the env
+//! registry and the canary leases, and telling what drifted from the wanted settings.
 
 use std::time::Duration;
 
@@ -9,7 +9,8 @@ use super::{Bus, Reconciled, StreamLimits};
 use crate::error::BusError;
 
 impl Bus {
-    /// Creates or updates the main stream, the dead-letter stream and the env registry bucket.
+    /// Creates or updates the main stream, the dead-letter stream, the env registry bucket and
+    /// the canary lease bucket.
     pub async fn ensure_streams(&self, limits: &StreamLimits) -> Result<Vec<Reconciled>, BusError> {
         let names = &self.names;
         let main = stream::Config {
@@ -51,8 +52,26 @@ impl Bus {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
+        // canary-analyzer's leases: one key per release, compare-and-set on its revision; only
+        // the latest value matters. Records go after a month, whatever the streams keep: a
+        // release is judged in minutes, and `--max-age` is about events.
+        let canaries = stream::Config {
+            name: format!("KV_{}", names.canaries_bucket),
+            description: Some("Flotilla canary leases and verdicts".into()),
+            subjects: vec![format!("$KV.{}.>", names.canaries_bucket)],
+            storage: stream::StorageType::File,
+            max_messages_per_subject: 1,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
         let mut done = Vec::new();
-        for config in [main, dlq, kv] {
+        for config in [main, dlq, kv, canaries] {
             done.push(self.ensure_stream(config).await?);
         }
         Ok(done)

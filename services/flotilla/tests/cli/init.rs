@@ -20,6 +20,7 @@ async fn init_creates_the_streams_the_env_bucket_and_a_consumer_per_worker() -> 
         "created   stream FLOTILLA",
         "created   stream FLOTILLA_DLQ",
         "created   kv bucket flotilla-envs",
+        "created   kv bucket flotilla-canaries",
     ] {
         assert!(lines.contains(&expected), "{expected:?} not in {lines:?}");
     }
@@ -35,6 +36,7 @@ async fn init_creates_the_streams_the_env_bucket_and_a_consumer_per_worker() -> 
         vec!["flotilla-dlq.>"]
     );
     js.get_key_value("flotilla-envs").await?;
+    js.get_key_value("flotilla-canaries").await?;
     for (worker, _) in WORKERS {
         assert!(
             lines.contains(&format!("created   consumer {worker}").as_str()),
@@ -54,7 +56,7 @@ async fn init_again_changes_nothing_and_a_changed_max_age_is_updated() -> Result
 
     let again = cli.init().await?;
     let lines = again.lines();
-    assert_eq!(lines.len(), 3 + WORKERS.len(), "{lines:?}");
+    assert_eq!(lines.len(), 4 + WORKERS.len(), "{lines:?}");
     assert!(
         lines.iter().all(|l| l.starts_with("unchanged ")),
         "{lines:?}"

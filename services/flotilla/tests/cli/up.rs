@@ -101,6 +101,10 @@ async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_sto
     assert!(banner.contains(&format!("{url} (started here")), "{banner}");
     assert!(banner.contains("builder-trigger  building"), "{banner}");
     assert!(
+        banner.contains("canary-analyzer  analysis-only, no Rollout followed"),
+        "without a cluster the canary analyzer says it runs analysis-only: {banner}"
+    );
+    assert!(
         banner.contains(&format!(
             "env-manager      writing environments to {}",
             data.path().join("gitops.git").display()
@@ -129,6 +133,11 @@ async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_sto
         .await?;
     let line = up.line_containing("flotilla.build.started.ping-v1").await?;
     assert!(line.contains("change=ping-v1"), "{line}");
+    // A release naming no analysis: judged by the hosted canary-analyzer at once.
+    let release = serde_json::json!({"changeId": "ping-v1", "app": "ping", "version": "v1"});
+    cli.publish("release.requested", "ping", &release).await?;
+    up.line_containing("flotilla.canary.promoted.ping-v1")
+        .await?;
 
     assert_eq!(up.terminate().await?, Some(0));
     let gone = async_nats::connect(url.as_str()).await;
