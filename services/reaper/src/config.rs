@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::hibernation::Window;
+
 use clap::ValueEnum;
 
 /// Whether to look at the cluster through the Kubernetes API.
@@ -55,6 +57,15 @@ pub struct Args {
     /// The namespace of Argo CD's Applications.
     #[arg(long, env = "FLOTILLA_ARGOCD_NAMESPACE", default_value = "argocd")]
     pub reap_argocd_namespace: String,
+    /// A weekly window during which preview envs are suspended (file kept, workloads at zero)
+    /// and after which they are resumed: entries `DAYS [HH:MM-HH:MM]` separated by `,`, e.g.
+    /// `Mon-Fri 20:00-07:00, Sat-Sun` (a range ending before it starts runs past midnight).
+    /// Off unless set.
+    #[arg(long, env = "FLOTILLA_HIBERNATE", value_name = "WINDOW")]
+    pub hibernate: Option<String>,
+    /// The time zone of the hibernation window, an IANA name such as `Europe/Paris`.
+    #[arg(long, env = "FLOTILLA_HIBERNATE_TZ", default_value = "UTC")]
+    pub hibernate_tz: String,
 }
 
 /// The settings env-manager has too (`flotilla up` takes them from env-manager's flags; the
@@ -89,6 +100,8 @@ pub struct Config {
     pub kube: Kube,
     pub argocd_namespace: String,
     pub envs_dir: String,
+    /// When preview envs hibernate; never when `None`.
+    pub hibernation: Option<Window>,
 }
 
 impl Config {
@@ -106,6 +119,7 @@ impl Config {
             kube: Kube::Auto,
             argocd_namespace: "argocd".into(),
             envs_dir: "envs".into(),
+            hibernation: None,
         }
     }
 
@@ -131,6 +145,10 @@ impl Config {
                 "FLOTILLA_ENVS_DIR must be a path inside the repository, not {envs_dir:?}"
             ));
         }
+        let hibernation = match args.hibernate.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(window) => Some(Window::parse(window, &args.hibernate_tz)?),
+        };
         Ok(Config {
             timers: Timers {
                 ttl: env_ttl,
@@ -143,6 +161,7 @@ impl Config {
             kube: args.reap_kube,
             argocd_namespace: args.reap_argocd_namespace.clone(),
             envs_dir: envs_dir.to_owned(),
+            hibernation,
         })
     }
 }

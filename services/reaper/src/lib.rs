@@ -19,6 +19,7 @@
 pub mod cluster;
 pub mod config;
 pub mod handler;
+pub mod hibernation;
 pub mod orphans;
 pub mod sweep;
 pub mod timer;

@@ -27,6 +27,11 @@ use crate::config::{Config, Orphans};
 use crate::orphans::{self, Orphan, Seen};
 use crate::timer::{self, Claim, Clock, Timer};
 
+/// The record key env-manager writes with the reason an env was suspended for.
+pub const SUSPENDED_BY: &str = "suspended_by";
+/// The reason of a suspension the reaper asked for.
+const HIBERNATE: &str = "hibernate";
+
 /// The record key of what a teardown left behind, as the last sweep saw it.
 pub const LINGERING: &str = "lingering";
 
@@ -47,6 +52,8 @@ pub struct Report {
     /// Envs whose leftovers outlived `FLOTILLA_REAP_VERIFY_TIMEOUT`.
     pub stuck: Vec<String>,
     pub orphans: Vec<Orphan>,
+    /// Hibernation requested by this sweep: env → `suspend` or `resume`.
+    pub hibernated: BTreeMap<String, String>,
     /// The next timer: env, reason, when.
     pub next: Option<(String, String, String)>,
     /// What could not be read or written (tried again at the next sweep).
@@ -166,6 +173,7 @@ impl Sweeper {
                     next = Some((env.clone(), timer));
                 }
             }
+            self.hibernate(env, record, now, &mut report).await;
             if record.state == State::Deleting
                 && let Some(files) = &files
                 && cluster_known
@@ -237,6 +245,72 @@ impl Sweeper {
                 )
             })
             .map(Option::unwrap_or_default)
+    }
+
+    /// Inside the hibernation window a live preview env is asked to suspend; outside it, one the
+    /// reaper suspended is asked to resume (an env suspended by hand stays so). env-manager does
+    /// both idempotently, and each request's id is derived from the env, its change and the hour,
+    /// so replicas sweeping in the same hour publish one request.
+    async fn hibernate(
+        &self,
+        env: &str,
+        record: &EnvRecord,
+        now: OffsetDateTime,
+        report: &mut Report,
+    ) {
+        let Some(window) = &self.config.hibernation else {
+            return;
+        };
+        if flotilla_env::Kind::of(env) != Some(flotilla_env::Kind::Preview) {
+            return;
+        }
+        let at = jiff::Timestamp::from_second(now.unix_timestamp())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let on = window.contains(at);
+        let hibernated_by_us =
+            record.other.get(SUSPENDED_BY).and_then(Value::as_str) == Some(HIBERNATE);
+        let (event_type, action, reason) = match (on, &record.state) {
+            (true, State::Requested | State::Ready | State::Failed) => {
+                (EventType::EnvSuspendRequested, "suspend", HIBERNATE)
+            }
+            (false, State::Suspended) if hibernated_by_us => {
+                (EventType::EnvResumeRequested, "resume", "wake")
+            }
+            _ => return,
+        };
+        let request = TeardownRequest {
+            env: env.to_owned(),
+            reason: reason.to_owned(),
+            change_id: record.change_id.clone(),
+            message: format!("hibernation window {}", window.describe()),
+        };
+        let id = format!(
+            "reaper:{action}:{env}:{}:{}",
+            record.change_id,
+            now.unix_timestamp() / 3600
+        );
+        let event = match Outgoing::new(event_type, env, &request) {
+            Ok(event) => event.with_change_id(&record.change_id).with_id(id),
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("encode the {action} of {env}: {e}"));
+                return;
+            }
+        };
+        match self.publisher.publish(event).await {
+            Ok(published) => {
+                if !published.duplicate {
+                    tracing::info!(env, action, window = %window.describe(), "hibernation requested");
+                }
+                report.hibernated.insert(env.to_owned(), action.to_owned());
+            }
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("publish the {action} of {env}: {e}"));
+            }
+        }
     }
 
     /// Claims the env's due timer with compare-and-set and, when this replica's claim landed,

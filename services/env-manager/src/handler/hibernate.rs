@@ -16,6 +16,8 @@ use flotilla_env::{EnvRecord, State as EnvState, registry};
 
 /// Where the state an env was suspended from is kept in its record, to come back to it.
 const SUSPENDED_FROM: &str = "suspended_from";
+/// Why it was suspended (`hibernate` when the reaper asked): the reaper wakes only its own.
+const SUSPENDED_BY: &str = "suspended_by";
 
 impl EnvManager {
     /// Suspends a live preview env; a repeated request finds it suspended and changes nothing.
@@ -51,6 +53,9 @@ impl EnvManager {
                 record
                     .other
                     .insert(SUSPENDED_FROM.into(), Value::from(from.clone()));
+                record
+                    .other
+                    .insert(SUSPENDED_BY.into(), Value::from(request.reason.clone()));
                 Some(EnvRecord {
                     state: EnvState::Suspended,
                     ..record
@@ -85,6 +90,7 @@ impl EnvManager {
                 let mut record = current.filter(|r| {
                     r.change_id == record.change_id && r.state == EnvState::Suspended
                 })?;
+                record.other.remove(SUSPENDED_BY);
                 let from = record
                     .other
                     .remove(SUSPENDED_FROM)

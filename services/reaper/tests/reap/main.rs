@@ -5,6 +5,7 @@
 //! One test crate with a module per topic, so the suite links once and its tests run in
 //! parallel.
 
+mod hibernate;
 mod orphans;
 mod support;
 mod timers;
