@@ -137,6 +137,7 @@ fn the_env_chart_reads_the_fields_env_manager_writes() -> Result<()> {
         ".Values.apps",
         "$app.version",
         "$app.image",
+        ".Values.suspended",
     ] {
         assert!(templates.contains(field), "the chart uses {field}");
     }
