@@ -174,3 +174,67 @@ async fn a_closed_pull_request_is_torn_down_by_env_manager_alone_and_confirmed_b
         .await?;
     Ok(())
 }
+
+/// `flotilla envs keep` writes a later `expires_at` (and `kept_until`): the TTL fires at the new
+/// time, not the old one.
+#[tokio::test]
+async fn a_kept_env_is_torn_down_at_its_new_expiry_not_the_old_one() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let _env_manager = fx.env_manager(Duration::from_secs(2)).await?;
+    fx.build(7).await?;
+    fx.stored("flotilla.env.requested.>", 1).await?;
+    let record = fx.record(PREVIEW).await?;
+    let old = timer::parse(&record.expires_at).context("expires_at")?;
+    let kept = now() + time::Duration::seconds(5);
+    fx.registry
+        .update(PREVIEW, |current| {
+            let mut record = current?;
+            record.expires_at = timer::rfc3339(kept);
+            record.other.insert(
+                "kept_until".into(),
+                serde_json::Value::String(timer::rfc3339(kept)),
+            );
+            Some(record)
+        })
+        .await?;
+    let _reaper = fx.reaper(fx.config()).await?;
+
+    let (event, request) = teardown(&fx, PREVIEW).await?;
+    assert_eq!(request.reason, "ttl");
+    let fired = timer::parse(event.time.as_deref().unwrap_or_default()).context("ce-time")?;
+    assert!(
+        fired >= kept,
+        "fired at {fired}, before the kept expiry {kept} (old {old})"
+    );
+    fx.state_eventually(PREVIEW, State::Deleted).await?;
+    Ok(())
+}
+
+/// `flotilla envs delete ENV` publishes a manual teardown: env-manager removes the file, the
+/// reaper confirms it gone and publishes `env.deleted` with the reason.
+#[tokio::test]
+async fn a_manual_delete_ends_deleted_with_its_reason() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let _env_manager = fx.env_manager(Duration::from_secs(3600)).await?;
+    let _reaper = fx.reaper(fx.config()).await?;
+    fx.build(7).await?;
+    fx.stored("flotilla.env.requested.>", 1).await?;
+    let manual = TeardownRequest {
+        env: PREVIEW.into(),
+        reason: "manual".into(),
+        change_id: format!("ping-{VERSION}"),
+        message: "deleted by hand".into(),
+    };
+    fx.publish(EventType::EnvTeardownRequested, PREVIEW, &manual)
+        .await?;
+
+    let record = fx.state_eventually(PREVIEW, State::Deleted).await?;
+    assert_eq!(record.reason, "manual");
+    assert!(!fx.in_git(PREVIEW)?);
+    let deleted = fx
+        .stored_exactly(&format!("flotilla.env.deleted.{PREVIEW}"), 1)
+        .await?;
+    let deleted: Environment = deleted[0].decode()?;
+    assert_eq!(deleted.reason, "manual");
+    Ok(())
+}
