@@ -38,3 +38,13 @@ ensure_prometheus() {
   apt_install prometheus prometheus
   command -v prometheus >/dev/null 2>&1 || { echo "prometheus still not found after install" >&2; exit 1; }
 }
+
+# kubectl renders deploy/ in the deploy tests (`kubectl kustomize`). It is not in Debian's own
+# archive; where no apt source offers it the tests say they are skipped, so this only warns.
+ensure_kubectl() {
+  if command -v kubectl >/dev/null 2>&1; then
+    return
+  fi
+  apt_install kubectl kubectl || true
+  command -v kubectl >/dev/null 2>&1 || echo "warning: no kubectl; the deploy/ rendering tests will be skipped" >&2
+}

@@ -5,6 +5,7 @@
 //! parallel.
 
 mod analysis;
+mod deploy;
 mod dlq;
 mod envs;
 mod init;
