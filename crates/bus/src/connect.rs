@@ -123,15 +123,36 @@ impl NatsArgs {
 
     /// Connects once; fails fast with the URL and a hint when no server answers.
     pub async fn connect(&self, name: &str) -> Result<Client, BusError> {
+        let servers = self.servers()?;
         let options = self.options(name).await?;
         options
-            .connect(self.url.as_str())
+            .connect(servers)
             .await
             .map_err(|e| BusError::Connect {
                 url: self.url.clone(),
                 reason: e.to_string(),
                 hint: "start a server with `nats-server -js` (or `flotilla up`), or point NATS_URL / --nats-url at one",
             })
+    }
+
+    /// The servers `url` names: one URL, or a cluster's as a comma-separated list (async-nats
+    /// parses a string as a single URL, and a list then fails with "invalid port number").
+    pub fn servers(&self) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+        let servers = self
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|server| {
+                server.parse::<async_nats::ServerAddr>().map_err(|e| {
+                    BusError::Options(format!("NATS_URL: {server:?} is not a NATS URL: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if servers.is_empty() {
+            return Err(BusError::Options("NATS_URL names no server".into()));
+        }
+        Ok(servers)
     }
 
     /// Connects, retrying with capped backoff until `deadline` passes: a worker may start before

@@ -75,3 +75,23 @@ async fn the_runtime_reconnects_after_a_server_restart_and_loses_nothing_acknowl
     assert_eq!(outputs.len(), acknowledged.len(), "no output stored twice");
     worker.shutdown().await
 }
+
+/// NATS_URL may name a cluster's servers, comma separated: a process connects through the one
+/// that answers (here the first is a port nothing listens on).
+#[tokio::test]
+async fn a_comma_separated_server_list_connects_through_one_that_answers() -> Result<()> {
+    let server = flotilla_testing::NatsServer::start();
+    let silent = flotilla_testing::free_port();
+    let args = flotilla_bus::NatsArgs::for_url(format!(
+        "nats://127.0.0.1:{silent}, {}",
+        server.url()
+    ));
+    assert_eq!(args.servers()?.len(), 2);
+    let client = args.connect("cluster-list").await?;
+    client.flush().await?;
+
+    let bad = flotilla_bus::NatsArgs::for_url("nats://127.0.0.1:4222,not a url:x");
+    let error = bad.servers().expect_err("a bad entry").to_string();
+    assert!(error.contains("not a url:x"), "{error}");
+    Ok(())
+}
