@@ -21,6 +21,7 @@ use crate::render::Output;
 #[command(after_help = "Examples:
   flotilla init
   flotilla init --max-age 14d --max-bytes 10GiB
+  flotilla init --replicas 3          # on a three-node JetStream cluster
   FLOTILLA_DUPLICATE_WINDOW=30m flotilla init")]
 pub struct Args {
     /// How long FLOTILLA keeps events.
@@ -37,6 +38,10 @@ pub struct Args {
     /// How long FLOTILLA_DLQ keeps dead letters.
     #[arg(long, env = "FLOTILLA_DLQ_MAX_AGE", value_name = "DUR", default_value = "30d", value_parser = humantime::parse_duration)]
     dlq_max_age: Duration,
+    /// Copies of every stream and bucket: 1 on a single server, 3 on a production JetStream
+    /// cluster (at most the number of its servers; changing it later moves the data).
+    #[arg(long, env = "FLOTILLA_STREAM_REPLICAS", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    replicas: u8,
 }
 
 impl Args {
@@ -65,6 +70,7 @@ impl Args {
             duplicate_window: self.duplicate_window,
             max_bytes,
             dlq_max_age: self.dlq_max_age,
+            replicas: usize::from(self.replicas),
             ..StreamLimits::default()
         })
     }

@@ -80,6 +80,9 @@ pub struct StreamLimits {
     pub dlq_max_age: Duration,
     /// Revisions kept per environment in the registry.
     pub envs_history: i64,
+    /// Copies of every stream and bucket in a JetStream cluster (1 on a single server; 3 on a
+    /// production cluster, so losing a node loses nothing).
+    pub replicas: usize,
 }
 
 impl Default for StreamLimits {
@@ -90,6 +93,7 @@ impl Default for StreamLimits {
             max_bytes: -1,
             dlq_max_age: Duration::from_secs(30 * 24 * 3600),
             envs_history: 5,
+            replicas: 1,
         }
     }
 }

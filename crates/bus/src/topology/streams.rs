@@ -23,6 +23,7 @@ impl Bus {
             max_bytes: limits.max_bytes,
             duplicate_window: limits.duplicate_window,
             allow_direct: true,
+            num_replicas: limits.replicas,
             ..Default::default()
         };
         let dlq = stream::Config {
@@ -33,6 +34,7 @@ impl Bus {
             max_age: limits.dlq_max_age,
             duplicate_window: limits.duplicate_window,
             allow_direct: true,
+            num_replicas: limits.replicas,
             ..Default::default()
         };
         // nats-server 2.9 cannot create KV buckets through async-nats' KV API (it trips over the
@@ -48,7 +50,7 @@ impl Bus {
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
-            num_replicas: 1,
+            num_replicas: limits.replicas,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
@@ -66,7 +68,7 @@ impl Bus {
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
-            num_replicas: 1,
+            num_replicas: limits.replicas,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
@@ -150,6 +152,12 @@ fn stream_drift(have: &stream::Config, want: &stream::Config) -> Vec<String> {
         have.duplicate_window != want.duplicate_window,
         human(have.duplicate_window),
         human(want.duplicate_window),
+    );
+    check(
+        "replicas",
+        have.num_replicas.max(1) != want.num_replicas.max(1),
+        have.num_replicas.to_string(),
+        want.num_replicas.to_string(),
     );
     // The server stores "no limit" as -1 whatever was sent.
     let limit = |v: i64| if v <= 0 { -1 } else { v };

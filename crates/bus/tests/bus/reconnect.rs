@@ -82,10 +82,8 @@ async fn the_runtime_reconnects_after_a_server_restart_and_loses_nothing_acknowl
 async fn a_comma_separated_server_list_connects_through_one_that_answers() -> Result<()> {
     let server = flotilla_testing::NatsServer::start();
     let silent = flotilla_testing::free_port();
-    let args = flotilla_bus::NatsArgs::for_url(format!(
-        "nats://127.0.0.1:{silent}, {}",
-        server.url()
-    ));
+    let args =
+        flotilla_bus::NatsArgs::for_url(format!("nats://127.0.0.1:{silent}, {}", server.url()));
     assert_eq!(args.servers()?.len(), 2);
     let client = args.connect("cluster-list").await?;
     client.flush().await?;

@@ -86,6 +86,10 @@ fn check_types(objects: &[Value]) -> Result<()> {
             "Namespace" => {
                 typed(serde_json::from_value::<core::v1::Namespace>(object.clone()).map(drop))?
             }
+            "Job" => typed(
+                serde_json::from_value::<k8s_openapi::api::batch::v1::Job>(object.clone())
+                    .map(drop),
+            )?,
             "Role" => typed(serde_json::from_value::<rbac::v1::Role>(object.clone()).map(drop))?,
             "ClusterRole" => {
                 typed(serde_json::from_value::<rbac::v1::ClusterRole>(object.clone()).map(drop))?
@@ -293,6 +297,41 @@ fn calls() -> BTreeMap<&'static str, BTreeSet<(String, String, String, String)>>
         .collect(),
     );
     calls
+}
+
+#[test]
+fn production_replicates_every_stream_three_times() -> Result<()> {
+    for (overlay, replicas) in [
+        ("deploy/overlays/dev", "1"),
+        ("deploy/overlays/production", "3"),
+    ] {
+        let Some(objects) = render(overlay)? else {
+            return Ok(());
+        };
+        let config = objects
+            .iter()
+            .find(|o| kind(o) == "ConfigMap" && name(o) == "flotilla")
+            .context("the ConfigMap")?;
+        assert_eq!(
+            config["data"]["FLOTILLA_STREAM_REPLICAS"], replicas,
+            "{overlay}"
+        );
+        let init = objects
+            .iter()
+            .find(|o| kind(o) == "Job" && name(o) == "flotilla-init")
+            .context("the init Job")?;
+        let container = &init["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["command"][1], "init");
+        assert!(
+            container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["name"] == "FLOTILLA_STREAM_REPLICAS"),
+            "{overlay}"
+        );
+    }
+    Ok(())
 }
 
 #[test]

@@ -103,3 +103,30 @@ async fn init_refuses_a_duplicate_window_longer_than_the_max_age_with_exit_64() 
     assert!(run.stderr.contains("--duplicate-window"), "{}", run.stderr);
     Ok(())
 }
+
+/// `--replicas` (FLOTILLA_STREAM_REPLICAS) asks JetStream for that many copies of every stream
+/// and bucket; a single server cannot hold three, and says so, and nothing is half made.
+#[tokio::test]
+async fn init_asks_for_the_replicas_it_is_given_and_a_single_server_refuses_three() -> Result<()> {
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+    cli.run(&["init", "--replicas", "1"]).await?.success()?;
+    let js = jetstream(&server).await;
+    let mut events = js.get_stream("FLOTILLA").await?;
+    assert_eq!(events.info().await?.config.num_replicas, 1);
+
+    let fresh = NatsServer::start();
+    let run = Cli::new(&fresh)
+        .run_with_env(&["init"], &[("FLOTILLA_STREAM_REPLICAS", "3")])
+        .await?;
+    assert_ne!(run.code(), Some(0), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("FLOTILLA") && run.stderr.to_lowercase().contains("replica")
+            || run.stderr.contains("insufficient resources"),
+        "{}",
+        run.stderr
+    );
+    let refused = Cli::new(&fresh).run(&["init", "--replicas", "9"]).await?;
+    assert_eq!(refused.code(), Some(64), "{}", refused.stderr);
+    Ok(())
+}
