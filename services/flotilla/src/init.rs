@@ -169,6 +169,7 @@ mod tests {
             duplicate_window: Duration::from_secs(duplicate_window),
             max_bytes: None,
             dlq_max_age: Duration::from_secs(30 * 86_400),
+            replicas: 1,
         }
     }
 
