@@ -9,12 +9,19 @@
 //! from the release; every one Successful promotes, anything else aborts. The opt-in
 //! minimum-sample policy refuses a pass on empty data.
 //!
+//! Cluster mode (`FLOTILLA_KUBE=auto` and a cluster, [`rollout`]): the release's Argo Rollout
+//! (label `flotilla.dev/app`) is watched until it runs the version (within
+//! `FLOTILLA_SYNC_TIMEOUT`), then followed: its steps reported; its own AnalysisRuns'
+//! measurements reported (the engine not run); otherwise the named templates judged at each
+//! indefinite pause, then the Rollout promoted or aborted through the API. Fully promoted and
+//! Healthy promotes the release; aborted or Degraded aborts it.
+//!
 //! One replica judges a release at a time: a lease per release in the `flotilla-canaries` KV
 //! bucket, compare-and-set. A release without a published verdict is taken over by a sweep once
 //! its lease expires (or at once, when its replica stopped cleanly).
 //!
 //! Layers: [`release`] the checked release, [`templates`] where templates come from, [`judge`]
-//! the engine runs, [`lease`] the bucket, [`supervisor`] the followers and their events,
+//! the engine runs, [`rollout`] the Rollout followed, [`lease`] the bucket, [`supervisor`] the followers and their events,
 //! [`handler`] the bus side.
 
 pub mod config;

@@ -7,6 +7,11 @@
 //! (`pause: {}`), the release's templates run with the engine and the Rollout is promoted or
 //! aborted as `kubectl argo rollouts promote` / `abort` do. Fully promoted and Healthy at the new
 //! version promotes the release; aborted or Degraded aborts it.
+//!
+//! Right after Argo CD syncs the new image, the Rollout's status still describes the previous
+//! template (stable, Healthy, every step done): a status whose `observedGeneration` (a number,
+//! or a numeric string) is behind `metadata.generation` is read as still progressing, never as
+//! a verdict.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

@@ -250,3 +250,81 @@ async fn a_version_never_synced_aborts_after_the_sync_timeout() -> Result<()> {
     );
     worker.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_aborted_by_its_own_analysis_aborts_the_release_with_the_failing_metric()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let kube = kube().await;
+    seed(
+        &kube,
+        json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]),
+    );
+    // Background analysis: Argo judges the whole canary itself.
+    merge(
+        &kube,
+        json!({"spec": {"strategy": {"canary": {"analysis": {"templates": [{"templateName": "web"}]}}}}}),
+    );
+    let worker = run(&fx, &kube).await?;
+
+    fx.release(VERSION, &[]).await?;
+    watching(&kube).await?;
+    sync(&kube, VERSION);
+    progressing(&kube);
+    fx.stored_exactly(&format!("flotilla.canary.step.{RELEASE}"), 1)
+        .await?;
+    kube.put(
+        &Resource::argo_analysis_run(),
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "AnalysisRun",
+            "metadata": {
+                "name": format!("{ROLLOUT}-{NEW_HASH}-2"),
+                "namespace": NS,
+                "labels": {"rollouts-pod-template-hash": NEW_HASH, "rollout-type": "Background"},
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": ROLLOUT, "controller": true, "uid": "u1"}],
+            },
+            "spec": {"metrics": [{"name": "web"}]},
+            "status": {
+                "phase": "Failed",
+                "message": "metric \"web\" assessed Failed due to failed (1) > failureLimit (0)",
+                "metricResults": [{
+                    "name": "web",
+                    "phase": "Failed",
+                    "count": 1,
+                    "failed": 1,
+                    "measurements": [{"phase": "Failed", "value": "false"}],
+                }],
+            },
+        }),
+    );
+    fx.stored_exactly(&format!("flotilla.canary.measurement.{RELEASE}"), 1)
+        .await?;
+    // A pause with Argo's own analysis is not the engine's to judge: never promoted here.
+    status(
+        &kube,
+        json!({"phase": "Paused", "currentStepIndex": 1, "pauseConditions": [{"reason": "CanaryPauseStep"}]}),
+    );
+    status(
+        &kube,
+        json!({
+            "abort": true,
+            "phase": "Degraded",
+            "canary": {"currentBackgroundAnalysisRunStatus": {
+                "status": "Failed",
+                "message": "metric \"web\" assessed Failed due to failed (1) > failureLimit (0)",
+            }},
+        }),
+    );
+
+    let (kind, verdict) = fx.verdict(RELEASE).await?;
+    assert_eq!(kind, EventType::CanaryAborted, "{verdict:?}");
+    assert_eq!(verdict.metric, "web");
+    assert!(
+        verdict.reason.contains("aborted") && verdict.reason.contains("failureLimit"),
+        "{}",
+        verdict.reason
+    );
+    assert!(rollout_status(&kube).get("pauseConditions").is_some());
+    worker.shutdown().await
+}
