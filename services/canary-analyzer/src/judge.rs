@@ -105,6 +105,20 @@ impl Judge {
         Ok(())
     }
 
+    /// Cluster mode, at an indefinite pause of the Rollout (step `index`): the templates once;
+    /// nothing named promotes (unless the minimum-sample policy is on).
+    pub async fn at_pause(
+        &self,
+        job: &Job,
+        index: u32,
+        reports: &mpsc::UnboundedSender<Report>,
+    ) -> Result<(), Failure> {
+        if job.analysis.is_empty() {
+            return self.analysis_only(job, &[], reports).await;
+        }
+        self.step(job, index, reports).await
+    }
+
     /// Runs every named template once, at step `step`.
     pub async fn step(
         &self,

@@ -9,12 +9,19 @@
 //! from the release; every one Successful promotes, anything else aborts. The opt-in
 //! minimum-sample policy refuses a pass on empty data.
 //!
+//! Cluster mode (`FLOTILLA_KUBE=auto` and a cluster, [`rollout`]): the release's Argo Rollout
+//! (label `flotilla.dev/app`) is watched until it runs the version (within
+//! `FLOTILLA_SYNC_TIMEOUT`), then followed: its steps reported; its own AnalysisRuns'
+//! measurements reported (the engine not run); otherwise the named templates judged at each
+//! indefinite pause, then the Rollout promoted or aborted through the API. Fully promoted and
+//! Healthy promotes the release; aborted or Degraded aborts it.
+//!
 //! One replica judges a release at a time: a lease per release in the `flotilla-canaries` KV
 //! bucket, compare-and-set. A release without a published verdict is taken over by a sweep once
 //! its lease expires (or at once, when its replica stopped cleanly).
 //!
 //! Layers: [`release`] the checked release, [`templates`] where templates come from, [`judge`]
-//! the engine runs, [`lease`] the bucket, [`supervisor`] the followers and their events,
+//! the engine runs, [`rollout`] the Rollout followed, [`lease`] the bucket, [`supervisor`] the followers and their events,
 //! [`handler`] the bus side.
 
 pub mod config;
@@ -22,6 +29,7 @@ pub mod handler;
 pub mod judge;
 pub mod lease;
 pub mod release;
+pub mod rollout;
 pub mod supervisor;
 pub mod templates;
 
@@ -36,6 +44,7 @@ use flotilla_bus::{Process, WorkerConfig};
 
 use judge::Judge;
 use lease::Leases;
+use rollout::Cluster;
 use supervisor::{Mode, Shared, Supervisor};
 use templates::Library;
 
@@ -69,6 +78,31 @@ pub fn install_with(
     leases: kv::Store,
     provider: Arc<dyn Provider>,
 ) {
+    install_in(process, config, leases, provider, None);
+}
+
+/// Installs canary-analyzer following each release's Argo Rollout through `client` (cluster
+/// mode), judging pauses with the analysis engine over HTTP.
+pub fn install_cluster(
+    process: &mut Process,
+    config: &Config,
+    leases: kv::Store,
+    client: kube::Client,
+) -> Result<(), String> {
+    let provider = HttpProvider::new().map_err(|e| format!("the HTTP client: {e}"))?;
+    install_in(process, config, leases, Arc::new(provider), Some(client));
+    Ok(())
+}
+
+/// Installs canary-analyzer: following Rollouts through `client` when there is one, else
+/// analysis-only.
+pub fn install_in(
+    process: &mut Process,
+    config: &Config,
+    leases: kv::Store,
+    provider: Arc<dyn Provider>,
+    client: Option<kube::Client>,
+) {
     let leases = Leases::new(leases, replica_id(), config.lease);
     let judge = Judge {
         library: Library::new(config.analysis_dir.clone()),
@@ -80,8 +114,15 @@ pub fn install_with(
         leases: leases.clone(),
         publisher: process.bus().publisher(WORKER),
         judge,
-        mode: Mode::AnalysisOnly {
-            steps: config.steps.clone(),
+        mode: match client {
+            Some(client) => Mode::Cluster(Cluster {
+                client,
+                namespace: config.namespace.clone(),
+                sync_timeout: config.sync_timeout,
+            }),
+            None => Mode::AnalysisOnly {
+                steps: config.steps.clone(),
+            },
         },
     };
     let (supervisor, inputs) = Supervisor::channel();

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use canary_analyzer::{Args, Config, WORKER};
+use canary_analyzer::{Args, Config, Kube, WORKER};
 use clap::Parser;
 use flotilla_bus::WorkerArgs;
 use flotilla_bus::service::{self, ServiceArgs, WORKER_HTTP_ADDR};
@@ -41,7 +41,22 @@ async fn main() -> ExitCode {
         .as_ref()
         .map(|d| d.display().to_string())
         .unwrap_or_else(|| "nowhere (FLOTILLA_ANALYSIS_DIR unset)".into());
-    tracing::warn!(templates = %templates, steps = ?config.steps, min_samples = config.min_samples, "analysis-only: the named templates run against their providers, no Rollout is followed");
+    let client = match config.kube {
+        Kube::Off => None,
+        // No kubeconfig and no service account: no cluster to follow, analysis-only.
+        Kube::Auto => match kube::Client::try_default().await {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::info!(error = %e, "no Kubernetes cluster reachable");
+                None
+            }
+        },
+    };
+    if client.is_some() {
+        tracing::info!(templates = %templates, namespace = %config.namespace, sync_timeout = ?config.sync_timeout, "following each release's Rollout (label flotilla.dev/app) through the Kubernetes API");
+    } else {
+        tracing::warn!(templates = %templates, steps = ?config.steps, min_samples = config.min_samples, "analysis-only: the named templates run against their providers, no Rollout is followed");
+    }
     service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {
         let leases = process
             .bus()
@@ -49,7 +64,11 @@ async fn main() -> ExitCode {
             .await
             .map_err(|e| service::unavailable(&format!("{e} (run `flotilla init`)")))?;
         process.worker_args(&cli.worker);
-        canary_analyzer::install(process, &config, leases).map_err(|e| service::usage(&e))?;
+        match client {
+            Some(client) => canary_analyzer::install_cluster(process, &config, leases, client),
+            None => canary_analyzer::install(process, &config, leases),
+        }
+        .map_err(|e| service::usage(&e))?;
         Ok(())
     })
     .await

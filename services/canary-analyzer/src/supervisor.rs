@@ -20,12 +20,15 @@ use tokio_util::sync::CancellationToken;
 use crate::judge::{Failure, Judge, Report};
 use crate::lease::{Claim, Decided, Held, LeaseError, Leases};
 use crate::release::Job;
+use crate::rollout::{self, Cluster};
 
 /// How a release is judged.
 #[derive(Clone)]
 pub enum Mode {
     /// No cluster: the named templates at each configured weight.
     AnalysisOnly { steps: Vec<u32> },
+    /// Following the release's Argo Rollout.
+    Cluster(Cluster),
 }
 
 /// What every follower shares.
@@ -246,6 +249,7 @@ async fn judge(
     let judging = async {
         let outcome = match &shared.mode {
             Mode::AnalysisOnly { steps } => shared.judge.analysis_only(&job, steps, &reports).await,
+            Mode::Cluster(cluster) => rollout::follow(cluster, &shared.judge, &job, &reports).await,
         };
         drop(reports);
         outcome

@@ -5,5 +5,6 @@
 //! parallel.
 
 mod analysis_only;
+mod cluster;
 mod leases;
 mod support;

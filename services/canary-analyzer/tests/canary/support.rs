@@ -185,3 +185,128 @@ pub async fn serve(router: axum::Router) -> Result<SocketAddr> {
 pub fn status_url(addr: SocketAddr) -> String {
     format!("http://{addr}/status")
 }
+
+/// The fake API server with Argo Rollouts' Rollout and AnalysisRun, played by the test as the
+/// Argo Rollouts controller (and Argo CD's sync).
+pub mod cluster {
+    use super::*;
+    use flotilla_kube_fake::{FakeKube, Resource};
+    use serde_json::{Value, json};
+
+    pub const NS: &str = "default";
+    pub const ROLLOUT: &str = "ping";
+    /// The pod template hashes of the previous and the new version.
+    pub const OLD_HASH: &str = "6f7c8d9aaa";
+    pub const NEW_HASH: &str = "7d8e9f0bbb";
+
+    pub async fn kube() -> FakeKube {
+        FakeKube::start([Resource::argo_rollout(), Resource::argo_analysis_run()]).await
+    }
+
+    /// canary-analyzer in cluster mode against `kube`.
+    pub async fn run(fx: &Fixture, kube: &FakeKube) -> Result<Served> {
+        let mut config = fx.config();
+        config.sync_timeout = Duration::from_secs(10);
+        run_with(fx, kube, config).await
+    }
+
+    pub async fn run_with(fx: &Fixture, kube: &FakeKube, config: Config) -> Result<Served> {
+        let mut process = Process::new(fx.bus.clone());
+        let leases = fx.bus.canaries().await?;
+        canary_analyzer::install_cluster(&mut process, &config, leases, kube.client())
+            .map_err(|e| anyhow!(e))?;
+        flotilla_testing::serve(process).await
+    }
+
+    /// ping's Rollout, fully rolled out at the previous version, with `steps`.
+    pub fn seed(kube: &FakeKube, steps: Value) {
+        kube.put(
+            &Resource::argo_rollout(),
+            json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Rollout",
+                "metadata": {
+                    "name": ROLLOUT,
+                    "namespace": NS,
+                    "generation": 1,
+                    "labels": {"flotilla.dev/app": APP},
+                },
+                "spec": {
+                    "replicas": 4,
+                    "strategy": {"canary": {"steps": steps}},
+                    "template": {"spec": {"containers": [
+                        {"name": "ping", "image": format!("ghcr.io/acme/ping:{PREVIOUS}")}
+                    ]}},
+                },
+                "status": {
+                    "phase": "Healthy",
+                    "observedGeneration": "1",
+                    "currentPodHash": OLD_HASH,
+                    "stableRS": OLD_HASH,
+                    "currentStepIndex": steps.as_array().map_or(0, Vec::len),
+                },
+            }),
+        );
+    }
+
+    /// Argo CD syncs the version into the Rollout's template; the controller has not seen it yet.
+    pub fn sync(kube: &FakeKube, version: &str) {
+        merge(
+            kube,
+            json!({
+                "metadata": {"generation": 2},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "ping", "image": format!("ghcr.io/acme/ping:{version}")}
+                ]}}},
+            }),
+        );
+    }
+
+    /// The controller's status, merged.
+    pub fn status(kube: &FakeKube, status: Value) {
+        kube.merge_status(&Resource::argo_rollout(), NS, ROLLOUT, status)
+            .expect("the Rollout is seeded");
+    }
+
+    pub fn merge(kube: &FakeKube, patch: Value) {
+        kube.merge(&Resource::argo_rollout(), NS, ROLLOUT, &patch)
+            .expect("the Rollout is seeded");
+    }
+
+    /// The Rollout's status now.
+    pub fn rollout_status(kube: &FakeKube) -> Value {
+        kube.get(&Resource::argo_rollout(), NS, ROLLOUT)
+            .and_then(|r| r.get("status").cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until canary-analyzer watches Rollouts (so the test's next changes are each seen,
+    /// not only the last of them in a first list).
+    pub async fn watching(kube: &FakeKube) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        while !kube
+            .requests()
+            .iter()
+            .any(|r| r.contains("/rollouts?") && r.contains("watch=true"))
+        {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no Rollout watch: {:?}",
+                kube.requests()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until the Rollout's status satisfies `probe`.
+    pub async fn until(kube: &FakeKube, probe: impl Fn(&Value) -> bool) -> Result<Value> {
+        flotilla_kube_fake::eventually(kube, WITHIN, |fake| {
+            fake.get(&Resource::argo_rollout(), NS, ROLLOUT)
+                .and_then(|r| r.get("status").cloned())
+                .filter(|s| probe(s))
+        })
+        .await
+        .context("the Rollout's status never got there")
+    }
+}
