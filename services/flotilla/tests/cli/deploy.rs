@@ -220,7 +220,8 @@ fn each_worker_is_a_hardened_probed_deployment_with_its_own_service_account() ->
 /// What each worker's code calls in Kubernetes: (namespace or "" for cluster scope, api group,
 /// resource) → verbs. builder-trigger's job backend (create, watch, delete Jobs; the pod's log),
 /// sync-watcher's Application watcher, the reaper's cluster sweep (list and delete labelled
-/// Applications and Namespaces), canary-analyzer's Rollout following and promote/abort patches.
+/// Applications and Namespaces), canary-analyzer's Rollout and AnalysisRun watchers and its
+/// promote/abort patches.
 fn calls() -> BTreeMap<&'static str, BTreeSet<(String, String, String, String)>> {
     let rule = |ns: &str, group: &str, resource: &str, verbs: &[&str]| {
         verbs
@@ -275,22 +276,10 @@ fn calls() -> BTreeMap<&'static str, BTreeSet<(String, String, String, String)>>
                 "default",
                 "argoproj.io",
                 "rollouts",
-                &["get", "list", "patch", "watch"],
+                &["list", "patch", "watch"],
             ),
             rule("default", "argoproj.io", "rollouts/status", &["patch"]),
             rule("default", "argoproj.io", "analysisruns", &["list", "watch"]),
-            rule(
-                "default",
-                "argoproj.io",
-                "analysistemplates",
-                &["get", "list"],
-            ),
-            rule(
-                "",
-                "argoproj.io",
-                "clusteranalysistemplates",
-                &["get", "list"],
-            ),
         ]
         .concat()
         .into_iter()
