@@ -44,6 +44,9 @@ pub enum CliError {
     /// NATS or JetStream refused or failed an operation.
     #[error(transparent)]
     Bus(BusError),
+    /// An HTTP endpoint named on the command line could not be reached.
+    #[error("could not reach {url}: {reason}")]
+    Unsent { url: String, reason: String },
     /// A judgement that did not pass (an analysis Failed, Inconclusive or in Error): its exit
     /// status says which.
     #[error("{summary}")]
@@ -71,7 +74,7 @@ impl CliError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Unreachable(_) => EX_UNAVAILABLE,
+            CliError::Unreachable(_) | CliError::Unsent { .. } => EX_UNAVAILABLE,
             CliError::Usage(_) | CliError::Input { .. } => EX_USAGE,
             CliError::Data { .. } => EX_DATAERR,
             CliError::Verdict { code, .. } => *code,

@@ -21,6 +21,7 @@ mod replay;
 mod signals;
 mod tail;
 mod up;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -51,7 +52,8 @@ const EXAMPLES: &str = "Examples:
   flotilla replay 'env.>' --since 1h --to flotilla.replay
   flotilla envs
   flotilla dlq list
-  flotilla analysis run success-rate.yaml --arg service=ping";
+  flotilla analysis run success-rate.yaml --arg service=ping
+  flotilla webhook send github push --repo acme/ping --branch main";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -69,6 +71,9 @@ enum Command {
     /// Canary analysis: run an Argo Rollouts AnalysisTemplate on the spot.
     #[command(subcommand)]
     Analysis(analysis::Command),
+    /// Webhooks: send a realistic signed delivery to a source-listener.
+    #[command(subcommand)]
+    Webhook(webhook::Command),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -107,6 +112,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dlq(command) => dlq::run(nats, command).await,
         Command::Bench(command) => bench::run(nats, command).await,
         Command::Analysis(command) => analysis::run(command).await,
+        Command::Webhook(command) => webhook::run(command).await,
     }
 }
 

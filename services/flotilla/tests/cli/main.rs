@@ -16,3 +16,4 @@ mod support;
 mod tail;
 mod up;
 mod usage;
+mod webhook;
