@@ -99,8 +99,22 @@ async fn serve(
     let mut out = Output::live();
     crate::init::reconcile(&bus, limits, &mut out).await?;
 
-    let config = Config::from_args(&args.webhooks).map_err(|e| CliError::Usage(e.to_string()))?;
-    let refused = unconfigured_endpoints(&args.webhooks, &config);
+    // A fresh machine has no GitHub secret: one is generated into the data dir (kept across
+    // runs), so the first signed delivery works and the line below can say how to send it.
+    let mut webhooks = args.webhooks.clone();
+    let generated = match (
+        &webhooks.github_webhook_secret,
+        &webhooks.github_webhook_secret_file,
+    ) {
+        (None, None) => {
+            let path = generated_secret(&args.data_dir, "github-webhook-secret")?;
+            webhooks.github_webhook_secret_file = Some(path.clone());
+            Some(path)
+        }
+        _ => None,
+    };
+    let config = Config::from_args(&webhooks).map_err(|e| CliError::Usage(e.to_string()))?;
+    let refused = unconfigured_endpoints(&webhooks, &config);
     let mut process = Process::new(bus.clone());
     process
         .grace(args.shutdown_grace)
@@ -130,6 +144,12 @@ async fn serve(
             refused.join(", ")
         ))?;
     }
+    if let Some(path) = &generated {
+        out.line(format!(
+            "          GitHub's webhook secret generated in {}",
+            path.display()
+        ))?;
+    }
     out.line(format!(
         "probes    http://{addr}/healthz  http://{addr}/readyz  http://{addr}/metrics"
     ))?;
@@ -137,6 +157,15 @@ async fn serve(
         out.line(format!("worker    {line}"))?;
     }
     out.line("publish   flotilla publish <domain>.<event> <key> --data FILE")?;
+    let secret = match (&generated, &webhooks.github_webhook_secret_file) {
+        (Some(path), _) | (None, Some(path)) => {
+            format!("GITHUB_WEBHOOK_SECRET_FILE={} ", path.display())
+        }
+        (None, None) => String::new(),
+    };
+    out.line(format!(
+        "send      {secret}flotilla webhook send github push --url http://{addr} --repo acme/ping --branch main"
+    ))?;
     // "ready" means it: every worker has bound its consumer.
     if let Err(why) = running.ready(Duration::from_secs(15)).await {
         out.line(format!("waiting   {why}"))?;
@@ -152,6 +181,36 @@ async fn serve(
     out.finish()?;
     result?;
     Ok(stopped?)
+}
+
+/// `<data dir>/secrets/<name>`, holding a random secret: created (readable by its owner
+/// only) when missing, read as it is when present.
+fn generated_secret(
+    data_dir: &std::path::Path,
+    name: &str,
+) -> Result<std::path::PathBuf, CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = data_dir.join("secrets");
+    let path = dir.join(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let io = |what: &'static str| move |source| CliError::System { what, source };
+    std::fs::create_dir_all(&dir).map_err(io("create the secrets directory"))?;
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io("create the webhook secret"))?;
+    writeln!(file, "{secret}").map_err(io("write the webhook secret"))?;
+    Ok(path)
 }
 
 /// The secret variables left unset: their endpoints refuse everything, which `up` says once

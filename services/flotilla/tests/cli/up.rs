@@ -129,6 +129,43 @@ async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_sto
     let ready = reqwest::get(format!("http://127.0.0.1:{}/readyz", up.http)).await?;
     assert_eq!(ready.status().as_u16(), 200);
 
+    // A GitHub secret was generated into the data dir, and the printed command sends a first
+    // signed push with it.
+    let secret = data.path().join("secrets/github-webhook-secret");
+    assert!(
+        banner.contains(&format!("secret generated in {}", secret.display())),
+        "{banner}"
+    );
+    let send = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("send      "))
+        .context("a send line")?;
+    assert!(
+        send.starts_with(&format!("GITHUB_WEBHOOK_SECRET_FILE={} ", secret.display())),
+        "{send}"
+    );
+    let url = format!("http://127.0.0.1:{}", up.http);
+    let sent = cli
+        .run_with_env(
+            &[
+                "webhook",
+                "send",
+                "github",
+                "push",
+                "--url",
+                &url,
+                "--repo",
+                "acme/ping",
+                "--branch",
+                "main",
+            ],
+            &[("GITHUB_WEBHOOK_SECRET_FILE", &secret.display().to_string())],
+        )
+        .await?
+        .success()?;
+    assert!(sent.stdout.starts_with("202 "), "{}", sent.stdout);
+    up.line_containing("flotilla.source.push.acme_ping").await?;
+
     cli.publish("build.started", "ping-v1", &build("ping-v1"))
         .await?;
     let line = up.line_containing("flotilla.build.started.ping-v1").await?;
