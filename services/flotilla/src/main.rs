@@ -18,6 +18,7 @@ mod local_nats;
 mod publish;
 mod render;
 mod replay;
+mod runs;
 mod signals;
 mod tail;
 mod up;
@@ -63,6 +64,10 @@ enum Command {
     Publish(publish::Args),
     Tail(tail::Args),
     Replay(Box<replay::Args>),
+    /// The changes the stream holds: first seen, how long, how many events, the latest.
+    Runs(runs::RunsArgs),
+    /// The timeline of one change across the workers, with how long each step took.
+    Run(runs::RunArgs),
     Envs(envs::Args),
     #[command(subcommand)]
     Dlq(dlq::Command),
@@ -108,6 +113,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Publish(args) => publish::run(nats, args).await,
         Command::Tail(args) => tail::run(nats, args).await,
         Command::Replay(args) => replay::run(nats, *args).await,
+        Command::Runs(args) => runs::runs(nats, args).await,
+        Command::Run(args) => runs::run(nats, args).await,
         Command::Envs(args) => envs::run(nats, args).await,
         Command::Dlq(command) => dlq::run(nats, command).await,
         Command::Bench(command) => bench::run(nats, command).await,

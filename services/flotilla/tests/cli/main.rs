@@ -12,6 +12,7 @@ mod init;
 mod publish;
 mod replay;
 mod replay_dry_run;
+mod runs;
 mod support;
 mod tail;
 mod up;
