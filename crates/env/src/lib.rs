@@ -13,6 +13,7 @@ mod dry_run;
 pub mod envid;
 pub mod error;
 pub mod preview;
+pub mod redact;
 pub mod registry;
 pub mod secret;
 pub mod state;

@@ -12,14 +12,14 @@ pub mod args;
 pub mod auth;
 mod error;
 mod mirror;
-mod redact;
 mod remote;
 mod timeout;
 
 pub use args::{GitopsArgs, InvalidArgs, env};
 pub use auth::{Answer, Credentials, HostKey, Secret, TOKEN_USER};
 pub use error::GitError;
+/// GitOps URLs as they may be logged: one redaction for every URL Flotilla shows.
+pub use flotilla_env::redact::url as redact_url;
 pub use mirror::Mirror;
-pub use redact::redact_url;
 pub use remote::{DEFAULT_GIT_TIMEOUT, Remote};
 pub use timeout::set_network_timeout;

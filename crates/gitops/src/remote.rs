@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::auth::Credentials;
-use crate::redact::redact_url;
+use crate::redact_url;
 
 /// libgit2's network timeout unless `FLOTILLA_GIT_TIMEOUT` says otherwise.
 pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(30);

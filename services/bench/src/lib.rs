@@ -32,6 +32,7 @@
 
 mod args;
 mod bare;
+mod baseline;
 mod cpu;
 mod env;
 mod env_report;
@@ -48,6 +49,7 @@ mod via_bus;
 mod webhook;
 
 pub use args::{EnvArgs, HopArgs};
+pub use baseline::bare_hop_latency;
 pub use env::run_env;
 pub use env_report::{ENV_LATENCY_TARGET, EnvReport, ModeReport};
 pub use error::BenchError;

@@ -117,20 +117,11 @@ async fn main() -> Result<()> {
     }
     running.shutdown().await?;
 
-    let jetstream = async_nats::jetstream::new(client.clone());
-    let mut hops = client.subscribe("flotilla.bench.hop").await?;
-    let mut bare = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let sent = Instant::now();
-        jetstream
-            .publish("flotilla.bench.hop", format!("{i}").into())
-            .await?
-            .await?;
-        hops.next().await.context("the hop")?;
-        bare.push(sent.elapsed());
-    }
     let canary = Latency::from_samples(after).context("samples")?;
-    let bare = Latency::from_samples(bare).context("samples")?;
+    let bare = flotilla_bench::bare_hop_latency(&client, "flotilla.bench.hop", samples)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .context("samples")?;
     println!(
         "deciding failed measurement on the bus → canary.aborted on the bus ({samples} samples)"
     );

@@ -104,14 +104,7 @@ impl EnvManager {
             spec.change_id
         );
         let render = spec.clone();
-        let refuse = {
-            let (event_type, event_id) = (event.event_type().to_owned(), event.id.clone());
-            move |reason| Error::Refused {
-                event_type: event_type.clone(),
-                event_id: event_id.clone(),
-                reason,
-            }
-        };
+        let refuse = refusal(event);
         let (pushed, apps) = self
             .gitops
             .commit(message, move |tree: &Snapshot<'_>| {
@@ -395,10 +388,17 @@ pub(crate) fn manifest_error(path: &str, source: ManifestError) -> Error {
 /// The event contradicts the registry or the repository: refused, nothing changed.
 pub(crate) fn refused(event: &Event, reason: &str) -> Error {
     tracing::warn!(event_type = %event.event_type(), event_id = %event.id, reason, "event refused");
-    Error::Refused {
-        event_type: event.event_type().to_owned(),
-        event_id: event.id.clone(),
-        reason: reason.to_owned(),
+    refusal(event)(reason.to_owned())
+}
+
+/// Refuses `event` for a reason found later, inside a GitOps change (which runs on the writer
+/// and cannot borrow the event).
+pub(crate) fn refusal(event: &Event) -> impl Fn(String) -> Error + Send + Sync + 'static {
+    let (event_type, event_id) = (event.event_type().to_owned(), event.id.clone());
+    move |reason| Error::Refused {
+        event_type: event_type.clone(),
+        event_id: event_id.clone(),
+        reason,
     }
 }
 

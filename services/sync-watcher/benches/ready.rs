@@ -92,22 +92,12 @@ async fn main() -> Result<()> {
     }
     running.shutdown().await?;
 
-    // The same count of bare JetStream hops: publish, acknowledged, delivered to a subscriber.
-    let jetstream = async_nats::jetstream::new(client.clone());
-    let mut hops = client.subscribe("flotilla.bench.hop").await?;
-    let mut bare = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let sent = Instant::now();
-        jetstream
-            .publish("flotilla.bench.hop", format!("{i}").into())
-            .await?
-            .await?;
-        hops.next().await.context("the hop")?;
-        bare.push(sent.elapsed());
-    }
-
     let sync = Latency::from_samples(beyond).context("samples")?;
-    let bare = Latency::from_samples(bare).context("samples")?;
+    // The same count of bare JetStream hops: publish, acknowledged, delivered to a subscriber.
+    let bare = flotilla_bench::bare_hop_latency(&client, "flotilla.bench.hop", samples)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?
+        .context("samples")?;
     println!(
         "flip to Synced+Healthy → env.ready, beyond the {STABLE:?} stable window ({samples} samples)"
     );

@@ -8,7 +8,7 @@
 //! its GitOps revision: a crash in between publishes the same event again (deduplicated), and two
 //! replicas publish one event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ pub struct Task {
     /// The last status of every env app Application seen, by (env, app).
     seen: HashMap<(String, String), AppStatus>,
     /// Revisions known to hold another: (later, earlier).
-    ancestry: HashMap<(String, String), bool>,
+    ancestry: HashSet<(String, String)>,
 }
 
 impl Task {
@@ -116,7 +116,7 @@ impl Task {
             history,
             waits: HashMap::new(),
             seen: HashMap::new(),
-            ancestry: HashMap::new(),
+            ancestry: HashSet::new(),
         }
     }
 
@@ -247,14 +247,14 @@ impl Task {
             return true;
         }
         let key = (revision.to_owned(), pushed.to_owned());
-        if let Some(known) = self.ancestry.get(&key) {
-            return *known;
+        if self.ancestry.contains(&key) {
+            return true;
         }
         match self.history.contains(revision, pushed).await {
             Ok(answer) => {
                 // Only a yes is final: a no can be a commit the mirror has not fetched yet.
                 if answer {
-                    self.ancestry.insert(key, answer);
+                    self.ancestry.insert(key);
                 }
                 answer
             }

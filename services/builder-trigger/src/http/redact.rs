@@ -2,8 +2,8 @@
 //! API token (in its userinfo or a query parameter), and log lines, `build.failed` reasons and
 //! `log_url`s are read by many more people than the token's owner.
 
-/// What a secret is replaced with.
-pub const REDACTED: &str = "***";
+use flotilla_env::redact;
+pub use flotilla_env::redact::REDACTED;
 
 /// Removes secrets from URLs and text: userinfo, query parameters named like a credential, and
 /// the known secret values (raw and percent-encoded) wherever they appear.
@@ -32,23 +32,7 @@ impl Redact {
     /// Also redacts the secrets `url` carries (its userinfo, the values of its credential-like
     /// query parameters), wherever they appear: a CI system may echo them in its answer.
     pub fn with_url(&self, url: &str) -> Redact {
-        let mut found = Vec::new();
-        if let Some((start, end)) = authority(url)
-            && let Some(at) = url[start..end].rfind('@')
-        {
-            let userinfo = &url[start..start + at];
-            found.extend(userinfo.split(':').map(str::to_owned));
-        }
-        if let Some((start, end)) = query(url) {
-            for pair in url[start..end].split('&') {
-                if let Some((name, value)) = pair.split_once('=')
-                    && sensitive(&decode(name))
-                {
-                    found.push(value.to_owned());
-                    found.push(decode(value));
-                }
-            }
-        }
+        let found = redact::secrets_in(url);
         let known = self.secrets.iter().map(String::as_str);
         Redact::new(known.chain(found.iter().map(String::as_str)))
     }
@@ -68,89 +52,8 @@ impl Redact {
     /// and without the known secrets. Works on any text: one that is not a URL loses only the
     /// known secrets.
     pub fn url(&self, url: &str) -> String {
-        self.text(&structural(url))
+        self.text(&redact::url(url))
     }
-}
-
-/// Where a URL's authority (after `://`, up to the path, query or fragment) is.
-fn authority(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://")? + 3;
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    Some((start, end))
-}
-
-/// Where a URL's query (after `?`, up to the fragment) is.
-fn query(url: &str) -> Option<(usize, usize)> {
-    let start = url.find('?')? + 1;
-    let end = url[start..].find('#').map_or(url.len(), |i| start + i);
-    Some((start, end))
-}
-
-/// The URL with its userinfo and credential-like query values replaced.
-fn structural(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some((start, end)) = authority(&out)
-        && let Some(at) = out[start..end].rfind('@')
-    {
-        out.replace_range(start..start + at, REDACTED);
-    }
-    let Some((query_start, query_end)) = query(&out) else {
-        return out;
-    };
-    let query: Vec<String> = out[query_start..query_end]
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if sensitive(&decode(name)) => format!("{name}={REDACTED}"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    out.replace_range(query_start..query_end, &query.join("&"));
-    out
-}
-
-/// Query parameter names that carry credentials: `token`, `access_token`, `api_key`,
-/// `X-Amz-Signature`, `sig` (Azure SAS), `password`, `client_secret`, ...
-fn sensitive(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name == "sig"
-        || [
-            "token",
-            "key",
-            "secret",
-            "password",
-            "passwd",
-            "signature",
-            "credential",
-            "auth",
-        ]
-        .iter()
-        .any(|word| name.contains(word))
-}
-
-/// Percent-decoding of a query name (`+` is a space), lossy: only to judge the name.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push((hi * 16 + lo) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use flotilla_bus::{Event, EventType, Outgoing};
 use flotilla_proto::v1::{Environment, TeardownRequest};
 use serde_json::Value;
 
-use super::{EnvManager, bad_event, manifest_error, refused};
+use super::{EnvManager, bad_event, manifest_error, refusal, refused};
 use crate::error::Error;
 use crate::gitops::{FileChange, Snapshot};
 use crate::manifest;
@@ -151,16 +151,12 @@ impl EnvManager {
         let path = self.config.env_manifest(env);
         let verb = if suspended { "suspend" } else { "resume" };
         let message = format!("env-manager: {verb} env {env} ({reason})");
-        let (event_type, event_id) = (event.event_type().to_owned(), event.id.clone());
+        let refuse = refusal(event);
         let (pushed, ()) = self
             .gitops
             .commit(message, move |tree: &Snapshot<'_>| {
                 let Some(current) = tree.read(&path)? else {
-                    return Err(Error::Refused {
-                        event_type: event_type.clone(),
-                        event_id: event_id.clone(),
-                        reason: format!("{path} is not in the GitOps repository"),
-                    });
+                    return Err(refuse(format!("{path} is not in the GitOps repository")));
                 };
                 let contents = manifest::set_suspended(&current, suspended)
                     .map_err(|source| manifest_error(&path, source))?;

@@ -4,7 +4,9 @@
 use flotilla_bus::{Event, EventType, Outgoing};
 use flotilla_proto::v1::{Release, TeardownRequest, TestResult};
 
-use super::{EnvManager, HISTORY_DEPTH, manifest_error, read_manifest, refused, report, trust};
+use super::{
+    EnvManager, HISTORY_DEPTH, manifest_error, read_manifest, refusal, refused, report, trust,
+};
 use crate::config::Promote;
 use crate::error::Error;
 use crate::github::{FileUpdate, GithubRepo, State};
@@ -189,14 +191,7 @@ impl EnvManager {
             result.change_id
         );
         let (target, name, env_id) = (version.clone(), app.clone(), result.env.clone());
-        let refuse = {
-            let (event_type, event_id) = (event.event_type().to_owned(), event.id.clone());
-            move |reason| Error::Refused {
-                event_type: event_type.clone(),
-                event_id: event_id.clone(),
-                reason,
-            }
-        };
+        let refuse = refusal(event);
         let (pushed, promotion) = self
             .gitops
             .commit(message, move |tree: &Snapshot<'_>| {
