@@ -114,7 +114,7 @@ async fn serve(
         _ => None,
     };
     let config = Config::from_args(&webhooks).map_err(|e| CliError::Usage(e.to_string()))?;
-    let refused = unconfigured_endpoints(&webhooks, &config);
+    let refused = unconfigured_endpoints(&config);
     let mut process = Process::new(bus.clone());
     process
         .grace(args.shutdown_grace)
@@ -217,16 +217,11 @@ fn generated_secret(
 /// rather than leaving people to find out from a 401.
 /// The endpoints that refuse every delivery for want of a secret. The generic endpoint is
 /// configured by `GENERIC_WEBHOOK_TOKEN` or by any scoped token of the config file.
-fn unconfigured_endpoints(webhooks: &source_listener::Args, config: &Config) -> Vec<&'static str> {
+fn unconfigured_endpoints(config: &Config) -> Vec<&'static str> {
+    // From the loaded config, so a secret given as a file (or generated) counts as set.
     [
-        (
-            "GITHUB_WEBHOOK_SECRET",
-            webhooks.github_webhook_secret.is_some(),
-        ),
-        (
-            "GITLAB_WEBHOOK_TOKEN",
-            webhooks.gitlab_webhook_token.is_some(),
-        ),
+        ("GITHUB_WEBHOOK_SECRET", !config.secrets.github.is_empty()),
+        ("GITLAB_WEBHOOK_TOKEN", !config.secrets.gitlab.is_empty()),
         ("GENERIC_WEBHOOK_TOKEN", !config.tokens.is_empty()),
     ]
     .into_iter()

@@ -136,6 +136,11 @@ async fn up_starts_nats_when_none_answers_sets_the_bus_up_follows_events_and_sto
         banner.contains(&format!("secret generated in {}", secret.display())),
         "{banner}"
     );
+    assert!(
+        banner.contains("refusing every delivery until set: GITLAB_WEBHOOK_TOKEN")
+            && !banner.contains("until set: GITHUB_WEBHOOK_SECRET"),
+        "a generated GitHub secret counts as set: {banner}"
+    );
     let send = banner
         .lines()
         .find_map(|l| l.strip_prefix("send      "))
