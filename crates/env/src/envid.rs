@@ -129,7 +129,7 @@ fn label(id: &str) -> String {
 }
 
 /// The first [`HASH_LEN`] hex digits of the SHA-256 of `text`.
-fn hash(text: &str) -> String {
+pub(crate) fn hash(text: &str) -> String {
     let mut digest = hex::encode(Sha256::digest(text.as_bytes()));
     digest.truncate(HASH_LEN);
     digest

@@ -50,6 +50,16 @@ pub enum Error {
     /// the operator meant to configure something, so running without it would hide the mistake.
     #[error("{variable} {}: the file holds no secret", path.display())]
     SecretEmpty { variable: String, path: PathBuf },
+    /// The hooks file (`FLOTILLA_HOOKS`) could not be read.
+    #[error("FLOTILLA_HOOKS {}: {source}", path.display())]
+    HooksUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The hooks file is not valid: the reason names the hook and the field.
+    #[error("FLOTILLA_HOOKS {}: {reason}", path.display())]
+    HooksInvalid { path: PathBuf, reason: String },
 }
 
 impl Error {
@@ -59,9 +69,11 @@ impl Error {
         match self {
             Error::Read { .. } | Error::Write { .. } | Error::Contended { .. } => true,
             Error::List { .. } => true,
-            Error::Encode { .. } | Error::SecretUnreadable { .. } | Error::SecretEmpty { .. } => {
-                false
-            }
+            Error::Encode { .. }
+            | Error::SecretUnreadable { .. }
+            | Error::SecretEmpty { .. }
+            | Error::HooksUnreadable { .. }
+            | Error::HooksInvalid { .. } => false,
         }
     }
 
@@ -75,6 +87,8 @@ impl Error {
             Error::List { .. } => "registry_list",
             Error::SecretUnreadable { .. } => "secret_unreadable",
             Error::SecretEmpty { .. } => "secret_empty",
+            Error::HooksUnreadable { .. } => "hooks_unreadable",
+            Error::HooksInvalid { .. } => "hooks_invalid",
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, NatsError};
+use crate::hooks::HookState;
 use crate::state::State;
 
 /// Compare-and-set attempts before giving up (the event is then retried later).
@@ -52,6 +53,9 @@ pub struct EnvRecord {
     /// before that time does not bring it back.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub deleted_at: String,
+    /// Environment hooks of its changes and their runs (`crate::hooks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookState>,
     /// Fields other workers added: kept as they are.
     #[serde(flatten)]
     pub other: Map<String, Value>,

@@ -64,6 +64,7 @@ macro_rules! catalog {
 const BUILD: &[&str] = &["change_id", "app", "version"];
 const ENV: &[&str] = &["env"];
 const TESTS: &[&str] = &["env", "change_id"];
+const HOOK: &[&str] = &["env", "change_id", "hook", "phase"];
 const CANARY: &[&str] = &["release"];
 
 catalog! {
@@ -90,6 +91,10 @@ catalog! {
         &["env", "reason"], "env";
     EnvSuspended = "env.suspended", "flotilla.v1.Environment", ENV, "env";
     EnvResumed = "env.resumed", "flotilla.v1.Environment", ENV, "env";
+    /// An environment hook's run began (builder-trigger).
+    EnvHookStarted = "env.hook.started", "flotilla.v1.HookRun", HOOK, "env";
+    EnvHookSucceeded = "env.hook.succeeded", "flotilla.v1.HookRun", HOOK, "env";
+    EnvHookFailed = "env.hook.failed", "flotilla.v1.HookRun", HOOK, "env";
     TestsPassed = "tests.passed", "flotilla.v1.TestResult", TESTS, "env";
     TestsFailed = "tests.failed", "flotilla.v1.TestResult", TESTS, "env";
     ReleaseRequested = "release.requested", "flotilla.v1.Release",

@@ -28,6 +28,7 @@ pub mod env {
     pub const JOB_TTL: &str = "FLOTILLA_JOB_TTL";
     pub const COMMAND_ENV: &str = "FLOTILLA_COMMAND_ENV";
     pub const BUILD_FORKS: &str = "FLOTILLA_BUILD_FORKS";
+    pub const HOOKS_STATE_DIR: &str = "FLOTILLA_HOOKS_STATE_DIR";
 }
 
 /// Where builds and test runs happen.
@@ -139,6 +140,11 @@ pub struct Args {
     /// it finished (ttlSecondsAfterFinished).
     #[arg(long, env = env::JOB_TTL, default_value = "1h", value_parser = humantime::parse_duration)]
     pub job_ttl: Duration,
+    /// Command backend: environment hooks keep their state (a Terraform state, say) in
+    /// <dir>/<env> (FLOTILLA_HOOK_STATE_DIR), kept across the env's changes and removed once
+    /// every deprovision succeeded [default: flotilla-hook-state in the temporary directory].
+    #[arg(long, env = env::HOOKS_STATE_DIR, value_name = "DIR")]
+    pub hooks_state_dir: Option<PathBuf>,
 }
 
 /// The trimmed value, `None` when unset or blank.

@@ -9,6 +9,10 @@
 //!
 //! A command that exits non-zero, is killed, times out or cannot be started is an outcome
 //! ([`Finished`]), never an error: the caller reports it as a failed build or test run.
+//!
+//! Environment hooks run differently ([`detached`]): a hook is never killed with its worker
+//! (interrupting a Terraform apply leaves it locked), so it writes to its log file rather than
+//! a pipe and leaves its exit status in a file for whichever worker follows it.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -387,6 +391,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 mod backend;
+pub mod detached;
 
 pub use backend::{Backend, Settings};
 

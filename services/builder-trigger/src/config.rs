@@ -3,12 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use flotilla_env::hooks::{Action, Hook, Hooks, Phase, Request};
 
 // The flags live in a leaf module the backends read without importing this one.
 use crate::args::nonblank;
 pub use crate::args::{Args, Backend, JobCleanup, env};
 use crate::error::Error;
+use crate::http::template::Template;
+use crate::run::Exec;
 use crate::{command, http, job};
 
 /// Which source events become builds.
@@ -41,6 +46,31 @@ pub struct Config {
     pub build_timeout: Duration,
     pub test_timeout: Duration,
     pub backend: BackendConfig,
+    pub hooks: HookSettings,
+}
+
+/// Environment hooks: what each step runs on the chosen backend, checked at start-up, and
+/// where their state lives.
+#[derive(Debug, Clone)]
+pub struct HookSettings {
+    pub hooks: Arc<Hooks>,
+    /// What each hook's step runs, by hook and phase.
+    pub exec: BTreeMap<(String, Phase), Exec>,
+    /// Command backend: `<dir>/<env>` is a hook's `FLOTILLA_HOOK_STATE_DIR`.
+    pub state_dir: PathBuf,
+    /// How often a run waiting on another run of its env looks again.
+    pub poll: Duration,
+}
+
+impl Default for HookSettings {
+    fn default() -> HookSettings {
+        HookSettings {
+            hooks: Arc::new(Hooks::default()),
+            exec: BTreeMap::new(),
+            state_dir: std::env::temp_dir().join("flotilla-hook-state"),
+            poll: Duration::from_millis(500),
+        }
+    }
 }
 
 impl Config {
@@ -60,6 +90,76 @@ impl Config {
             build_timeout: Duration::from_secs(30 * 60),
             test_timeout: Duration::from_secs(30 * 60),
             backend,
+            hooks: HookSettings::default(),
+        }
+    }
+
+    /// These settings with environment hooks: each step must have what the backend runs
+    /// (`command` for command, `request` for http, `image` or `command` for job), or start-up
+    /// fails naming the file, the hook and the field.
+    pub fn with_hooks(mut self, hooks: Hooks) -> Result<Config, Error> {
+        let mut exec = BTreeMap::new();
+        for hook in hooks.all() {
+            for phase in [Phase::Provision, Phase::Deprovision] {
+                let Some(action) = hook.action(phase) else {
+                    continue;
+                };
+                let step = self
+                    .step(action)
+                    .map_err(|e| hooks_error(&hooks, hook, phase, &e))?;
+                exec.insert((hook.name.clone(), phase), step);
+            }
+        }
+        self.hooks.hooks = Arc::new(hooks);
+        self.hooks.exec = exec;
+        Ok(self)
+    }
+
+    /// What `action` runs on this backend; why it cannot run there.
+    fn step(&self, action: &Action) -> Result<Exec, String> {
+        match &self.backend {
+            BackendConfig::Command(_) => match &action.command {
+                Some(command) => Ok(Exec {
+                    command: Some(command.clone()),
+                    ..Exec::default()
+                }),
+                None => Err("`command` is required by the command backend".into()),
+            },
+            BackendConfig::Http(settings) => {
+                let template = match &action.request {
+                    Some(Request::Inline(value)) => {
+                        Template::from_value(value).map_err(|e| format!("request: {e}"))?
+                    }
+                    Some(Request::File(path)) => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|e| format!("request: cannot read {}: {e}", path.display()))?;
+                        Template::parse(&text)
+                            .map_err(|e| format!("request {}: {e}", path.display()))?
+                    }
+                    None => return Err("`request` is required by the http backend".into()),
+                };
+                if template.result == http::ResultMode::Callback && settings.callback_url.is_none()
+                {
+                    return Err(format!(
+                        "request: a callback request needs {} (this worker's URL as the CI system reaches it)",
+                        env::CALLBACK_URL
+                    ));
+                }
+                Ok(Exec {
+                    request: Some(template),
+                    ..Exec::default()
+                })
+            }
+            BackendConfig::Job(_) => {
+                if action.command.is_none() && action.image.is_none() {
+                    return Err("`image` or `command` is required by the job backend".into());
+                }
+                Ok(Exec {
+                    command: action.command.clone(),
+                    image: action.image.clone(),
+                    ..Exec::default()
+                })
+            }
         }
     }
 
@@ -88,6 +188,7 @@ impl Config {
                 log_dir: args.log_dir.clone(),
                 pass_env: command::parse_env_list(&args.command_env)
                     .map_err(|e| Error::Config(format!("{}: {e}", env::COMMAND_ENV)))?,
+                hook_dir: None,
             }),
             Backend::Http => BackendConfig::Http(http::Settings::from_args(args)?),
             Backend::Job => BackendConfig::Job(job::Settings {
@@ -117,6 +218,13 @@ impl Config {
             build_timeout: args.build_timeout,
             test_timeout: args.test_timeout,
             backend,
+            hooks: HookSettings {
+                state_dir: args
+                    .hooks_state_dir
+                    .clone()
+                    .unwrap_or_else(|| HookSettings::default().state_dir),
+                ..HookSettings::default()
+            },
         })
     }
 
@@ -127,6 +235,19 @@ impl Config {
             _ => None,
         }
     }
+}
+
+/// `FLOTILLA_HOOKS <file>: hook `<name>`: <phase>: <why>`, as the hooks file's own errors read.
+fn hooks_error(hooks: &Hooks, hook: &Hook, phase: Phase, why: &str) -> Error {
+    let file = hooks
+        .file()
+        .map(|f| f.display().to_string())
+        .unwrap_or_else(|| "(hooks)".into());
+    Error::Config(format!(
+        "{} {file}: hook `{}`: {phase}: {why}",
+        flotilla_env::hooks::config::HOOKS_VAR,
+        hook.name
+    ))
 }
 
 /// Which app a repository builds. Repos are matched case-insensitively, as forges name them.

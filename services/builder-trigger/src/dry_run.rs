@@ -56,6 +56,7 @@ mod tests {
             env: None,
             vars: vec![("FLOTILLA_APP", "ping".into())],
             timeout: Duration::from_secs(5),
+            exec: None,
         };
 
         let outcome = runner.run(&run, &Default::default()).await;

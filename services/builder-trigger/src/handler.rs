@@ -1,5 +1,5 @@
 //! The handler: source events in, builds and their outcome out; ready environments in, test
-//! results out.
+//! results out; requested and deleted environments in, their hooks run ([`crate::hook`]).
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::backend::{Cancel, Kind, Run, Runner};
 use crate::config::Config;
 use crate::decide::{self, Change, Decision, Invalid};
 use crate::error::Error;
+use crate::hook::Hooks;
 use crate::input::Input;
 use crate::supersede::{self, Supersede};
 
@@ -79,6 +80,14 @@ impl BuilderTrigger {
             Input::Push(push) => decide::push(&push, time, rules),
             Input::PullRequest(pr) => decide::pull_request(&pr, time, rules),
             Input::EnvReady(env) => return self.test(env, event, ctx).await,
+            Input::EnvRequested(env) => {
+                self.hooks(event, ctx).provision(&env).await?;
+                return Ok(Vec::new());
+            }
+            Input::EnvDeleted(env) => {
+                self.hooks(event, ctx).deprovision(&env).await?;
+                return Ok(Vec::new());
+            }
         };
         match decision.map_err(|e| bad_event(event, e))? {
             Decision::Build(change) => self.build(change, event, ctx).await,
@@ -86,6 +95,19 @@ impl BuilderTrigger {
                 tracing::info!(reason = %why, "nothing to build");
                 Ok(Vec::new())
             }
+        }
+    }
+
+    /// The environment hooks, run for `cause`; their events are published as runs start and
+    /// end.
+    fn hooks<'a>(&'a self, cause: &'a Event, ctx: &'a Ctx) -> Hooks<'a> {
+        Hooks {
+            settings: &self.config.hooks,
+            runner: &self.runner,
+            registry: &self.registry,
+            publisher: &ctx.publisher,
+            cause,
+            dry_run: ctx.is_dry_run(),
         }
     }
 
@@ -336,6 +358,7 @@ fn build_run(change: &Change, images: &[Image], timeout: Duration) -> Run {
             ("FLOTILLA_PIPELINE_IMAGE", image(1)),
         ],
         timeout,
+        exec: None,
     }
 }
 
@@ -358,6 +381,7 @@ fn test_run(env: &Environment, app: &str, version: &str, pipeline: &str, timeout
             ("FLOTILLA_PIPELINE_IMAGE", pipeline.to_owned()),
         ],
         timeout,
+        exec: None,
     }
 }
 

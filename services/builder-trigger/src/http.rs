@@ -25,7 +25,7 @@
 mod callback;
 mod poll;
 mod redact;
-mod template;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,25 +157,33 @@ impl Backend {
     /// The request that would start `run` (`METHOD url`), `None` for tests when none is
     /// configured; the reason when the template cannot be filled in.
     pub fn request_line(&self, run: &Run) -> Option<String> {
-        let template = match run.kind {
-            Kind::Build => &self.settings.build,
-            Kind::Test => self.settings.test.as_ref()?,
-        };
-        Some(match template.render(&template::values(run)) {
-            Ok(request) => format!("{} {}", request.method, self.redact([]).url(&request.url)),
-            Err(e) => format!("(cannot make the start request: {e})"),
-        })
+        let template = self.template(run)?;
+        Some(
+            match template.render(&template::values(&run.vars, &run.id)) {
+                Ok(request) => format!("{} {}", request.method, self.redact([]).url(&request.url)),
+                Err(e) => format!("(cannot make the start request: {e})"),
+            },
+        )
+    }
+
+    /// The request template of `run`: the build's or the test's, or the hook's own; `None`
+    /// for tests when none is configured (they pass) and for a hook without a request.
+    fn template<'a>(&'a self, run: &'a Run) -> Option<&'a Template> {
+        match run.kind {
+            Kind::Build => Some(&self.settings.build),
+            Kind::Test => self.settings.test.as_ref(),
+            Kind::Hook => run.exec.as_ref().and_then(|e| e.request.as_ref()),
+        }
     }
 
     pub async fn run(&self, run: &Run, cancel: &Cancel) -> Outcome {
-        let template = match run.kind {
-            Kind::Build => &self.settings.build,
-            Kind::Test => match &self.settings.test {
-                Some(template) => template,
-                None => return Outcome::new(Status::Succeeded),
-            },
+        let Some(template) = self.template(run) else {
+            return match run.kind {
+                Kind::Hook => Outcome::failed("the hook has no request for the http backend"),
+                _ => Outcome::new(Status::Succeeded),
+            };
         };
-        let mut values = template::values(run);
+        let mut values = template::values(&run.vars, &run.id);
         if let Some(token) = &self.settings.token {
             values.insert("token".into(), token.clone());
         }

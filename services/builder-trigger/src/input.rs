@@ -15,6 +15,10 @@ pub enum Input {
     PullRequest(PullRequest),
     /// A ready environment gets its change's tests.
     EnvReady(Environment),
+    /// A requested environment gets its change's provision hooks.
+    EnvRequested(Environment),
+    /// A torn-down environment gets the deprovision of its hooks.
+    EnvDeleted(Environment),
 }
 
 impl Input {
@@ -24,6 +28,8 @@ impl Input {
             Some(EventType::SourcePush) => Input::Push(event.decode()?),
             Some(EventType::SourcePullRequest) => Input::PullRequest(event.decode()?),
             Some(EventType::EnvReady) => Input::EnvReady(event.decode()?),
+            Some(EventType::EnvRequested) => Input::EnvRequested(event.decode()?),
+            Some(EventType::EnvDeleted) => Input::EnvDeleted(event.decode()?),
             _ => return Ok(None),
         };
         Ok(Some(input))

@@ -3,7 +3,8 @@
 //!
 //! A build runs `FLOTILLA_BUILD_COMMAND` with `sh -c` in `FLOTILLA_JOB_BUILD_IMAGE` (or that
 //! image's entrypoint when no command is set); a test run runs the change's pipeline image
-//! (`FLOTILLA_PIPELINE_IMAGE`), with `FLOTILLA_TEST_COMMAND` when set. Both get the run's
+//! (`FLOTILLA_PIPELINE_IMAGE`), with `FLOTILLA_TEST_COMMAND` when set; a hook run runs its own
+//! `image` (default: the build image) with its own `command`. Both get the run's
 //! `FLOTILLA_*` variables. The Job is named after the run, so a redelivered event finds the
 //! Job its first delivery created and waits for it instead of building twice. It never
 //! retries (`backoffLimit: 0`) and is bounded by `activeDeadlineSeconds` as well as by the
@@ -220,6 +221,16 @@ impl Backend {
         (crate::run::last_lines(&text), kept)
     }
 
+    /// Whether the Job `name` exists: a hook run an earlier worker started is waited on when
+    /// its Job is still there, and run again when it is gone without a recorded result.
+    pub async fn exists(&self, name: &str) -> Result<bool, String> {
+        self.jobs
+            .get_opt(name)
+            .await
+            .map(|job| job.is_some())
+            .map_err(|e| format!("read Job {}/{name}: {e}", self.namespace))
+    }
+
     async fn delete(&self, name: &str) {
         match self.jobs.delete(name, &DeleteParams::background()).await {
             Ok(_) => tracing::debug!(job = %name, "Job deleted"),
@@ -239,6 +250,15 @@ impl Backend {
                 run.var("FLOTILLA_PIPELINE_IMAGE").to_owned(),
                 self.settings.test_command.clone(),
             ),
+            // A hook's own image (its CLI tools), else the build image; its own command.
+            Kind::Hook => {
+                let exec = run.exec.clone().unwrap_or_default();
+                (
+                    exec.image
+                        .unwrap_or_else(|| self.settings.build_image.clone()),
+                    exec.command,
+                )
+            }
         };
         let labels = BTreeMap::from([
             (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),

@@ -5,6 +5,8 @@
 //! | `source.push.<repo>` to the default branch (or a branch in `FLOTILLA_BUILD_BRANCHES`) | `build.started`, then `build.succeeded` or `build.failed` (key: change id) |
 //! | `source.pull_request.<repo>`: `opened`, `synchronize`, `reopened`; `labeled` with `FLOTILLA_PR_LABEL` | the same, with `pr` set |
 //! | `env.ready.<env>` of a change | `tests.passed` or `tests.failed` (key: env) |
+//! | `env.requested.<env>` whose record names provision hooks | `env.hook.started`, then `env.hook.succeeded` or `env.hook.failed`, per hook (key: env) |
+//! | `env.deleted.<env>` whose record has hooks that created something | the same, for their deprovision |
 //!
 //! The version of a build is `v<UTC yyyyMMddHHmmss>-<sha7>` from the source's own time (the
 //! pushed commit's timestamp, a pull request's `updated_at`; the event's `ce-time` only when it
@@ -15,7 +17,8 @@
 //! out); [`backend`] is what every backend is given and reports; [`command`] (a shell command
 //! here), [`http`] (a CI system's API and its callback or status URL) and [`job`] (a
 //! Kubernetes Job) run builds and tests; [`supersede`] lets a newer push to a pull request
-//! cancel its running build; [`handler`] ties them to the bus. [`BuilderTrigger::recording`]
+//! cancel its running build; [`hook`] runs environment hooks (`FLOTILLA_HOOKS`) through the
+//! same backends; [`handler`] ties them to the bus. [`BuilderTrigger::recording`]
 //! builds the handler for a dry run: runs recorded and reported successful, nothing started.
 
 pub mod args;
@@ -26,6 +29,7 @@ pub mod decide;
 mod dry_run;
 pub mod error;
 pub mod handler;
+pub mod hook;
 pub mod http;
 pub mod input;
 pub mod job;
@@ -33,7 +37,7 @@ mod run;
 pub mod supersede;
 
 pub use backend::Runner;
-pub use config::{Args, BackendConfig, Config};
+pub use config::{Args, BackendConfig, Config, HookSettings};
 pub use error::Error;
 pub use handler::BuilderTrigger;
 

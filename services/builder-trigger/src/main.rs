@@ -21,6 +21,8 @@ struct Cli {
     builds: Args,
     #[command(flatten)]
     preview: flotilla_env::PreviewArgs,
+    #[command(flatten)]
+    hooks: flotilla_env::HooksArgs,
     #[command(flatten, next_help_heading = "Worker")]
     worker: WorkerArgs,
     #[command(flatten, next_help_heading = "Process")]
@@ -37,6 +39,13 @@ async fn main() -> ExitCode {
         Ok(config) => config.with_preview(&cli.preview),
         Err(e) => return service::usage(&e),
     };
+    let config = match cli.hooks.load() {
+        Ok(hooks) => match config.with_hooks(hooks) {
+            Ok(config) => config,
+            Err(e) => return service::usage(&e),
+        },
+        Err(e) => return service::usage(&e),
+    };
     let (runner, routes) = match builder_trigger::runner(&config).await {
         Ok(connected) => connected,
         Err(e) => return service::usage(&e),
@@ -45,6 +54,7 @@ async fn main() -> ExitCode {
         backend = runner.name(),
         tests = runner.runs_tests(),
         build_timeout = %humantime::format_duration(config.build_timeout),
+        hooks = config.hooks.hooks.len(),
         "builder-trigger configured"
     );
     service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {

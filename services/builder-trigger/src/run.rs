@@ -8,6 +8,8 @@ use std::time::Duration;
 use flotilla_proto::v1::Image;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::template::Template;
+
 /// Lines of a run's output quoted in its event.
 pub const EXCERPT_LINES: usize = 20;
 /// Most output quoted in a failure reason.
@@ -18,6 +20,9 @@ const EXCERPT_BYTES: usize = 4096;
 pub enum Kind {
     Build,
     Test,
+    /// An environment hook's provision or deprovision: what it runs comes with the run
+    /// ([`Run::exec`]), not from the backend's build or test settings.
+    Hook,
 }
 
 impl Kind {
@@ -25,8 +30,20 @@ impl Kind {
         match self {
             Kind::Build => "build",
             Kind::Test => "test",
+            Kind::Hook => "hook",
         }
     }
+}
+
+/// What a run executes when it brings its own (a hook's step), for whichever backend runs it.
+#[derive(Debug, Clone, Default)]
+pub struct Exec {
+    /// `sh -c` (command backend; in the Job's image for the job backend).
+    pub command: Option<String>,
+    /// The CI request (http backend).
+    pub request: Option<Template>,
+    /// The Job's image (job backend).
+    pub image: Option<String>,
 }
 
 /// One build or test run of a change.
@@ -41,6 +58,9 @@ pub struct Run {
     /// The change as `FLOTILLA_*` variables, as the command backend exports them.
     pub vars: Vec<(&'static str, String)>,
     pub timeout: Duration,
+    /// What to execute, for runs that bring their own (hooks); `None`: the backend's build or
+    /// test settings.
+    pub exec: Option<Exec>,
 }
 
 impl Run {
@@ -128,6 +148,21 @@ impl Outcome {
         }
         reason
     }
+}
+
+/// How a hook run recorded as running by an earlier worker stands, as its backend sees it.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// It ended: its outcome.
+    Ended(Outcome),
+    /// It still runs (the process, when the backend knows it): waited on, not run again.
+    Running(Option<u32>),
+    /// It died without a result (why): run again as the next attempt.
+    Dead(String),
+    /// This worker cannot see it (another host's process): waited on until its deadline.
+    Elsewhere(String),
+    /// The backend could not be asked (why): retried later.
+    Unknown(String),
 }
 
 /// Cancels a run with a reason; cheap to clone.

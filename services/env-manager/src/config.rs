@@ -37,6 +37,9 @@ pub struct Config {
     pub analysis: AnalysisMap,
     /// The GitHub API, when a token is configured: commit statuses, pull-request promotions.
     pub github: Option<Github>,
+    /// Environment hooks (`FLOTILLA_HOOKS`): the ones that apply to an env are recorded
+    /// `pending` for its change when it is requested.
+    pub hooks: std::sync::Arc<flotilla_env::Hooks>,
 }
 
 /// How a tested staging change reaches production.
@@ -69,7 +72,14 @@ impl Config {
             promote: Promote::Commit,
             analysis: AnalysisMap::default(),
             github: None,
+            hooks: Default::default(),
         }
+    }
+
+    /// Records the hooks of `hooks` that apply to each requested env.
+    pub fn with_hooks(mut self, hooks: flotilla_env::Hooks) -> Config {
+        self.hooks = std::sync::Arc::new(hooks);
+        self
     }
 
     /// Tears a preview down when the label that gave it is removed, when one is set.

@@ -141,17 +141,29 @@ impl EnvManager {
             owner: String::new(),
             reason: String::new(),
             deleted_at: String::new(),
+            hooks: Vec::new(),
             other: Default::default(),
+        };
+        let applicable = self
+            .config
+            .hooks
+            .applicable(&record.kind, record.apps.iter().map(|a| a.name.as_str()));
+        let change_id = record.change_id.clone();
+        // The hooks are recorded with the request, so sync-watcher knows what the env waits on
+        // the moment it is requested, and builder-trigger runs what the record names.
+        let with_hooks = |earlier: &[flotilla_env::HookState], record: &EnvRecord| EnvRecord {
+            hooks: flotilla_env::hooks::requested(earlier, &applicable, &change_id),
+            ..record.clone()
         };
         self.registry
             .update(&env, |current| match current {
                 // Already recorded at this revision: sync-watcher may have moved it on since.
                 Some(c) if c.change_id == record.change_id && c.revision == record.revision => None,
                 Some(c) => Some(EnvRecord {
-                    other: c.other,
-                    ..record.clone()
+                    other: c.other.clone(),
+                    ..with_hooks(&c.hooks, &record)
                 }),
-                None => Some(record.clone()),
+                None => Some(with_hooks(&[], &record)),
             })
             .await?;
 

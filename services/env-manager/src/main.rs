@@ -22,6 +22,8 @@ struct Cli {
     envs: Args,
     #[command(flatten)]
     preview: flotilla_env::PreviewArgs,
+    #[command(flatten)]
+    hooks: flotilla_env::HooksArgs,
     #[command(flatten, next_help_heading = "Worker")]
     worker: WorkerArgs,
     #[command(flatten, next_help_heading = "Process")]
@@ -36,6 +38,10 @@ async fn main() -> ExitCode {
     };
     let config = match Config::from_args(&cli.envs) {
         Ok(config) => config.with_preview(&cli.preview),
+        Err(e) => return service::usage(&e),
+    };
+    let config = match cli.hooks.load() {
+        Ok(hooks) => config.with_hooks(hooks),
         Err(e) => return service::usage(&e),
     };
     service::run(WORKER, &cli.service, WORKER_HTTP_ADDR, async |process| {
@@ -58,6 +64,7 @@ async fn main() -> ExitCode {
             group_max = config.gitops.group_max,
             promote = ?config.promote,
             github = config.github.is_some(),
+            hooks = config.hooks.len(),
             "env-manager configured"
         );
         let handler = EnvManager::new(config, gitops, Registry::new(envs));

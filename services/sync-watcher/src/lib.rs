@@ -2,7 +2,8 @@
 //!
 //! | consumes | emits |
 //! |---|---|
-//! | `env.requested.<env>` (its registry record still `requested`, at that change) | `env.ready.<env>` when every app of the env is ready; `env.failed.<env>` on the first failure or at `FLOTILLA_READY_TIMEOUT` |
+//! | `env.requested.<env>` (its registry record still `requested`, at that change) | `env.ready.<env>` when every app of the env is ready and every provision hook of its change succeeded; `env.failed.<env>` on the first failure (an app's or a hook's) or at `FLOTILLA_READY_TIMEOUT` |
+//! | `env.hook.succeeded.<env>`, `env.hook.failed.<env>` of a provision | (the wait hears the record's hook states at once) |
 //!
 //! An app is ready when a PostSync hook reported it succeeded (`POST /report/{env}/{app}`), or
 //! when its Argo CD Application (label `flotilla.dev/env`) was Synced and Healthy, with no sync

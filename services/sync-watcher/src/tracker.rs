@@ -1,5 +1,6 @@
 //! The tracker: one background task that holds every env's [`Wait`], feeds it what the
-//! Application watch and the PostSync reports say, and publishes the verdict.
+//! Application watch and the PostSync reports say, and how the env's provision hooks stand (from
+//! its record), and publishes the verdict.
 //!
 //! The registry is the state that lasts: a wait is made for every env the registry says is
 //! `requested` (on start, and by a sweep every few seconds, so a restarted or second replica
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppStatus;
 use crate::history::History;
-use crate::wait::{At, Verdict, Wait};
+use crate::wait::{At, HookWait, Verdict, Wait};
 
 /// The key of the reports in an env's registry record.
 pub const REPORTS: &str = "reports";
@@ -51,6 +52,8 @@ pub enum Input {
     App(AppStatus),
     /// An app's Application was deleted.
     AppGone { env: String, app: String },
+    /// A provision hook of the env ended (its record, read after the event said so).
+    Hooks { env: String, record: EnvRecord },
     /// A PostSync hook reported on an app (already stored in the record).
     Report {
         env: String,
@@ -150,6 +153,14 @@ impl Task {
     async fn apply(&mut self, input: Input) {
         match input {
             Input::Requested { env, record } => self.begin(env, record, Instant::now()).await,
+            Input::Hooks { env, record } => {
+                if let Some(waiting) = self.waits.get_mut(&env)
+                    && waiting.wait.change_id == record.change_id
+                    && waiting.wait.revision == record.revision
+                {
+                    waiting.wait.hooks(hook_waits(&record, Instant::now()));
+                }
+            }
             Input::App(status) => {
                 let key = (status.env.clone(), status.app.clone());
                 self.seen.insert(key, status.clone());
@@ -183,10 +194,11 @@ impl Task {
         if record.state != State::Requested || record.revision.is_empty() {
             return;
         }
-        if let Some(current) = self.waits.get(&env)
+        if let Some(current) = self.waits.get_mut(&env)
             && current.wait.change_id == record.change_id
             && current.wait.revision == record.revision
         {
+            current.wait.hooks(hook_waits(&record, now));
             return;
         }
         let started = started_at(&record, now);
@@ -201,6 +213,7 @@ impl Task {
         for (app, succeeded, message) in reports(&record) {
             wait.report(&app, succeeded, &message);
         }
+        wait.hooks(hook_waits(&record, now));
         if let Some(older) = self.waits.get(&env) {
             tracing::info!(env = %env, older = %older.wait.change_id, newer = %record.change_id, "a newer change supersedes the wait");
         }
@@ -280,11 +293,12 @@ impl Task {
                 w.wait.change_id == record.change_id && w.wait.revision == record.revision
             });
             if known {
-                // Reports another replica took.
+                // Reports another replica took, and how the hooks stand.
                 if let Some(waiting) = self.waits.get_mut(&env) {
                     for (app, succeeded, message) in reports(&record) {
                         waiting.wait.report(&app, succeeded, &message);
                     }
+                    waiting.wait.hooks(hook_waits(&record, now));
                 }
             } else {
                 self.begin(env, record, now).await;
@@ -433,6 +447,32 @@ fn started_at(record: &EnvRecord, now: Instant) -> Instant {
     match Duration::try_from(ago) {
         Ok(ago) => now.checked_sub(ago).unwrap_or(now),
         Err(_) => now,
+    }
+}
+
+/// The provision hooks of `record`'s change as the wait takes them, their deadlines on the
+/// clock of `now`.
+pub fn hook_waits(record: &EnvRecord, now: Instant) -> Vec<HookWait> {
+    flotilla_env::hooks::of_change(&record.hooks, &record.change_id)
+        .map(|hook| HookWait {
+            name: hook.name.clone(),
+            state: hook.provision.state,
+            deadline: instant_of(&hook.provision.deadline, now),
+            reason: hook.provision.reason.clone(),
+        })
+        .collect()
+}
+
+/// An RFC 3339 time as an instant on the clock where `now` is the present.
+fn instant_of(at: &str, now: Instant) -> Option<Instant> {
+    let at = OffsetDateTime::parse(at, &Rfc3339).ok()?;
+    let ahead = at - OffsetDateTime::now_utc();
+    match Duration::try_from(ahead) {
+        Ok(ahead) => Some(now + ahead),
+        Err(_) => Duration::try_from(-ahead)
+            .ok()
+            .and_then(|ago| now.checked_sub(ago))
+            .or(Some(now)),
     }
 }
 

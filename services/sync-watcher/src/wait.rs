@@ -1,13 +1,30 @@
 //! One env's wait for readiness, as a pure state machine: what Argo CD and the PostSync reports
-//! said of each app, in, the verdict and when to look again, out. Time is passed in, so every
-//! rule (the stable window, the timeout, a stale Healthy) is tested without sleeping.
+//! said of each app, and how the env's provision hooks stand, in; the verdict and when to look
+//! again, out. Time is passed in, so every rule (the stable window, the timeout, a stale
+//! Healthy, a hook still running at the timeout) is tested without sleeping.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use flotilla_env::hooks::RunStatus;
 use tokio::time::Instant;
 
 use crate::app::AppStatus;
+
+/// How long past its own deadline a running provision hook still holds the env: its worker
+/// kills it at the deadline and records the end a moment later.
+pub const HOOK_GRACE: Duration = Duration::from_secs(30);
+
+/// A provision hook of the env's change, as the registry record says it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookWait {
+    pub name: String,
+    pub state: RunStatus,
+    /// A running hook's deadline.
+    pub deadline: Option<Instant>,
+    /// Why it failed, with its last lines of output.
+    pub reason: String,
+}
 
 /// What the env of a change is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +37,8 @@ pub struct Wait {
     pub started: Instant,
     pub deadline: Instant,
     apps: BTreeMap<String, AppWait>,
+    /// The change's provision hooks: the env is ready only once every one succeeded.
+    hooks: Vec<HookWait>,
 }
 
 /// Where one app of the env stands.
@@ -77,7 +96,13 @@ impl Wait {
                 .into_iter()
                 .map(|app| (app, AppWait::default()))
                 .collect(),
+            hooks: Vec::new(),
         }
+    }
+
+    /// How the change's provision hooks stand now (from the env's record).
+    pub fn hooks(&mut self, hooks: Vec<HookWait>) {
+        self.hooks = hooks;
     }
 
     /// The apps the env waits for.
@@ -135,19 +160,33 @@ impl Wait {
         }
     }
 
-    /// The verdict at `now`: failed at the first failure or at the deadline, ready when every
-    /// app was reported, or seen ready for the whole `stable` window.
+    /// The verdict at `now`: failed at the first failure (an app's, or a provision hook's) or
+    /// at the deadline, ready when every app was reported, or seen ready for the whole `stable`
+    /// window, and every provision hook succeeded. A hook still running at the deadline holds
+    /// the env until its own deadline (and [`HOOK_GRACE`]).
     pub fn verdict(&self, now: Instant, stable: Duration) -> Verdict {
         if let Some(reason) = self.apps.values().find_map(|a| a.failed.clone()) {
             return Verdict::Failed { reason };
         }
+        if let Some(hook) = self.hooks.iter().find(|h| h.state == RunStatus::Failed) {
+            return Verdict::Failed {
+                reason: format!("provision hook `{}` failed: {}", hook.name, hook.reason),
+            };
+        }
         let settled = |app: &AppWait| {
             app.reported || app.ready_since.is_some_and(|since| now >= since + stable)
         };
-        if self.apps.values().all(settled) {
+        let provisioned = self
+            .hooks
+            .iter()
+            .all(|h| matches!(h.state, RunStatus::Succeeded | RunStatus::Skipped));
+        if self.apps.values().all(settled) && provisioned {
             return Verdict::Ready;
         }
         if now >= self.deadline {
+            if let Some(verdict) = self.hooks_at_deadline(now) {
+                return verdict;
+            }
             let pending = self
                 .apps
                 .iter()
@@ -176,6 +215,40 @@ impl Wait {
             .filter_map(|app| app.ready_since.map(|since| since + stable))
             .fold(self.deadline, Instant::min);
         Verdict::Waiting { next }
+    }
+}
+
+impl Wait {
+    /// At the deadline: waiting while a hook still runs within its own deadline; failed when a
+    /// hook never started or overran; `None` when the hooks are not what holds the env.
+    fn hooks_at_deadline(&self, now: Instant) -> Option<Verdict> {
+        let running = || self.hooks.iter().filter(|h| h.state == RunStatus::Running);
+        if let Some(until) = running()
+            .filter_map(|h| h.deadline.map(|d| d + HOOK_GRACE))
+            .filter(|until| *until > now)
+            .min()
+        {
+            return Some(Verdict::Waiting { next: until });
+        }
+        let waited = humantime::format_duration(round(self.deadline - self.started));
+        if let Some(hook) = self
+            .hooks
+            .iter()
+            .find(|h| matches!(h.state, RunStatus::Pending | RunStatus::Unknown))
+        {
+            return Some(Verdict::Failed {
+                reason: format!(
+                    "provision hook `{}` never started: builder-trigger did not run it within {waited} (is it running, with the same FLOTILLA_HOOKS as env-manager?)",
+                    hook.name
+                ),
+            });
+        }
+        running().next().map(|hook| Verdict::Failed {
+            reason: format!(
+                "provision hook `{}` still running past its deadline (waited {waited})",
+                hook.name
+            ),
+        })
     }
 }
 

@@ -123,7 +123,14 @@ impl std::fmt::Display for Reconciled {
 pub const WORKERS: &[(&str, &[&str])] = &[
     (
         "builder-trigger",
-        &["source.push.>", "source.pull_request.>", "env.ready.>"],
+        &[
+            "source.push.>",
+            "source.pull_request.>",
+            "env.ready.>",
+            // Environment hooks: provision on a request, deprovision after a teardown.
+            "env.requested.>",
+            "env.deleted.>",
+        ],
     ),
     (
         "env-manager",
@@ -141,7 +148,15 @@ pub const WORKERS: &[(&str, &[&str])] = &[
             "canary.aborted.>",
         ],
     ),
-    ("sync-watcher", &["env.requested.>"]),
+    // Hook outcomes are prompt claims that a provision run ended (checked against the record).
+    (
+        "sync-watcher",
+        &[
+            "env.requested.>",
+            "env.hook.succeeded.>",
+            "env.hook.failed.>",
+        ],
+    ),
     ("canary-analyzer", &["release.requested.>"]),
     // Every event about an env is activity to the reaper's idle timer; teardowns wake its sweep.
     (

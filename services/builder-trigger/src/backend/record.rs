@@ -12,13 +12,20 @@ pub(super) fn record(backend: &Runner, recorder: &Recorder, run: &Run) -> Outcom
         (Kind::Build, _) => format!("build of {}", run.change_id),
         (Kind::Test, Some(env)) => format!("tests of {} against {env}", run.change_id),
         (Kind::Test, None) => format!("tests of {}", run.change_id),
+        (Kind::Hook, env) => format!(
+            "{} hook {} of {} for {}",
+            run.var("FLOTILLA_HOOK_PHASE"),
+            run.var("FLOTILLA_HOOK"),
+            env.as_deref().unwrap_or("(no env)"),
+            run.change_id
+        ),
     };
     let vars: Vec<String> = run.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let vars = vars.join("\n");
     let name = backend.name();
     match backend {
         Runner::Command(command) => {
-            let command = command.command(run.kind).unwrap_or("(none configured)");
+            let command = command.command(run).unwrap_or("(none configured)");
             recorder.record_with(
                 EffectKind::Build,
                 format!("would run {what} with {name}: sh -c {command:?}"),

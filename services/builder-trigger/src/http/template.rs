@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use super::{Poll, ResultMode};
 use crate::error::Error;
-use crate::run::Run;
 
 /// Every placeholder a template may use.
 pub const PLACEHOLDERS: &[&str] = &[
@@ -23,6 +22,14 @@ pub const PLACEHOLDERS: &[&str] = &[
     "env",
     "env_kind",
     "env_url",
+    "namespace",
+    "apps",
+    "hook",
+    "hook_phase",
+    "hook_key",
+    "hook_attempt",
+    "hook_rerun",
+    "hook_run",
     "build_id",
     "callback_url",
     "callback_token",
@@ -71,6 +78,11 @@ impl Template {
                 .map_err(|e| Error::Config(format!("{var}: cannot read {spec}: {e}")))?
         };
         Template::parse(&text).map_err(|e| Error::Config(format!("{var}: {e}")))
+    }
+
+    /// A template given as JSON already (a hook's inline `request`).
+    pub fn from_value(value: &Value) -> Result<Template, String> {
+        Template::parse(&value.to_string())
     }
 
     /// Parses a template and checks that it uses only known placeholders.
@@ -124,21 +136,22 @@ impl Template {
     }
 }
 
-/// The placeholder values of `run`: each variable without `FLOTILLA_`, lowercased, plus
-/// `build_id`; every known placeholder is present (empty when the run has no value for it).
-pub fn values(run: &Run) -> BTreeMap<String, String> {
+/// The placeholder values of a run with `vars` and id `run_id`: each variable without
+/// `FLOTILLA_`, lowercased, plus `build_id`; every known placeholder is present (empty when the
+/// run has no value for it).
+pub fn values(vars: &[(&'static str, String)], run_id: &str) -> BTreeMap<String, String> {
     let mut values: BTreeMap<String, String> = PLACEHOLDERS
         .iter()
         .map(|p| ((*p).to_owned(), String::new()))
         .collect();
-    for (name, value) in &run.vars {
+    for (name, value) in vars {
         let key = name
             .strip_prefix("FLOTILLA_")
             .unwrap_or(name)
             .to_lowercase();
         values.insert(key, value.clone());
     }
-    values.insert("build_id".into(), run.id.clone());
+    values.insert("build_id".into(), run_id.to_owned());
     values
 }
 

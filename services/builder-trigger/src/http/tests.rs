@@ -141,6 +141,7 @@ fn the_request_line_of_a_dry_run_shows_no_secret() {
         env: None,
         vars: vec![("FLOTILLA_SHA", "1a2b3c4".into())],
         timeout: Duration::from_secs(1),
+        exec: None,
     };
     assert_eq!(
         backend.request_line(&run).as_deref(),

@@ -178,3 +178,129 @@ fn statuses_of_apps_the_env_does_not_hold_are_ignored() {
     w.report("other", false, "x");
     assert!(matches!(w.verdict(t0, STABLE), Verdict::Waiting { .. }));
 }
+
+fn hook(name: &str, state: RunStatus) -> HookWait {
+    HookWait {
+        name: name.into(),
+        state,
+        deadline: None,
+        reason: String::new(),
+    }
+}
+
+/// Every app reported ready at `t0`.
+fn apps_ready(t0: Instant) -> Wait {
+    let mut w = wait(&["ping"], t0);
+    w.report("ping", true, "");
+    w
+}
+
+#[test]
+fn ready_apps_wait_for_every_provision_hook_to_succeed() {
+    let t0 = Instant::now();
+    let mut w = apps_ready(t0);
+    w.hooks(vec![
+        hook("database", RunStatus::Succeeded),
+        hook("dataset", RunStatus::Running),
+    ]);
+    assert!(matches!(w.verdict(t0, STABLE), Verdict::Waiting { .. }));
+    w.hooks(vec![
+        hook("database", RunStatus::Succeeded),
+        hook("dataset", RunStatus::Succeeded),
+    ]);
+    assert_eq!(w.verdict(t0, STABLE), Verdict::Ready);
+}
+
+#[test]
+fn provisioned_hooks_do_not_make_unready_apps_ready() {
+    let t0 = Instant::now();
+    let mut w = wait(&["ping"], t0);
+    w.hooks(vec![hook("database", RunStatus::Succeeded)]);
+    assert!(matches!(w.verdict(t0, STABLE), Verdict::Waiting { .. }));
+}
+
+#[test]
+fn a_failed_hook_fails_the_env_with_its_reason_even_with_ready_apps() {
+    let t0 = Instant::now();
+    let mut w = apps_ready(t0);
+    w.hooks(vec![
+        HookWait {
+            reason: "exit status 3; last output:\nrestore: no such snapshot".into(),
+            ..hook("dataset", RunStatus::Failed)
+        },
+        hook("cache", RunStatus::Skipped),
+    ]);
+    assert_eq!(
+        w.verdict(t0, STABLE),
+        Verdict::Failed {
+            reason: "provision hook `dataset` failed: exit status 3; last output:\nrestore: no such snapshot"
+                .into()
+        }
+    );
+}
+
+#[test]
+fn a_hook_running_at_the_timeout_holds_the_env_until_its_own_deadline() {
+    let t0 = Instant::now();
+    let mut w = apps_ready(t0);
+    let hook_deadline = t0 + TIMEOUT + Duration::from_secs(300);
+    w.hooks(vec![HookWait {
+        deadline: Some(hook_deadline),
+        ..hook("database", RunStatus::Running)
+    }]);
+    assert_eq!(
+        w.verdict(t0 + TIMEOUT, STABLE),
+        Verdict::Waiting {
+            next: hook_deadline + HOOK_GRACE
+        },
+        "not failed at the env's timeout"
+    );
+    let Verdict::Failed { reason } = w.verdict(hook_deadline + HOOK_GRACE, STABLE) else {
+        panic!("failed once the hook overran its own deadline");
+    };
+    assert!(
+        reason.contains("`database` still running past its deadline"),
+        "{reason}"
+    );
+    w.hooks(vec![hook("database", RunStatus::Succeeded)]);
+    assert_eq!(
+        w.verdict(hook_deadline, STABLE),
+        Verdict::Ready,
+        "a hook that ends within its deadline readies the env after the env's timeout"
+    );
+}
+
+#[test]
+fn a_hook_never_started_fails_the_env_at_the_timeout_saying_so() {
+    let t0 = Instant::now();
+    let mut w = apps_ready(t0);
+    w.hooks(vec![
+        hook("database", RunStatus::Succeeded),
+        hook("dataset", RunStatus::Pending),
+    ]);
+    assert_eq!(
+        w.verdict(t0 + TIMEOUT - Duration::from_secs(1), STABLE),
+        Verdict::Waiting { next: t0 + TIMEOUT }
+    );
+    let Verdict::Failed { reason } = w.verdict(t0 + TIMEOUT, STABLE) else {
+        panic!("failed at the timeout");
+    };
+    assert!(
+        reason.contains("`dataset` never started") && reason.contains("builder-trigger"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn an_app_failure_is_reported_before_a_hook_failure() {
+    let t0 = Instant::now();
+    let mut w = wait(&["ping"], t0);
+    w.report("ping", false, "smoke test failed");
+    w.hooks(vec![hook("database", RunStatus::Failed)]);
+    assert_eq!(
+        w.verdict(t0, STABLE),
+        Verdict::Failed {
+            reason: "ping: smoke test failed".into()
+        }
+    );
+}
