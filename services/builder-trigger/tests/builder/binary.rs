@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 
 /// The binary with the test's NATS server and a free HTTP address; output inherited so a
 /// failing test shows it.
-fn binary(fx: &Fixture, http_port: u16) -> Command {
+pub(crate) fn binary(fx: &Fixture, http_port: u16) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_builder-trigger"));
     command
         .env_clear()
@@ -30,7 +30,7 @@ fn binary(fx: &Fixture, http_port: u16) -> Command {
 }
 
 /// Waits for /readyz, so events published afterwards are consumed.
-async fn ready(port: u16) -> Result<()> {
+pub(crate) async fn ready(port: u16) -> Result<()> {
     let url = format!("http://127.0.0.1:{port}/readyz");
     let client = reqwest::Client::new();
     for _ in 0..150 {
@@ -45,7 +45,7 @@ async fn ready(port: u16) -> Result<()> {
 }
 
 /// SIGTERM, then the exit status.
-async fn stop(mut child: Child) -> Result<std::process::ExitStatus> {
+pub(crate) async fn stop(mut child: Child) -> Result<std::process::ExitStatus> {
     let pid = child.id().context("the binary is running")?;
     let pid = rustix::process::Pid::from_raw(i32::try_from(pid)?).context("a pid")?;
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;

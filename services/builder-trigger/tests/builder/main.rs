@@ -5,6 +5,8 @@
 //! parallel.
 
 mod binary;
+mod hook_crash;
+mod hooks;
 mod http;
 mod job;
 mod support;

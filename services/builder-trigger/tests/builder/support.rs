@@ -240,3 +240,144 @@ pub fn lines(path: &std::path::Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The preview env the hook tests use, and its change.
+pub const ENV: &str = "pr-acme-ping-7";
+pub const CHANGE: &str = "ping-v20240101120000-1a2b3c4";
+
+impl Fixture {
+    /// The hooks file `yaml`, written in the scratch directory.
+    pub fn hooks(&self, yaml: &str) -> Result<flotilla_env::Hooks> {
+        let path = self.file("hooks.yaml");
+        std::fs::write(&path, yaml)?;
+        Ok(flotilla_env::Hooks::load(&path)?)
+    }
+
+    /// The command backend with `yaml`'s hooks, their logs and state in the scratch directory,
+    /// looking again at waiting runs often.
+    pub fn hook_config(&self, yaml: &str) -> Result<Config> {
+        let mut config = config("true");
+        if let Some(command) = config.command_mut() {
+            command.hook_dir = Some(self.file("hook-logs"));
+        }
+        config.hooks.state_dir = self.file("hook-state");
+        config.hooks.poll = Duration::from_millis(50);
+        Ok(config.with_hooks(self.hooks(yaml)?)?)
+    }
+
+    /// What env-manager does when it requests the preview [`ENV`] at `change`: the record, with
+    /// the hooks of `config` that apply recorded `pending`, then `env.requested`.
+    pub async fn request_env(&self, config: &Config, change: &str) -> Result<Published> {
+        let apps = [AppVersion {
+            name: "ping".into(),
+            version: change.trim_start_matches("ping-").into(),
+            image: "registry/apps/ping".into(),
+        }];
+        let applicable = config.hooks.hooks.applicable("preview", ["ping"]);
+        let registry = self.registry().await?;
+        let change_id = change.to_owned();
+        registry
+            .update(ENV, |current| {
+                let earlier = current.map(|r| r.hooks).unwrap_or_default();
+                Some(flotilla_env::EnvRecord {
+                    state: flotilla_env::State::Requested,
+                    kind: "preview".into(),
+                    change_id: change_id.clone(),
+                    repo: "acme/ping".into(),
+                    pr: 7,
+                    sha: SHA.into(),
+                    apps: apps.iter().map(Into::into).collect(),
+                    revision: "0".repeat(40),
+                    hooks: flotilla_env::hooks::requested(&earlier, &applicable, &change_id),
+                    ..Default::default()
+                })
+            })
+            .await?;
+        self.publish_requested(change).await
+    }
+
+    /// `env.requested` of [`ENV`] at `change`, as env-manager publishes it.
+    pub async fn publish_requested(&self, change: &str) -> Result<Published> {
+        let requested = Environment {
+            env: ENV.into(),
+            kind: "preview".into(),
+            change_id: change.into(),
+            apps: vec![AppVersion {
+                name: "ping".into(),
+                version: change.trim_start_matches("ping-").into(),
+                image: "registry/apps/ping".into(),
+            }],
+            repo: "acme/ping".into(),
+            pr: 7,
+            ..Default::default()
+        };
+        let event = Outgoing::new(EventType::EnvRequested, ENV, &requested)?.with_change_id(change);
+        Ok(self.bus.publisher("env-manager").publish(event).await?)
+    }
+
+    /// What the reaper does once the env's teardown is confirmed: the record `deleted`, then
+    /// `env.deleted` (with `id`, so a test can publish it twice as two deliveries would).
+    pub async fn delete_env(&self, id: &str) -> Result<Published> {
+        let registry = self.registry().await?;
+        registry
+            .update(ENV, |current| {
+                current.map(|r| flotilla_env::EnvRecord {
+                    state: flotilla_env::State::Deleted,
+                    ..r
+                })
+            })
+            .await?;
+        let record = self.record(ENV).await?;
+        let deleted = Environment {
+            env: ENV.into(),
+            kind: record.kind.clone(),
+            change_id: record.change_id.clone(),
+            apps: record
+                .apps
+                .iter()
+                .map(flotilla_env::App::to_proto)
+                .collect(),
+            ..Default::default()
+        };
+        let event = Outgoing::new(EventType::EnvDeleted, ENV, &deleted)?
+            .with_change_id(&record.change_id)
+            .with_id(id);
+        Ok(self.bus.publisher("reaper").publish(event).await?)
+    }
+
+    /// The record of `env`.
+    pub async fn record(&self, env: &str) -> Result<flotilla_env::EnvRecord> {
+        self.registry()
+            .await?
+            .get(env)
+            .await?
+            .with_context(|| format!("no record of {env}"))
+    }
+
+    /// The hook state `name` of `change` in [`ENV`]'s record.
+    pub async fn hook_state(&self, name: &str, change: &str) -> Result<flotilla_env::HookState> {
+        self.record(ENV)
+            .await?
+            .hooks
+            .into_iter()
+            .find(|h| h.name == name && h.change_id == change)
+            .with_context(|| format!("no hook {name} of {change} in the record"))
+    }
+}
+
+/// A stored `env.hook.*` event: its type, and its run.
+pub fn hook_run(event: &Event) -> Result<(String, flotilla_proto::v1::HookRun)> {
+    let kind = event.kind().context("a known type")?.as_str().to_owned();
+    Ok((kind, event.decode()?))
+}
+
+/// `(type, hook, phase, attempt)` of each stored hook event, for comparing timelines.
+pub fn hook_timeline(events: &[Event]) -> Result<Vec<(String, String, String, u32)>> {
+    events
+        .iter()
+        .map(|e| {
+            let (kind, run) = hook_run(e)?;
+            Ok((kind, run.hook, run.phase, run.attempt))
+        })
+        .collect()
+}
