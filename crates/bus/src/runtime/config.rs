@@ -120,8 +120,8 @@ mod tests {
 
     #[test]
     fn known_workers_have_subscriptions() {
-        let config = WorkerConfig::for_worker("sync-watcher").expect("known");
-        assert_eq!(config.subjects, vec!["env.requested.>"]);
+        let config = WorkerConfig::for_worker("canary-analyzer").expect("known");
+        assert_eq!(config.subjects, vec!["release.requested.>"]);
         assert!(WorkerConfig::for_worker("nobody").is_none());
     }
 }

@@ -6,6 +6,7 @@
 //! parallel.
 
 mod ancestry;
+mod hooks;
 mod ready;
 mod reports;
 mod support;
