@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use flotilla_bus::{Bus, EventType, NatsArgs, Outgoing};
+use flotilla_env::hooks::RunStatus;
 use flotilla_env::{EnvRecord, Registry};
 use flotilla_proto::v1::TeardownRequest;
 use reaper::timer::{self, Claim, KEPT_UNTIL, LAST_ACTIVITY};
@@ -18,6 +19,8 @@ use crate::error::CliError;
 use crate::render::Output;
 
 /// List environments: kind, state, age, expires in, last activity, owner, pull request, change.
+/// A requested env waiting on its provision hooks says which, e.g. `requested (provisioning:
+/// database running 12s, dataset pending)`; `--json` has each hook's runs.
 #[derive(Debug, clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
@@ -119,7 +122,37 @@ fn as_json(env: &str, record: &EnvRecord, now: OffsetDateTime) -> Value {
         "change_id": record.change_id,
         "reason": record.reason,
         "lingering": record.other.get(reaper::sweep::LINGERING).cloned().unwrap_or(Value::Null),
+        "hooks": record.hooks,
     })
+}
+
+/// The state column: a requested env says what its provision hooks are doing, e.g.
+/// `requested (provisioning: database running 12s, dataset pending)`.
+fn state_of(record: &EnvRecord, now: OffsetDateTime) -> String {
+    let state = record.state.as_str();
+    let hooks: Vec<_> = flotilla_env::hooks::of_change(&record.hooks, &record.change_id).collect();
+    let provisioning = record.state == flotilla_env::State::Requested
+        && hooks
+            .iter()
+            .any(|h| !matches!(h.provision.state, RunStatus::Succeeded | RunStatus::Skipped));
+    if !provisioning {
+        return state.to_owned();
+    }
+    let runs: Vec<String> = hooks
+        .iter()
+        .map(|hook| {
+            match (
+                hook.provision.state,
+                timer::parse(&hook.provision.started_at),
+            ) {
+                (RunStatus::Running, Some(started)) => {
+                    format!("{} running {}", hook.name, short(now - started))
+                }
+                (run, _) => format!("{} {run}", hook.name),
+            }
+        })
+        .collect();
+    format!("{state} (provisioning: {})", runs.join(", "))
 }
 
 /// When the env's TTL runs out, for a live env: its `expires_at` (what `keep` extends).
@@ -164,7 +197,7 @@ fn table(records: &[(String, EnvRecord)], now: OffsetDateTime) -> Vec<String> {
             [
                 env.clone(),
                 dash(&r.kind),
-                dash(r.state.as_str()),
+                dash(&state_of(r, now)),
                 ago(timer::parse(&r.created_at)),
                 expires,
                 ago(last_activity(r)),

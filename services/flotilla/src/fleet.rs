@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use flotilla_bus::{Bus, Process};
-use flotilla_env::PreviewArgs;
+use flotilla_env::{HooksArgs, PreviewArgs};
 
 /// The settings of the workers `flotilla up` hosts, read from the same flags and environment
 /// variables as their own binaries.
@@ -12,6 +12,9 @@ use flotilla_env::PreviewArgs;
 pub struct WorkerSettings {
     #[command(flatten)]
     pub preview: PreviewArgs,
+    /// One hooks file for builder-trigger (which runs them) and env-manager (which records them).
+    #[command(flatten)]
+    pub hooks: HooksArgs,
     #[command(flatten, next_help_heading = "Builds (as builder-trigger)")]
     pub builds: builder_trigger::Args,
     #[command(flatten, next_help_heading = "Environments (as env-manager)")]
@@ -25,17 +28,49 @@ pub struct WorkerSettings {
     pub canary: canary_analyzer::Args,
 }
 
-/// builder-trigger's config; off until a build command or another backend is set.
+/// builder-trigger's config; off until a build command or another backend is set. Hook logs
+/// (without FLOTILLA_LOG_DIR) and hook state (without FLOTILLA_HOOKS_STATE_DIR) live under the
+/// data dir.
 pub fn builder_trigger_config(
     settings: &WorkerSettings,
+    data_dir: &Path,
 ) -> Result<builder_trigger::Config, String> {
     let builds = &settings.builds;
     if builds.backend == builder_trigger::args::Backend::Command && builds.build_command.is_none() {
         return Err("set FLOTILLA_BUILD_COMMAND to build changes".to_owned());
     }
-    builder_trigger::Config::from_args(builds)
+    let mut config = builder_trigger::Config::from_args(builds)
         .map(|config| config.with_preview(&settings.preview))
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // Absolute: hooks are told their state directory, and may change theirs.
+    let hooks_dir = std::path::absolute(data_dir)
+        .unwrap_or_else(|_| data_dir.to_owned())
+        .join("hooks");
+    if let Some(command) = config.command_mut() {
+        command.hook_dir = Some(hooks_dir.join("logs"));
+    }
+    if builds.hooks_state_dir.is_none() {
+        config.hooks.state_dir = hooks_dir.join("state");
+    }
+    let hooks = settings.hooks.load().map_err(|e| e.to_string())?;
+    config.with_hooks(hooks).map_err(|e| e.to_string())
+}
+
+/// How many environment hooks are configured, and from where.
+fn hooks_summary(settings: &WorkerSettings) -> String {
+    match (settings.hooks.load(), &settings.hooks.hooks_file) {
+        (Ok(hooks), Some(file)) => {
+            let names: Vec<&str> = hooks.all().iter().map(|h| h.name.as_str()).collect();
+            format!(
+                "{} environment hook{} from {} ({})",
+                hooks.len(),
+                if hooks.len() == 1 { "" } else { "s" },
+                file.display(),
+                names.join(", ")
+            )
+        }
+        _ => "no environment hooks (FLOTILLA_HOOKS)".to_owned(),
+    }
 }
 
 /// env-manager on FLOTILLA_GITOPS_URL, or on a local bare repository under the data dir
@@ -83,9 +118,11 @@ pub fn env_manager_config(
     if args.gitops.gitops_dir.is_none() {
         args.gitops.gitops_dir = Some(data_dir.join("gitops-work"));
     }
+    let hooks = settings.hooks.load().map_err(|e| e.to_string())?;
     Ok(env_manager::Config::from_args(&args)
         .map_err(|e| e.to_string())?
-        .with_preview(&settings.preview))
+        .with_preview(&settings.preview)
+        .with_hooks(hooks))
 }
 
 /// Adds the workers this binary runs to `process` and says, one line each, what runs or why it
@@ -103,7 +140,7 @@ pub async fn assemble(
             return summary;
         }
     };
-    let builder = match builder_trigger_config(settings) {
+    let builder = match builder_trigger_config(settings, data_dir) {
         Ok(config) => builder_trigger::runner(&config)
             .await
             .map(|(runner, routes)| {
@@ -123,7 +160,8 @@ pub async fn assemble(
                 .map(|value| value.get_name().to_owned())
                 .unwrap_or_default();
             summary.push(format!(
-                "builder-trigger  building with the {backend} backend"
+                "builder-trigger  building with the {backend} backend; {}",
+                hooks_summary(settings)
             ));
         }
         Err(why) => summary.push(format!("builder-trigger  off: {why}")),

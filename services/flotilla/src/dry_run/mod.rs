@@ -66,8 +66,8 @@ impl DryWorker {
                 )))
             }
             builder_trigger::WORKER => {
-                let config =
-                    crate::fleet::builder_trigger_config(settings).map_err(config_error)?;
+                let config = crate::fleet::builder_trigger_config(settings, data_dir)
+                    .map_err(config_error)?;
                 let (runner, _routes) = builder_trigger::runner(&config)
                     .await
                     .map_err(|e| config_error(e.to_string()))?;

@@ -427,12 +427,16 @@ fn reads(worker: &str) -> BTreeSet<String> {
     let command = flotilla_bus::service::ServiceArgs::augment_args(command);
     let command = match worker {
         "source-listener" => source_listener::Args::augment_args(command),
-        "builder-trigger" => flotilla_env::PreviewArgs::augment_args(
-            flotilla_bus::WorkerArgs::augment_args(builder_trigger::Args::augment_args(command)),
+        "builder-trigger" => flotilla_env::HooksArgs::augment_args(
+            flotilla_env::PreviewArgs::augment_args(flotilla_bus::WorkerArgs::augment_args(
+                builder_trigger::Args::augment_args(command),
+            )),
         ),
-        "env-manager" => flotilla_env::PreviewArgs::augment_args(
-            flotilla_bus::WorkerArgs::augment_args(env_manager::Args::augment_args(command)),
-        ),
+        "env-manager" => {
+            flotilla_env::HooksArgs::augment_args(flotilla_env::PreviewArgs::augment_args(
+                flotilla_bus::WorkerArgs::augment_args(env_manager::Args::augment_args(command)),
+            ))
+        }
         "sync-watcher" => flotilla_gitops::GitopsArgs::augment_args(
             flotilla_bus::WorkerArgs::augment_args(sync_watcher::Args::augment_args(command)),
         ),

@@ -230,3 +230,89 @@ async fn delete_publishes_one_manual_teardown_for_the_envs_change() -> Result<()
     assert_eq!(stored[0].source, "flotilla/cli");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_requested_env_says_which_provision_hooks_it_waits_on() -> Result<()> {
+    use flotilla_env::hooks::{HookState, RunState, RunStatus};
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+    let (_bus, registry) = seeded(&server, &cli).await?;
+    let now = OffsetDateTime::now_utc();
+    let hook = |name: &str, change: &str, provision: RunState| HookState {
+        name: name.into(),
+        change_id: change.into(),
+        created: provision.state != RunStatus::Pending,
+        provision,
+        deprovision: RunState::default(),
+    };
+    let requested = EnvRecord {
+        state: State::Requested,
+        kind: "preview".into(),
+        change_id: "web-v3".into(),
+        repo: "acme/web".into(),
+        pr: 9,
+        created_at: at(now - Duration::from_secs(30)),
+        hooks: vec![
+            hook(
+                "database",
+                "web-v3",
+                RunState {
+                    state: RunStatus::Running,
+                    attempt: 1,
+                    started_at: at(now - Duration::from_secs(12)),
+                    ..RunState::default()
+                },
+            ),
+            hook("dataset", "web-v3", RunState::default()),
+            // An earlier change's hook: kept for the teardown, not waited on.
+            hook(
+                "cache",
+                "web-v2",
+                RunState {
+                    state: RunStatus::Succeeded,
+                    ..RunState::default()
+                },
+            ),
+        ],
+        ..Default::default()
+    };
+    registry
+        .update("pr-acme-web-9", |_| Some(requested.clone()))
+        .await?;
+
+    let table = cli.run(&["envs"]).await?.success()?;
+    let line = table
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("pr-acme-web-9"))
+        .context("the requested env is listed")?
+        .to_owned();
+    assert!(
+        line.contains("requested (provisioning: database running 1")
+            && line.contains("s, dataset pending)"),
+        "{line}"
+    );
+    assert!(!line.contains("cache"), "{line}");
+    let ready = table
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("pr-acme-ping-7"))
+        .context("the ready env")?
+        .to_owned();
+    assert!(!ready.contains("provisioning"), "{ready}");
+
+    let json = cli
+        .run(&["envs", "--json"])
+        .await?
+        .success()?
+        .json_lines()?;
+    let web = json
+        .iter()
+        .find(|e| e["env"] == "pr-acme-web-9")
+        .context("in the JSON")?;
+    assert_eq!(web["hooks"][0]["name"], "database");
+    assert_eq!(web["hooks"][0]["provision"]["state"], "running");
+    assert_eq!(web["hooks"][1]["provision"]["state"], "pending");
+    assert_eq!(web["hooks"].as_array().map(Vec::len), Some(3));
+    Ok(())
+}

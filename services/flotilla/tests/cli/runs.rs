@@ -77,3 +77,44 @@ async fn a_changes_timeline_lists_its_events_in_order_and_leaves_others_out() ->
     assert_eq!(unknown.code(), Some(64), "{}", unknown.stderr);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_changes_timeline_shows_its_environment_hooks() -> Result<()> {
+    let server = NatsServer::start();
+    let cli = Cli::new(&server);
+    cli.init().await?;
+    let run = |phase: &str, reason: &str| {
+        json!({"env": "stg-ping-v1", "kind": "staging", "changeId": "ping-v1", "hook": "database",
+               "phase": phase, "attempt": 1, "runId": "hook-stg-ping-v1-database", "reason": reason})
+    };
+    cli.publish("build.succeeded", "ping-v1", &build("ping-v1"))
+        .await?;
+    cli.publish("env.hook.started", "stg-ping-v1", &run("provision", ""))
+        .await?;
+    cli.publish(
+        "env.hook.failed",
+        "stg-ping-v1",
+        &run("provision", "exit status 1; last output:\nquota exceeded"),
+    )
+    .await?;
+
+    let steps = cli
+        .run(&["run", "ping-v1", "--json"])
+        .await?
+        .success()?
+        .json_lines()?;
+    let types: Vec<&str> = steps.iter().filter_map(|s| s["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["build.succeeded", "env.hook.started", "env.hook.failed"]
+    );
+    assert_eq!(steps[2]["data"]["hook"], "database");
+    assert_eq!(steps[2]["data"]["phase"], "provision");
+    let human = cli.run(&["run", "ping-v1"]).await?.success()?;
+    assert!(
+        human.stdout.contains("env.hook.failed") && human.stdout.contains("quota exceeded"),
+        "{}",
+        human.stdout
+    );
+    Ok(())
+}

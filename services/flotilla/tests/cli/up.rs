@@ -18,14 +18,23 @@ struct Up {
 
 impl Up {
     async fn start(cli: &Cli, data_dir: &std::path::Path, env: &[(&str, &str)]) -> Result<Up> {
+        Up::start_with(cli, data_dir, env, &[]).await
+    }
+
+    /// `up` with more flags, run from the workspace's root (as the README's examples are).
+    async fn start_with(
+        cli: &Cli,
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        flags: &[&str],
+    ) -> Result<Up> {
         let http = free_port();
-        let mut command = cli.command(&[
-            "up",
-            "--data-dir",
-            &data_dir.display().to_string(),
-            "--http-addr",
-            &format!("127.0.0.1:{http}"),
-        ]);
+        let data = data_dir.display().to_string();
+        let addr = format!("127.0.0.1:{http}");
+        let mut args = vec!["up", "--data-dir", &data, "--http-addr", &addr];
+        args.extend_from_slice(flags);
+        let mut command = cli.command(&args);
+        command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let mut child = command
             .env("GENERIC_WEBHOOK_TOKEN", "s3cret")
             .envs(env.iter().copied())
@@ -239,6 +248,68 @@ async fn a_fresh_local_gitops_repo_holds_ping_so_the_readme_build_becomes_an_env
         .await?;
     assert!(line.contains(&format!("change={change}")), "{line}");
 
+    assert_eq!(up.terminate().await?, Some(0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_readmes_hooks_example_gates_the_env_and_says_what_it_did() -> Result<()> {
+    let server = NatsServer::start();
+    let data = tempfile::tempdir()?;
+    let cli = Cli::new(&server);
+    let mut up = Up::start_with(
+        &cli,
+        data.path(),
+        &[("FLOTILLA_BUILD_COMMAND", "true")],
+        &["--hooks", "examples/hooks/hooks.yaml"],
+    )
+    .await?;
+    let banner = up.banner.join("\n");
+    assert!(
+        banner.contains("2 environment hooks from examples/hooks/hooks.yaml (database, dataset)"),
+        "{banner}"
+    );
+
+    // The README's example build: its staging env is requested, then provisioned.
+    let change = "ping-v20240101120000-1a2b3c4";
+    let env = "stg-ping-v20240101120000-1a2b3c4";
+    let readme = serde_json::json!({
+        "changeId": change,
+        "app": "ping",
+        "version": "v20240101120000-1a2b3c4",
+    });
+    cli.publish("build.succeeded", change, &readme).await?;
+    up.line_containing(&format!("flotilla.env.hook.succeeded.{env}"))
+        .await?;
+    let line = up
+        .line_containing(&format!("flotilla.env.hook.succeeded.{env}"))
+        .await?;
+    assert!(line.contains("dataset"), "the dataset last: {line}");
+    let state = data.path().join("hooks/state").join(env);
+    let infra = std::fs::read_to_string(state.join("infra.state"))?;
+    assert!(
+        infra.contains(&format!("created_by={env}/{change}")),
+        "{infra}"
+    );
+    let log = std::fs::read_dir(data.path().join("hooks/logs"))?
+        .filter_map(|e| e.ok())
+        .find(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.contains("dataset") && name.ends_with(".log")
+        })
+        .context("the dataset's log")?;
+    let log = std::fs::read_to_string(log.path())?;
+    assert!(log.contains("restoring 3 statements"), "{log}");
+
+    // Its app reports in: only now, both hooks done, is it ready.
+    let report = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/report/{env}/ping", up.http))
+        .json(&serde_json::json!({"status": "succeeded"}))
+        .send()
+        .await?;
+    assert_eq!(report.status().as_u16(), 202);
+    up.line_containing(&format!("flotilla.env.ready.{env}"))
+        .await?;
     assert_eq!(up.terminate().await?, Some(0));
     Ok(())
 }
