@@ -34,8 +34,9 @@ pub enum Runner {
 /// A hook run started by [`Runner::start_hook`].
 #[derive(Debug)]
 pub enum HookHandle {
-    /// The command backend's process, detached from this worker.
-    Process(crate::command::detached::Started),
+    /// The command backend's process, detached from this worker (boxed: the handle is moved
+    /// around, the process is not).
+    Process(Box<crate::command::detached::Started>),
     /// The other backends start and follow their run in one go.
     Backend,
 }
@@ -94,7 +95,9 @@ impl Runner {
     /// why this attempt runs. `Err` is the failed outcome of a run that could not start.
     pub fn start_hook(&self, run: &Run, note: Option<&str>) -> Result<HookHandle, Outcome> {
         match self {
-            Runner::Command(backend) => backend.start_hook(run, note).map(HookHandle::Process),
+            Runner::Command(backend) => backend
+                .start_hook(run, note)
+                .map(|started| HookHandle::Process(Box::new(started))),
             _ => Ok(HookHandle::Backend),
         }
     }
@@ -103,7 +106,7 @@ impl Runner {
     pub async fn finish_hook(&self, run: &Run, handle: HookHandle) -> Outcome {
         match (self, handle) {
             (Runner::Command(backend), HookHandle::Process(started)) => {
-                backend.wait_hook(run, started).await
+                backend.wait_hook(run, *started).await
             }
             _ => self.run(run, &Cancel::new()).await,
         }

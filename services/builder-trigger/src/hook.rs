@@ -14,11 +14,13 @@
 //!
 //! [`provision`] walks a change's hooks in file order and stops at the first failure (the rest
 //! are skipped); [`deprovision`] walks every hook whose provision started, in reverse order;
-//! [`step`] runs one hook's phase; [`facts`] holds what a run is told and what its events say.
+//! [`step`] runs one hook's phase, [`resume`] follows runs found running; [`facts`] holds what
+//! a run is told and what its events say.
 
 mod deprovision;
 mod facts;
 mod provision;
+mod resume;
 mod step;
 
 use std::path::PathBuf;

@@ -132,6 +132,21 @@ pub(crate) fn before(deadline: &str, grace: Duration) -> bool {
     OffsetDateTime::parse(deadline, &Rfc3339).is_ok_and(|at| OffsetDateTime::now_utc() < at + grace)
 }
 
+/// How long since `started_at` (zero when it does not parse).
+pub(crate) fn since(started_at: &str) -> Duration {
+    between(started_at, &now())
+}
+
+pub(crate) fn between(from: &str, to: &str) -> Duration {
+    match (
+        OffsetDateTime::parse(from, &Rfc3339),
+        OffsetDateTime::parse(to, &Rfc3339),
+    ) {
+        (Ok(from), Ok(to)) => Duration::try_from(to - from).unwrap_or(Duration::ZERO),
+        _ => Duration::ZERO,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

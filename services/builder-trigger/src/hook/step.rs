@@ -11,7 +11,7 @@ use flotilla_env::{EnvRecord, State};
 
 use super::facts::{self, Attempt};
 use super::{Hooks, Target};
-use crate::backend::{Found, Kind, Outcome, Run};
+use crate::backend::{Kind, Outcome, Run};
 use crate::command::detached;
 use crate::error::Error;
 
@@ -55,7 +55,7 @@ impl Step<'_> {
             }
     }
 
-    fn attempt(&self, number: u32, rerun: bool) -> Attempt<'_> {
+    pub(crate) fn attempt(&self, number: u32, rerun: bool) -> Attempt<'_> {
         Attempt {
             target: self.target,
             hook: &self.hook.name,
@@ -118,7 +118,7 @@ impl Hooks<'_> {
     /// Starts attempt `previous.attempt + 1`, if the record still shows `previous` (another
     /// replica may have started it meanwhile: `None`, look again). `rerun` says why an earlier
     /// attempt is run again.
-    async fn fresh(
+    pub(crate) async fn fresh(
         &self,
         step: &Step<'_>,
         previous: &RunState,
@@ -225,7 +225,7 @@ impl Hooks<'_> {
     }
 
     /// The backend's run of `attempt`.
-    fn run_of(
+    pub(crate) fn run_of(
         &self,
         step: &Step<'_>,
         attempt: &Attempt<'_>,
@@ -246,71 +246,8 @@ impl Hooks<'_> {
         }
     }
 
-    /// A run the record says is going: its end when it ended, followed when it still runs,
-    /// run again when it died without a result; `None` while another host's run is waited on.
-    async fn resume(&self, step: &Step<'_>, run: &RunState) -> Result<Option<End>, Error> {
-        let attempt = Attempt {
-            run_id: if run.run_id.is_empty() {
-                step.attempt(run.attempt, false).run_id
-            } else {
-                run.run_id.clone()
-            },
-            ..step.attempt(run.attempt, run.attempt > 1)
-        };
-        // Said again, in case the worker that started it died before saying so.
-        self.publish(facts::event(
-            EventType::EnvHookStarted,
-            &attempt,
-            Duration::ZERO,
-            "",
-            "",
-        )?)
-        .await?;
-        let backend_run = self.run_of(step, &attempt, self.state_dir(&step.target.env).as_deref());
-        let took = || since(&run.started_at);
-        let why = match self.runner.probe_hook(&backend_run, run).await {
-            Found::Ended(outcome) => {
-                tracing::info!(env = %step.target.env, hook = %step.hook.name, attempt = run.attempt, "the hook ended while no worker followed it: its outcome is recorded");
-                return self
-                    .finish(step, &attempt, &outcome, took())
-                    .await
-                    .map(Some);
-            }
-            Found::Running(pid) => {
-                tracing::info!(env = %step.target.env, hook = %step.hook.name, attempt = run.attempt, pid, "the hook still runs: following it");
-                let remaining = facts::until(&run.deadline).unwrap_or(Duration::ZERO);
-                match self.runner.adopt_hook(&backend_run, pid, remaining).await {
-                    Some(outcome) => {
-                        return self
-                            .finish(step, &attempt, &outcome, took())
-                            .await
-                            .map(Some);
-                    }
-                    None => {
-                        "its process ended without an exit status while it was followed".to_owned()
-                    }
-                }
-            }
-            Found::Dead(why) => why,
-            Found::Elsewhere(why) if facts::before(&run.deadline, GRACE) => {
-                tracing::info!(env = %step.target.env, hook = %step.hook.name, why = %why, "the hook runs where this worker cannot follow it: waiting for its end or its deadline");
-                return Ok(None);
-            }
-            Found::Elsewhere(why) => format!("{why}, and it is past its deadline"),
-            Found::Unknown(why) => return Err(Error::Registry(why)),
-        };
-        let note = format!(
-            "attempt {} (run {}) ended without a result: {why}; running it again as attempt {}",
-            run.attempt,
-            attempt.run_id,
-            run.attempt + 1
-        );
-        tracing::warn!(env = %step.target.env, hook = %step.hook.name, reason = %note, "hook run again");
-        self.fresh(step, run, Some(note)).await
-    }
-
     /// Records how `attempt` ended (unless another worker recorded it already) and says so.
-    async fn finish(
+    pub(crate) async fn finish(
         &self,
         step: &Step<'_>,
         attempt: &Attempt<'_>,
@@ -380,7 +317,7 @@ impl Hooks<'_> {
         } else {
             EventType::EnvHookFailed
         };
-        let took = between(&run.started_at, &run.finished_at);
+        let took = facts::between(&run.started_at, &run.finished_at);
         self.publish(facts::event(
             kind,
             &attempt,
@@ -389,89 +326,6 @@ impl Hooks<'_> {
             &run.log_url,
         )?)
         .await
-    }
-
-    /// Whether another run of the env still goes (before its deadline): this one waits for it.
-    /// A run found over in fact (it ended, or died, with nobody following it: its change was
-    /// superseded or torn down) is recorded as such and not waited for.
-    async fn others_running(&self, record: &EnvRecord, step: &Step<'_>) -> Result<bool, Error> {
-        let mut wait = false;
-        for entry in &record.hooks {
-            for phase in [Phase::Provision, Phase::Deprovision] {
-                let run = entry.run(phase);
-                let this = entry.name == step.hook.name
-                    && entry.change_id == step.entry_change
-                    && phase == step.phase;
-                if this || run.state != RunStatus::Running || !facts::before(&run.deadline, GRACE) {
-                    continue;
-                }
-                if self.settle_other(step.target, entry, phase, run).await? {
-                    continue;
-                }
-                tracing::info!(env = %step.target.env, hook = %step.hook.name, waits_for = %entry.name, of = %entry.change_id, phase = %phase, "waiting for another run of the env");
-                wait = true;
-            }
-        }
-        Ok(wait)
-    }
-
-    /// Records the end of another run that ended or died with nobody following it; `true`
-    /// when it is over.
-    async fn settle_other(
-        &self,
-        target: &Target,
-        entry: &HookState,
-        phase: Phase,
-        run: &RunState,
-    ) -> Result<bool, Error> {
-        let timeout = self
-            .settings
-            .hooks
-            .get(&entry.name)
-            .map_or(flotilla_env::hooks::config::DEFAULT_TIMEOUT, |h| h.timeout);
-        let probe = Run {
-            kind: Kind::Hook,
-            id: run.run_id.clone(),
-            change_id: entry.change_id.clone(),
-            env: Some(target.env.clone()),
-            vars: Vec::new(),
-            timeout,
-            exec: None,
-        };
-        let (state, reason, log_url) = match self.runner.probe_hook(&probe, run).await {
-            Found::Ended(outcome) if outcome.succeeded() => {
-                (RunStatus::Succeeded, String::new(), outcome.log_url)
-            }
-            Found::Ended(outcome) => (RunStatus::Failed, outcome.reason(), outcome.log_url),
-            Found::Dead(why) => (
-                RunStatus::Failed,
-                format!("ended without a result ({why}); not run again: the env moved on"),
-                String::new(),
-            ),
-            _ => return Ok(false),
-        };
-        let (name, change, attempt) = (entry.name.clone(), entry.change_id.clone(), run.attempt);
-        self.registry
-            .update(&target.env, |current| {
-                let mut record = current?;
-                let other = record
-                    .hooks
-                    .iter_mut()
-                    .find(|h| h.name == name && h.change_id == change)?;
-                let run = other.run_mut(phase);
-                if run.state != RunStatus::Running || run.attempt != attempt {
-                    return None;
-                }
-                run.state = state;
-                run.reason = reason.clone();
-                run.log_url = log_url.clone();
-                run.finished_at = facts::now();
-                Some(record)
-            })
-            .await
-            .map_err(|e| Error::Registry(e.to_string()))?;
-        tracing::info!(env = %target.env, hook = %name, of = %change, phase = %phase, state = %state, "another run of the env ended with nobody following it: recorded");
-        Ok(true)
     }
 
     /// Applies `change` to the step's entry; `false` when the entry is gone, `change` declined,
@@ -510,22 +364,5 @@ impl Hooks<'_> {
             .publish_all(vec![event], Some(self.cause))
             .await?;
         Ok(())
-    }
-}
-
-/// How long since `started_at` (zero when it does not parse).
-fn since(started_at: &str) -> Duration {
-    between(started_at, &facts::now())
-}
-
-fn between(from: &str, to: &str) -> Duration {
-    use time::OffsetDateTime;
-    use time::format_description::well_known::Rfc3339;
-    match (
-        OffsetDateTime::parse(from, &Rfc3339),
-        OffsetDateTime::parse(to, &Rfc3339),
-    ) {
-        (Ok(from), Ok(to)) => Duration::try_from(to - from).unwrap_or(Duration::ZERO),
-        _ => Duration::ZERO,
     }
 }
