@@ -73,4 +73,46 @@ mod tests {
         );
         assert_eq!(effects[0].detail.as_deref(), Some("FLOTILLA_APP=ping"));
     }
+
+    #[tokio::test]
+    async fn a_recording_runner_records_a_hook_step_and_runs_nothing() {
+        let marker = tempfile::tempdir().expect("a temp dir");
+        let touched = marker.path().join("created");
+        let command = format!("touch {}", touched.display());
+        let recorder = Recorder::new();
+        let runner = Runner::Command(command::Backend::new(command::Settings::new("true")))
+            .recording(recorder.clone());
+        let run = Run {
+            kind: Kind::Hook,
+            id: "hook-pr-acme-ping-7-database-provision-1234abcd".into(),
+            change_id: "ping-v1".into(),
+            env: Some("pr-acme-ping-7".into()),
+            vars: vec![
+                ("FLOTILLA_HOOK", "database".into()),
+                ("FLOTILLA_HOOK_PHASE", "provision".into()),
+            ],
+            timeout: Duration::from_secs(5),
+            exec: Some(crate::run::Exec {
+                command: Some(command.clone()),
+                ..Default::default()
+            }),
+        };
+
+        let handle = runner
+            .start_hook(&run, None)
+            .expect("a dry run starts nothing");
+        assert_eq!(handle.pid(), None, "no process");
+        let outcome = runner.finish_hook(&run, handle).await;
+
+        assert!(outcome.succeeded());
+        assert!(!touched.exists(), "the hook did not run");
+        let effects = recorder.take();
+        assert_eq!(effects.len(), 1);
+        assert_eq!(
+            effects[0].summary,
+            format!(
+                "would run provision hook database of pr-acme-ping-7 for ping-v1 with command: sh -c {command:?}"
+            )
+        );
+    }
 }
