@@ -9,3 +9,4 @@ mod ancestry;
 mod ready;
 mod reports;
 mod support;
+mod trace;
