@@ -118,15 +118,18 @@ impl Publisher {
         for event in events {
             let id = self.event_id(&event, cause, &mut ordinals);
             let subject = event.subject(&self.bus.names().prefix);
-            let ack = self
-                .send(&subject, self.message(&event, &id, cause))
-                .await?;
-            pending.push((id, subject, event, ack));
+            // Ends when the publish is acknowledged (or given up), with the future below.
+            let span = crate::trace::publishing(&event, &subject, &id, change_id(&event, cause));
+            let message = self.message(&event, &id, cause, span.as_ref());
+            let ack = self.send(&subject, message).await?;
+            pending.push((id, subject, event, ack, span));
         }
         // A timed-out publish is rebuilt rather than kept: a copy per event would cost every
         // publish for a retry that rarely happens. The id, hence dedup, is the same.
-        try_join_all(pending.into_iter().map(|(id, subject, event, ack)| {
-            self.confirm(id, subject, ack, move |id| self.message(&event, id, cause))
+        try_join_all(pending.into_iter().map(|(id, subject, event, ack, span)| {
+            self.confirm(id, subject, ack, move |id| {
+                self.message(&event, id, cause, span.as_ref())
+            })
         }))
         .await
     }
@@ -181,8 +184,14 @@ impl Publisher {
             .collect()
     }
 
-    /// The message of `event`: payload and envelope headers.
-    fn message(&self, event: &Outgoing, id: &str, cause: Option<&Event>) -> PublishMessage {
+    /// The message of `event`: payload and envelope headers; `span` is its PRODUCER span.
+    fn message(
+        &self,
+        event: &Outgoing,
+        id: &str,
+        cause: Option<&Event>,
+        span: Option<&tracing::Span>,
+    ) -> PublishMessage {
         let mut headers = HeaderMap::new();
         headers.insert(name::SPECVERSION, envelope::SPECVERSION);
         headers.insert(name::ID, codec::encode(id).as_ref());
@@ -195,17 +204,18 @@ impl Publisher {
             name::DATACONTENTTYPE,
             codec::encode(&event.content_type).as_ref(),
         );
-        let change_id = event
-            .change_id
-            .as_deref()
-            .or_else(|| cause.and_then(|c| c.change_id.as_deref()));
-        if let Some(change_id) = change_id {
+        if let Some(change_id) = change_id(event, cause) {
             headers.insert(name::CHANGE_ID, codec::encode(change_id).as_ref());
         }
         for (name, value) in &event.extra_headers {
             headers.insert(*name, value.as_str());
         }
-        crate::trace::inject(&mut headers, cause.map(|c| c.headers.as_ref()));
+        crate::trace::inject(
+            &mut headers,
+            span,
+            event.traceparent.as_deref(),
+            cause.map(|c| c.headers.as_ref()),
+        );
         headers.insert(name::MSG_ID, codec::encode(id).as_ref());
         PublishMessage::build()
             .payload(event.payload.clone())
@@ -278,6 +288,14 @@ impl Publisher {
             }
         }
     }
+}
+
+/// The change `event` is about: its own, else its cause's.
+fn change_id<'a>(event: &'a Outgoing, cause: Option<&'a Event>) -> Option<&'a str> {
+    event
+        .change_id
+        .as_deref()
+        .or_else(|| cause.and_then(|c| c.change_id.as_deref()))
 }
 
 fn published(id: String, subject: String, ack: &PublishAck) -> Published {

@@ -56,6 +56,11 @@ pub struct EnvRecord {
     /// Environment hooks of its changes and their runs (`crate::hooks`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookState>,
+    /// The W3C `traceparent` of the handling that created the env or last moved it through
+    /// its change's stages: what a background task publishes about the env later (its
+    /// readiness, its teardown confirmed) continues the change's trace from there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub traceparent: String,
     /// Fields other workers added: kept as they are.
     #[serde(flatten)]
     pub other: Map<String, Value>,

@@ -121,6 +121,9 @@ impl BuilderTrigger {
         cause: &Event,
         ctx: &Ctx,
     ) -> Result<Vec<Outgoing>, Error> {
+        // The source event carried no change: from here its handling is the change's, in logs
+        // and in the trace.
+        tracing::Span::current().record("change_id", change.change_id.as_str());
         // Succeeded and failed share one id: should a retried build end differently, the
         // second outcome is the duplicate JetStream drops, not a contradiction.
         let outcome_id = ctx

@@ -33,7 +33,9 @@ impl Handler for CanaryAnalyzer {
             tracing::info!(release = %job.release, analysis = ?job.analysis, "would judge the release");
             return Ok(Vec::new());
         }
-        supervisor::claim(&self.leases, &self.supervisor, &job)
+        let traceparent =
+            flotilla_bus::trace::traceparent(Some(&event.headers)).unwrap_or_default();
+        supervisor::claim(&self.leases, &self.supervisor, &job, &traceparent)
             .await
             .map_err(HandlerError::retryable)?;
         Ok(Vec::new())

@@ -41,6 +41,10 @@ pub struct Record {
     pub verdict: Option<Decided>,
     #[serde(default)]
     pub published: bool,
+    /// The W3C `traceparent` of the `release.requested` handling that created the record:
+    /// whoever judges the release publishes its events in the change's trace from there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub traceparent: String,
 }
 
 impl Record {
@@ -127,9 +131,9 @@ impl Leases {
         }
     }
 
-    /// Takes `job` for this replica: a new record, or an existing one whose lease expired (or
-    /// is already ours), keeping any verdict it holds.
-    pub async fn claim(&self, job: &Job) -> Result<Claim, LeaseError> {
+    /// Takes `job` for this replica: a new record (in the trace of `traceparent`), or an
+    /// existing one whose lease expired (or is already ours), keeping any verdict it holds.
+    pub async fn claim(&self, job: &Job, traceparent: &str) -> Result<Claim, LeaseError> {
         let key = job.key();
         match self.read(&key).await? {
             None => {
@@ -140,6 +144,7 @@ impl Leases {
                     attempt: 1,
                     verdict: None,
                     published: false,
+                    traceparent: traceparent.to_owned(),
                 };
                 match self.kv.create(&key, encode(&record)?).await {
                     Ok(revision) => Ok(Claim::Mine(Box::new(Held {

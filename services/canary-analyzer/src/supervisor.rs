@@ -204,7 +204,7 @@ async fn follow(shared: Arc<Shared>, mut held: Held, stop: CancellationToken) {
         }
     };
     let event = match verdict_event(&job, &decided) {
-        Ok(event) => event,
+        Ok(event) => event.with_traceparent(&held.record.traceparent),
         Err(e) => {
             tracing::error!(release = %job.release, error = %e, "could not encode the verdict");
             return;
@@ -245,6 +245,7 @@ async fn judge(
 ) -> Option<Result<(), Failure>> {
     let job = held.record.job.clone();
     let attempt = held.record.attempt;
+    let traceparent = held.record.traceparent.clone();
     let (reports, received) = mpsc::unbounded_channel();
     let judging = async {
         let outcome = match &shared.mode {
@@ -254,7 +255,7 @@ async fn judge(
         drop(reports);
         outcome
     };
-    let reporting = report(&shared.publisher, &job, attempt, received);
+    let reporting = report(&shared.publisher, &job, attempt, &traceparent, received);
     let both = async { tokio::join!(judging, reporting).0 };
     tokio::pin!(both);
     let every = shared.leases.ttl() / 3;
@@ -278,16 +279,18 @@ async fn judge(
     }
 }
 
-/// Publishes what the judgement reports, in order, until it ends.
+/// Publishes what the judgement reports, in order, until it ends, in the trace of
+/// `traceparent`.
 async fn report(
     publisher: &Publisher,
     job: &Job,
     attempt: u32,
+    traceparent: &str,
     mut reports: mpsc::UnboundedReceiver<Report>,
 ) {
     while let Some(report) = reports.recv().await {
         let event = match report_event(job, attempt, &report) {
-            Ok(event) => event,
+            Ok(event) => event.with_traceparent(traceparent),
             Err(e) => {
                 tracing::warn!(release = %job.release, error = %e, "could not encode a canary event");
                 continue;
@@ -425,8 +428,18 @@ async fn give_up(shared: &Shared, held: &Held, stop: &CancellationToken) {
 }
 
 /// What the handler does with a release: claim it and hand it over, or leave it to its owner.
-pub async fn claim(leases: &Leases, supervisor: &Supervisor, job: &Job) -> Result<(), String> {
-    match leases.claim(job).await.map_err(|e| e.to_string())? {
+/// The release's events continue the trace of `traceparent` (the handling's).
+pub async fn claim(
+    leases: &Leases,
+    supervisor: &Supervisor,
+    job: &Job,
+    traceparent: &str,
+) -> Result<(), String> {
+    match leases
+        .claim(job, traceparent)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Claim::Mine(held) => supervisor.send(*held).await,
         Claim::Taken { owner } => {
             tracing::info!(release = %job.release, owner = %owner, "another replica judges the release");

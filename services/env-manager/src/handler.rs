@@ -142,6 +142,7 @@ impl EnvManager {
             reason: String::new(),
             deleted_at: String::new(),
             hooks: Vec::new(),
+            traceparent: flotilla_bus::trace::traceparent(Some(&event.headers)).unwrap_or_default(),
             other: Default::default(),
         };
         let applicable = self
@@ -257,6 +258,8 @@ impl EnvManager {
             .await?;
         tracing::info!(env = %env, reason = %request.reason, committed = pushed.committed, "environment removed");
         let deleted_at = event.time.clone().unwrap_or_else(now);
+        // The reaper's `env.deleted` continues the trace from this teardown.
+        let traceparent = flotilla_bus::trace::traceparent(Some(&event.headers));
         self.registry
             .update(&env, |current| {
                 let record = current.filter(|c| !c.state.is_going_away())?;
@@ -264,6 +267,7 @@ impl EnvManager {
                     state: EnvState::Deleting,
                     reason: request.reason.clone(),
                     deleted_at: deleted_at.clone(),
+                    traceparent: traceparent.clone().unwrap_or(record.traceparent.clone()),
                     ..record
                 })
             })

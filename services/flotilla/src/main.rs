@@ -104,7 +104,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let _telemetry = flotilla_telemetry::init("cli", "warn")
+    // `up` hosts the whole fleet: its spans say so (`flotilla-up`), the other commands' `flotilla-cli`.
+    let service = if matches!(cli.command, Command::Up(_)) {
+        "up"
+    } else {
+        "cli"
+    };
+    let _telemetry = flotilla_telemetry::init(service, "warn")
         .map_err(|e| CliError::Usage(format!("logging: {e}")))?;
     let nats = &cli.nats;
     match cli.command {

@@ -290,7 +290,10 @@ impl Sweeper {
             now.unix_timestamp() / 3600
         );
         let event = match Outgoing::new(event_type, env, &request) {
-            Ok(event) => event.with_change_id(&record.change_id).with_id(id),
+            Ok(event) => event
+                .with_change_id(&record.change_id)
+                .with_id(id)
+                .with_traceparent(&record.traceparent),
             Err(e) => {
                 report
                     .errors
@@ -365,7 +368,8 @@ impl Sweeper {
         let event = match Outgoing::new(EventType::EnvTeardownRequested, env, &request) {
             Ok(event) => event
                 .with_change_id(&claim.change_id)
-                .with_id(claim.event_id(env)),
+                .with_id(claim.event_id(env))
+                .with_traceparent(&record.traceparent),
             Err(e) => {
                 report
                     .errors
@@ -488,7 +492,11 @@ impl Sweeper {
             record.change_id, record.deleted_at
         );
         let event = match Outgoing::new(EventType::EnvDeleted, env, &environment) {
-            Ok(event) => event.with_change_id(&record.change_id).with_id(id),
+            // In the trace of the teardown that marked the env `deleting`.
+            Ok(event) => event
+                .with_change_id(&record.change_id)
+                .with_id(id)
+                .with_traceparent(&record.traceparent),
             Err(e) => {
                 report
                     .errors

@@ -108,8 +108,15 @@ impl SourceListener {
     async fn receive(&self, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
         let started = Instant::now();
         let provider = endpoint.provider(&headers);
+        // A change's trace starts here (or under the sender's context, when it sends one).
         let span = tracing::info_span!(
             "webhook",
+            otel.name = flotilla_bus::trace::exporting().then(|| span_name(
+                endpoint,
+                provider.as_str(),
+                &headers
+            )),
+            otel.kind = "server",
             provider = provider.as_str(),
             event_id = field::Empty,
             event = field::Empty,
@@ -126,6 +133,14 @@ impl SourceListener {
             Ok(answer) => answer.log_and_respond(),
             Err(error) => answer::refused(error),
         });
+        if flotilla_bus::trace::exporting() {
+            flotilla_bus::trace::http_server(
+                &span,
+                "POST",
+                endpoint.path(),
+                response.status().as_u16(),
+            );
+        }
         let metrics = &self.inner.metrics;
         metrics.observe(provider, event, response.status(), started.elapsed());
         if let Some(token) = seen.token {
@@ -266,6 +281,15 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         Err(error) => Err(WebhookError::bad_request(format!(
             "cannot read the request body: {error}"
         ))),
+    }
+}
+
+/// The webhook span's name in a trace UI: `webhook github push` (the event from its header),
+/// `webhook generic`. Fixed when the span starts: OpenTelemetry names a span once.
+fn span_name(endpoint: Endpoint, provider: &str, headers: &HeaderMap) -> String {
+    match endpoint {
+        Endpoint::Generic => format!("webhook {provider}"),
+        _ => format!("webhook {provider} {}", endpoint.event_label(headers)),
     }
 }
 

@@ -97,8 +97,14 @@ impl SyncWatcher {
             tracing::debug!(env = %env, state = %record.state, "the env was judged already");
             return Ok(Vec::new());
         }
+        // env.ready, published later by the tracker, continues the trace from this handling.
+        let traceparent = flotilla_bus::trace::traceparent(Some(&event.headers));
         self.tracker
-            .send(Input::Requested { env, record })
+            .send(Input::Requested {
+                env,
+                record,
+                traceparent,
+            })
             .await
             .map_err(HandlerError::retryable)?;
         Ok(Vec::new())

@@ -46,8 +46,12 @@ pub struct Settings {
 /// What the tracker is told.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// An env of a change was requested (its record says so).
-    Requested { env: String, record: EnvRecord },
+    /// An env of a change was requested (its record says so), handled with `traceparent`.
+    Requested {
+        env: String,
+        record: EnvRecord,
+        traceparent: Option<String>,
+    },
     /// Argo CD's status of an app's Application.
     App(AppStatus),
     /// An app's Application was deleted.
@@ -90,6 +94,9 @@ impl Tracker {
 struct Waiting {
     wait: Wait,
     record: EnvRecord,
+    /// The trace its verdict continues: the `env.requested` handling's, or the record's when
+    /// the wait was found by a sweep (another replica's request, a restart).
+    traceparent: String,
 }
 
 /// The tracker's task state.
@@ -152,7 +159,11 @@ impl Task {
 
     async fn apply(&mut self, input: Input) {
         match input {
-            Input::Requested { env, record } => self.begin(env, record, Instant::now()).await,
+            Input::Requested {
+                env,
+                record,
+                traceparent,
+            } => self.begin(env, record, traceparent, Instant::now()).await,
             Input::Hooks { env, record } => {
                 if let Some(waiting) = self.waits.get_mut(&env)
                     && waiting.wait.change_id == record.change_id
@@ -188,9 +199,16 @@ impl Task {
         }
     }
 
-    /// Starts (or restarts, for a newer change) the wait of `env` as `record` describes it.
-    /// A wait for the same change is kept as it is.
-    async fn begin(&mut self, env: String, record: EnvRecord, now: Instant) {
+    /// Starts (or restarts, for a newer change) the wait of `env` as `record` describes it,
+    /// in the trace of `traceparent` (else the record's). A wait for the same change is kept
+    /// as it is, in the trace of the handling, when one comes after a sweep found the wait.
+    async fn begin(
+        &mut self,
+        env: String,
+        record: EnvRecord,
+        traceparent: Option<String>,
+        now: Instant,
+    ) {
         if record.state != State::Requested || record.revision.is_empty() {
             return;
         }
@@ -199,8 +217,12 @@ impl Task {
             && current.wait.revision == record.revision
         {
             current.wait.hooks(hook_waits(&record, now));
+            if let Some(traceparent) = traceparent {
+                current.traceparent = traceparent;
+            }
             return;
         }
+        let traceparent = traceparent.unwrap_or_else(|| record.traceparent.clone());
         let started = started_at(&record, now);
         let mut wait = Wait::new(
             env.clone(),
@@ -218,7 +240,14 @@ impl Task {
             tracing::info!(env = %env, older = %older.wait.change_id, newer = %record.change_id, "a newer change supersedes the wait");
         }
         tracing::info!(env = %env, change_id = %record.change_id, revision = %record.revision, apps = ?wait.apps().collect::<Vec<_>>(), "waiting for the env to be ready");
-        self.waits.insert(env.clone(), Waiting { wait, record });
+        self.waits.insert(
+            env.clone(),
+            Waiting {
+                wait,
+                record,
+                traceparent,
+            },
+        );
         let statuses: Vec<AppStatus> = self
             .seen
             .iter()
@@ -301,7 +330,7 @@ impl Task {
                     waiting.wait.hooks(hook_waits(&record, now));
                 }
             } else {
-                self.begin(env, record, now).await;
+                self.begin(env, record, None, now).await;
             }
         }
         self.waits.retain(|env, waiting| {
@@ -376,7 +405,8 @@ impl Task {
         let event = Outgoing::new(event_type, env, &environment)
             .map_err(|e| e.to_string())?
             .with_change_id(&wait.change_id)
-            .with_id(id);
+            .with_id(id)
+            .with_traceparent(&waiting.traceparent);
         self.publisher
             .publish(event)
             .await
@@ -387,6 +417,7 @@ impl Task {
                 Some(EnvRecord {
                     state: state.clone(),
                     reason: reason.clone(),
+                    traceparent: waiting.traceparent.clone(),
                     ..record
                 })
             })

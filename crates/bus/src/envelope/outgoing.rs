@@ -23,6 +23,9 @@ pub struct Outgoing {
     pub id: Option<String>,
     /// Extra headers copied onto the message (replay and retry markers).
     pub extra_headers: Vec<(&'static str, String)>,
+    /// The trace context this event continues when it is published outside a handler: the
+    /// `traceparent` kept with the state it reports on (see [`crate::trace`]).
+    pub traceparent: Option<String>,
 }
 
 impl Outgoing {
@@ -83,6 +86,7 @@ impl Outgoing {
             change_id: None,
             id: None,
             extra_headers: Vec::new(),
+            traceparent: None,
         }
     }
 
@@ -93,6 +97,13 @@ impl Outgoing {
 
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// Publishes the event in the trace of `traceparent` (kept in a registry record or a
+    /// lease): a background task's event then stays in the change's trace. Empty is none.
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into()).filter(|t| !t.is_empty());
         self
     }
 

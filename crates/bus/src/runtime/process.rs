@@ -120,9 +120,12 @@ impl<H: Handler> Job<H> {
             }
         };
         // Every field given at creation (in the order the log has always shown them): each one
-        // recorded afterwards is another call into every layer.
+        // recorded afterwards is another call into every layer. The OpenTelemetry name and kind
+        // are only given (and the name only computed) when spans are exported.
         let span = tracing::info_span!(
             "handle",
+            otel.name = crate::trace::handle_name(event.event_type()),
+            otel.kind = crate::trace::exporting().then_some("consumer"),
             worker = %self.name,
             subject = %delivery.subject,
             stream_seq = delivery.stream_seq,
@@ -132,6 +135,7 @@ impl<H: Handler> Job<H> {
             change_id = event.change_id.as_deref(),
         );
         crate::trace::set_parent(&span, &event.headers);
+        crate::trace::describe_handling(&span, &event, &self.name);
         self.attempt(&delivery, event).instrument(span).await;
         self.counters
             .duration()

@@ -139,3 +139,36 @@ async fn attribute_values_outside_printable_ascii_are_percent_encoded_and_decode
     assert_eq!(event.change_id.as_deref(), Some("ping \"v1\""));
     Ok(())
 }
+
+#[tokio::test]
+async fn an_event_published_outside_a_handler_carries_the_trace_context_kept_for_it() -> Result<()>
+{
+    // No tracer here (export off): the kept context passes through as it is, so a background
+    // task's event stays in the change's trace across workers that do export.
+    let (_server, bus) = common::setup().await?;
+    let kept = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let carried = Outgoing::new(
+        EventType::BuildStarted,
+        "ping-v1",
+        &common::build("ping-v1"),
+    )?
+    .with_traceparent(kept);
+    bus.publisher("test").publish(carried).await?;
+    let unkept = Outgoing::new(
+        EventType::BuildStarted,
+        "ping-v2",
+        &common::build("ping-v2"),
+    )?
+    .with_traceparent("");
+    bus.publisher("test").publish(unkept).await?;
+
+    let stored =
+        common::stored_raw(&bus, "FLOTILLA", "flotilla.>", 2, Duration::from_secs(2)).await?;
+    assert_eq!(header(&stored[0], "traceparent"), Some(kept));
+    assert_eq!(
+        header(&stored[1], "traceparent"),
+        None,
+        "nothing kept and no cause: no context is made up"
+    );
+    Ok(())
+}

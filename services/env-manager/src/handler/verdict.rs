@@ -33,6 +33,7 @@ impl EnvManager {
             format!("tests failed: {}", result.reason)
         };
         let mut seen = None;
+        let traceparent = flotilla_bus::trace::traceparent(Some(&event.headers));
         self.registry
             .update(&env, |current| {
                 seen.clone_from(&current);
@@ -40,6 +41,7 @@ impl EnvManager {
                 (record.state != EnvState::Failed || record.reason != reason).then(|| EnvRecord {
                     state: EnvState::Failed,
                     reason: reason.clone(),
+                    traceparent: traceparent.clone().unwrap_or(record.traceparent.clone()),
                     ..record
                 })
             })

@@ -15,6 +15,7 @@ mod replay_dry_run;
 mod runs;
 mod support;
 mod tail;
+mod trace;
 mod up;
 mod usage;
 mod webhook;

@@ -8,16 +8,20 @@ use tokio::process::{Child, ChildStdout};
 use crate::support::{Cli, build};
 
 /// A running `flotilla up`.
-struct Up {
+pub(crate) struct Up {
     child: Child,
     stdout: Lines<BufReader<ChildStdout>>,
     /// What it printed up to "ready".
     banner: Vec<String>,
-    http: u16,
+    pub(crate) http: u16,
 }
 
 impl Up {
-    async fn start(cli: &Cli, data_dir: &std::path::Path, env: &[(&str, &str)]) -> Result<Up> {
+    pub(crate) async fn start(
+        cli: &Cli,
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Result<Up> {
         Up::start_with(cli, data_dir, env, &[]).await
     }
 
@@ -61,7 +65,7 @@ impl Up {
         })
     }
 
-    async fn line_containing(&mut self, text: &str) -> Result<String> {
+    pub(crate) async fn line_containing(&mut self, text: &str) -> Result<String> {
         let found = tokio::time::timeout(Duration::from_secs(15), async {
             while let Some(line) = self.stdout.next_line().await? {
                 if line.contains(text) {
@@ -75,16 +79,55 @@ impl Up {
             .with_context(|| format!("up never printed {text:?}"))?
     }
 
-    async fn terminate(mut self) -> Result<Option<i32>> {
+    /// Reads what up prints until a line contains each of `texts` (in any order); fails at
+    /// once on a line containing one of `never`.
+    pub(crate) async fn lines_containing(
+        &mut self,
+        texts: &[&str],
+        never: &[&str],
+    ) -> Result<Vec<String>> {
+        let mut found: Vec<Option<String>> = vec![None; texts.len()];
+        let read = tokio::time::timeout(Duration::from_secs(20), async {
+            while found.iter().any(Option::is_none) {
+                let Some(line) = self.stdout.next_line().await? else {
+                    bail!("up closed stdout");
+                };
+                if let Some(bad) = never.iter().find(|bad| line.contains(*bad)) {
+                    bail!("up printed {bad:?}: {line}");
+                }
+                for (text, slot) in texts.iter().zip(found.iter_mut()) {
+                    if slot.is_none() && line.contains(text) {
+                        *slot = Some(line.clone());
+                    }
+                }
+            }
+            Ok(())
+        });
+        read.await
+            .with_context(|| format!("up never printed all of {texts:?}"))??;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Stops up with SIGTERM; its exit code.
+    pub(crate) async fn terminate(self) -> Result<Option<i32>> {
+        self.stop("TERM").await
+    }
+
+    /// Stops up with SIGINT, as Ctrl-C does; its exit code.
+    pub(crate) async fn interrupt(self) -> Result<Option<i32>> {
+        self.stop("INT").await
+    }
+
+    async fn stop(mut self, signal: &str) -> Result<Option<i32>> {
         let pid = self.child.id().context("up is running")?;
         let kill = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([&format!("-{signal}"), &pid.to_string()])
             .status()
             .await?;
-        anyhow::ensure!(kill.success(), "kill -TERM {pid} failed");
+        anyhow::ensure!(kill.success(), "kill -{signal} {pid} failed");
         let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
-            .context("up did not stop on SIGTERM")??;
+            .with_context(|| format!("up did not stop on SIG{signal}"))??;
         Ok(status.code())
     }
 }

@@ -10,3 +10,4 @@ mod hooks;
 mod ready;
 mod reports;
 mod support;
+mod trace;

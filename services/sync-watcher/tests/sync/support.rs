@@ -70,6 +70,20 @@ impl Fixture {
         revision: &str,
         apps: &[&str],
     ) -> Result<()> {
+        let record = self.record(env, change_id, revision, apps, "").await?;
+        self.publish_requested(env, &record, None).await
+    }
+
+    /// The env's record alone, as env-manager writes it before `env.requested`, keeping the
+    /// trace context `traceparent` (empty for none).
+    pub async fn record(
+        &self,
+        env: &str,
+        change_id: &str,
+        revision: &str,
+        apps: &[&str],
+        traceparent: &str,
+    ) -> Result<EnvRecord> {
         let record = EnvRecord {
             state: State::Requested,
             kind: "preview".into(),
@@ -86,19 +100,31 @@ impl Fixture {
                 .collect(),
             revision: revision.into(),
             created_at: now(),
+            traceparent: traceparent.into(),
             ..Default::default()
         };
         self.registry.update(env, |_| Some(record.clone())).await?;
+        Ok(record)
+    }
+
+    /// `env.requested` of `record`, in the trace of `traceparent` when given.
+    pub async fn publish_requested(
+        &self,
+        env: &str,
+        record: &EnvRecord,
+        traceparent: Option<&str>,
+    ) -> Result<()> {
         let requested = Environment {
             env: env.into(),
             kind: record.kind.clone(),
-            change_id: change_id.into(),
+            change_id: record.change_id.clone(),
             apps: record.apps.iter().map(App::to_proto).collect(),
-            revision: revision.into(),
+            revision: record.revision.clone(),
             ..Default::default()
         };
-        let event =
-            Outgoing::new(EventType::EnvRequested, env, &requested)?.with_change_id(change_id);
+        let event = Outgoing::new(EventType::EnvRequested, env, &requested)?
+            .with_change_id(&record.change_id)
+            .with_traceparent(traceparent.unwrap_or_default());
         self.bus.publisher("env-manager").publish(event).await?;
         Ok(())
     }
