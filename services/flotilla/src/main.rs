@@ -6,6 +6,7 @@
 
 mod analysis;
 mod bench;
+mod demo;
 mod dlq;
 mod dry_run;
 mod envs;
@@ -46,6 +47,7 @@ struct Cli {
 }
 
 const EXAMPLES: &str = "Examples:
+  flotilla demo
   flotilla up
   flotilla init
   echo '{\"changeId\":\"ping-v1\",\"app\":\"ping\",\"version\":\"v1\"}' | flotilla publish build.started ping-v1
@@ -60,6 +62,7 @@ const EXAMPLES: &str = "Examples:
 enum Command {
     // Boxed (as is replay): the workers' flags outweigh every other command's several times over.
     Up(Box<up::Args>),
+    Demo(demo::Args),
     Init(init::Args),
     Publish(publish::Args),
     Tail(tail::Args),
@@ -104,11 +107,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let _telemetry = flotilla_telemetry::init("cli", "warn")
+    // The demo's workers warn of what its timeline shows anyway (a retry, an aborted canary).
+    let level = match cli.command {
+        Command::Demo(_) => "error",
+        _ => "warn",
+    };
+    let _telemetry = flotilla_telemetry::init("cli", level)
         .map_err(|e| CliError::Usage(format!("logging: {e}")))?;
     let nats = &cli.nats;
     match cli.command {
         Command::Up(args) => up::run(nats, *args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Init(args) => init::run(nats, args).await,
         Command::Publish(args) => publish::run(nats, args).await,
         Command::Tail(args) => tail::run(nats, args).await,
