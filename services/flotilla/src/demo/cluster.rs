@@ -12,101 +12,25 @@
 //! - `release.rolled_back`: production runs the restored version.
 //!
 //! How ping behaves at a version is the demo's to say (the good change answers
-//! `{"value":"pong"}`, the bad one fails a share of requests): see [`Behaviours`].
+//! `{"value":"pong"}`, the bad one fails a share of requests): see [`Behaviours`]. What
+//! runs (pings, the ingress, the users) is in [`super::pods`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use ping::Answer;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
+use crate::demo::pods::{
+    self, Behaviour, Behaviours, Ping, Routes, Served, TRAFFIC_PER_SECOND, Traffic,
+};
 use crate::demo::seen::Seen;
-
-/// Users' requests to a canary, a second.
-const TRAFFIC_PER_SECOND: u64 = 20;
-
-/// How ping answers at a version.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Behaviour {
-    pub answer: Answer,
-    pub error_rate: f64,
-}
-
-impl Behaviour {
-    pub const PRODUCTION: Behaviour = Behaviour {
-        answer: Answer::Text,
-        error_rate: 0.0,
-    };
-
-    fn describe(self) -> String {
-        let answer = match self.answer {
-            Answer::Text => "pong",
-            Answer::Json => r#"{"value":"pong"}"#,
-        };
-        if self.error_rate > 0.0 {
-            format!(
-                "answers {answer}, {:.0}% of requests a 500",
-                self.error_rate * 100.0
-            )
-        } else {
-            format!("answers {answer}")
-        }
-    }
-}
-
-/// ping's behaviour per commit: a version `v<time>-<sha7>` behaves as its commit says; any
-/// other (production's first version) answers `pong`.
-#[derive(Debug, Default)]
-pub struct Behaviours(HashMap<String, Behaviour>);
-
-impl Behaviours {
-    pub fn with(mut self, sha: &str, behaviour: Behaviour) -> Behaviours {
-        self.0.insert(sha.chars().take(7).collect(), behaviour);
-        self
-    }
-
-    fn of(&self, version: &str) -> Behaviour {
-        let sha7 = version.rsplit('-').next().unwrap_or_default();
-        self.0.get(sha7).copied().unwrap_or(Behaviour::PRODUCTION)
-    }
-}
-
-/// Which address each env's ping answers on, for the ingress.
-type Routes = Arc<RwLock<HashMap<String, SocketAddr>>>;
-
-/// One running ping.
-struct Ping {
-    version: String,
-    stop: CancellationToken,
-    served: JoinHandle<()>,
-}
-
-/// The users sending requests to a canary.
-struct Traffic {
-    stop: CancellationToken,
-    sent: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    running: JoinHandle<()>,
-}
 
 /// The cluster the demo plays.
 pub struct Cluster {
     http: reqwest::Client,
     /// sync-watcher's report route: `<base>/report`.
     reports: String,
-    ingress: SocketAddr,
+    ingress: Served,
     routes: Routes,
-    ingress_stop: CancellationToken,
-    ingress_served: JoinHandle<()>,
     /// By env id, `production` and `canary`.
     pings: HashMap<String, Ping>,
     /// Where the canary answers, scraped by Prometheus.
@@ -128,29 +52,12 @@ impl Cluster {
             .build()
             .map_err(|e| format!("the HTTP client: {e}"))?;
         let routes = Routes::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("the ingress: {e}"))?;
-        let ingress = listener
-            .local_addr()
-            .map_err(|e| format!("the ingress: {e}"))?;
-        let app = Router::new()
-            .route("/envs/{env}/{*path}", get(forward))
-            .with_state((routes.clone(), http.clone()));
-        let ingress_stop = CancellationToken::new();
-        let stop = ingress_stop.clone();
-        let ingress_served = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-        });
+        let ingress = pods::ingress(routes.clone(), http.clone()).await?;
         let mut cluster = Cluster {
             http,
             reports: String::new(),
             ingress,
             routes,
-            ingress_stop,
-            ingress_served,
             pings: HashMap::new(),
             canary_addr,
             behaviours,
@@ -167,12 +74,12 @@ impl Cluster {
 
     /// FLOTILLA_ENV_URL: where each env answers, through the ingress.
     pub fn env_url(&self) -> String {
-        format!("http://{}/envs/{{env}}", self.ingress)
+        format!("http://{}/envs/{{env}}", self.ingress.addr)
     }
 
     /// The URL of `path` in env `env`, through the ingress.
     pub fn url(&self, env: &str, path: &str) -> String {
-        format!("http://{}/envs/{env}/{path}", self.ingress)
+        format!("http://{}/envs/{env}/{path}", self.ingress.addr)
     }
 
     /// What the cluster does about `seen`: one line per thing done, and who did it.
@@ -234,7 +141,7 @@ impl Cluster {
 
     async fn prune(&mut self, env: &str) -> Vec<(&'static str, String)> {
         match self.stop_ping(env).await {
-            Some(ping) => vec![("argo cd", format!("pruned: ping {} stopped", ping.version))],
+            Some(version) => vec![("argo cd", format!("pruned: ping {version} stopped"))],
             None => Vec::new(),
         }
     }
@@ -322,48 +229,24 @@ impl Cluster {
             return Ok(behaviour);
         }
         self.stop_ping(name).await;
-        let listener = bind(addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let settings = ping::Settings {
-            answer: behaviour.answer,
-            error_rate: behaviour.error_rate,
-            extra_latency: Duration::ZERO,
-            app_version: Some(version.to_owned()),
-        };
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let served = tokio::spawn(async move {
-            let _ = axum::serve(listener, ping::router(settings))
-                .with_graceful_shutdown(stopped.cancelled_owned())
-                .await;
-        });
+        let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let ping = Ping::start(version, behaviour, addr).await?;
         self.routes
             .write()
             .map_err(|_| "the ingress routes are poisoned")?
-            .insert(name.to_owned(), addr);
-        let ping = Ping {
-            version: version.to_owned(),
-            stop,
-            served,
-        };
+            .insert(name.to_owned(), ping.served.addr);
         self.pings.insert(name.to_owned(), ping);
         Ok(behaviour)
     }
 
-    async fn stop_ping(&mut self, name: &str) -> Option<Ping> {
-        let mut ping = self.pings.remove(name)?;
+    /// Stops ping `name`; what it ran.
+    async fn stop_ping(&mut self, name: &str) -> Option<String> {
+        let ping = self.pings.remove(name)?;
         if let Ok(mut routes) = self.routes.write() {
             routes.remove(name);
         }
-        ping.stop.cancel();
-        // Bounded: a client holding a connection open must not hold the demo up.
-        if tokio::time::timeout(Duration::from_secs(2), &mut ping.served)
-            .await
-            .is_err()
-        {
-            ping.served.abort();
-        }
-        Some(ping)
+        ping.served.stop().await;
+        Some(ping.version)
     }
 
     /// Stops the users; `, after N requests (M answered 5xx)` for the line that says so.
@@ -371,13 +254,8 @@ impl Cluster {
         let Some(traffic) = self.traffic.take() else {
             return String::new();
         };
-        traffic.stop.cancel();
-        let _ = traffic.running.await;
-        format!(
-            ", after {} users' requests ({} answered 5xx)",
-            traffic.sent.load(Ordering::Relaxed),
-            traffic.failed.load(Ordering::Relaxed)
-        )
+        let (sent, failed) = traffic.stop().await;
+        format!(", after {sent} users' requests ({failed} answered 5xx)")
     }
 
     /// Stops every ping, the users and the ingress.
@@ -387,85 +265,6 @@ impl Cluster {
         for name in names {
             self.stop_ping(&name).await;
         }
-        self.ingress_stop.cancel();
-        if tokio::time::timeout(Duration::from_secs(2), &mut self.ingress_served)
-            .await
-            .is_err()
-        {
-            self.ingress_served.abort();
-        }
-    }
-}
-
-impl Traffic {
-    fn start(http: reqwest::Client, canary: SocketAddr) -> Traffic {
-        let stop = CancellationToken::new();
-        let sent = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (stopped, counted, errors) = (stop.clone(), sent.clone(), failed.clone());
-        let running = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(1000 / TRAFFIC_PER_SECOND));
-            let url = format!("http://{canary}/ping");
-            loop {
-                tokio::select! {
-                    () = stopped.cancelled() => return,
-                    _ = every.tick() => {}
-                }
-                let answer = http.get(&url).send().await;
-                counted.fetch_add(1, Ordering::Relaxed);
-                if !answer.is_ok_and(|a| a.status().is_success()) {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        Traffic {
-            stop,
-            sent,
-            failed,
-            running,
-        }
-    }
-}
-
-/// Binds `addr`, retrying a little: the canary's address is freed by the last canary a moment
-/// before the next one takes it.
-async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    let mut last = None;
-    for _ in 0..20 {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => return Ok(listener),
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!(
-        "listen on {addr}: {}",
-        last.map(|e| e.to_string()).unwrap_or_default()
-    ))
-}
-
-/// The ingress: `GET /envs/{env}/{path}` answered by that env's ping.
-async fn forward(
-    State((routes, http)): State<(Routes, reqwest::Client)>,
-    Path((env, path)): Path<(String, String)>,
-) -> Response {
-    let addr = routes.read().ok().and_then(|r| r.get(&env).copied());
-    let Some(addr) = addr else {
-        return (StatusCode::NOT_FOUND, format!("no env {env} runs here\n")).into_response();
-    };
-    match http.get(format!("http://{addr}/{path}")).send().await {
-        Ok(answer) => {
-            let status =
-                StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let content_type = answer
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("text/plain")
-                .to_owned();
-            let body = answer.bytes().await.unwrap_or_default();
-            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
-        }
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("{env}: {e}\n")).into_response(),
+        self.ingress.stop().await;
     }
 }

@@ -9,51 +9,57 @@
 
 mod cluster;
 mod hosted;
+mod pods;
 mod prometheus;
 mod screen;
 mod script;
 mod seen;
+mod setup;
 mod show;
+mod summary;
 mod templates;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use flotilla_bus::topology::StreamLimits;
-use flotilla_bus::{Bus, Names, NatsArgs, Running};
+use flotilla_bus::{Bus, Names, Running};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use tokio::process::Child;
 
 use crate::error::CliError;
 use crate::local_nats::LocalNats;
 use crate::signals::Stop;
-use cluster::{Behaviour, Behaviours, Cluster};
+use cluster::Cluster;
+use pods::{Behaviour, Behaviours};
 use prometheus::Prometheus;
 use screen::{Mode, Screen};
+use setup::{free_port, sha};
 use templates::Measure;
 
 /// Run the seed scenario end to end on this machine, in a temporary directory.
 ///
 /// Three scenarios, one after the other, each event printed as it happens:
 ///
-/// 1. a change making ping answer {"value":"pong"} is pushed (a signed GitHub webhook): built,
+/// 1. A change making ping answer {"value":"pong"} is pushed (a signed GitHub webhook): built,
 ///    deployed to its staging env, tested there, promoted to production, judged by a canary on
-///    its real metrics and promoted; the staging env is reaped;
-/// 2. a bad change (1 request in 4 answered 500) goes the same way, passes its tests, and its
-///    canary is aborted: production's manifest in git goes back to the good version;
-/// 3. a pull request gets a preview env when opened, removed when closed.
+///    its real metrics and promoted; the staging env is reaped.
+///
+/// 2. A bad change (1 request in 4 answered 500) goes the same way and passes its tests; its
+///    canary is aborted and production's manifest in git goes back to the good version.
+///
+/// 3. A pull request gets a preview env when opened, removed when closed.
 ///
 /// The six workers are `flotilla up`'s, in this process, on a private nats-server (a free
-/// loopback port; the one on 4222 is never touched) and a GitOps repository in the temporary
-/// directory; no setting of the environment reaches them. The demo plays what this machine
-/// lacks and says so on its lines: GitHub, the build (which builds nothing), and the cluster:
-/// Argo CD runs ping (examples/ping, in-process) at each env's version and its PostSync hook
-/// reports to sync-watcher; Argo Rollouts runs the canary, and users send it requests. The
-/// tests and the canary analysis are real: `flotilla analysis run` checks each env's answer,
-/// and the canary is measured by Prometheus when `prometheus` is installed (Debian's package),
-/// by the web provider otherwise. It takes about a minute.
+/// loopback port: NATS_URL and the --nats-* options are ignored, a server on 4222 is never
+/// touched) and a GitOps repository in the temporary directory; no setting of the environment
+/// reaches them. The demo plays what this machine lacks and says so on its lines: GitHub, the
+/// build (which builds nothing), and the cluster: Argo CD runs ping (examples/ping, in-process)
+/// at each env's version and its PostSync hook reports to sync-watcher; Argo Rollouts runs the
+/// canary, and users send it requests. The tests and the canary analysis are real: `flotilla
+/// analysis run` checks each env's answer, and the canary is measured by Prometheus when
+/// `prometheus` is installed (Debian's package), by the web provider otherwise. It takes well
+/// under a minute; docs/demo.md says how it works.
 ///
 /// Exit status: 0 when all three outcomes happened, 1 when one did not (what is missing is
 /// printed), 64 when something it needs is missing (nats-server).
@@ -165,11 +171,11 @@ async fn play(
     parts: &mut Parts,
 ) -> Result<(), CliError> {
     screen.note(format!(
-        "flotilla demo: the seed scenario end to end on this machine, in {} (about a minute)",
+        "flotilla demo: the seed scenario end to end on this machine, in {} (well under a minute)",
         dir.display()
     ))?;
     screen.note("")?;
-    let (nats, client, url) = start_nats(dir).await?;
+    let (nats, client, url) = setup::start_nats(dir).await?;
     parts.nats = Some(nats);
     parts.client = Some(client.clone());
     let bus = Bus::new(client, Names::default());
@@ -180,7 +186,7 @@ async fn play(
     ))?;
 
     let canary_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let measure = measure(args.canary, dir, canary_addr, screen, parts).await?;
+    let measure = setup::measure(args.canary, dir, canary_addr, screen, parts).await?;
     let written = templates::write(dir, &measure).map_err(CliError::Usage)?;
 
     let shas = script::Shas {
@@ -212,13 +218,13 @@ async fn play(
 
     let secret = uuid::Uuid::new_v4().simple().to_string();
     let analysis = format!("ping={}", written.canary);
-    let test_command = test_command(&written.functional_test)?;
+    let test_command = setup::test_command(&written.functional_test)?;
     let plan = hosted::Plan {
         github_secret: &secret,
         env_url: &env_url,
         analysis_dir: &written.analysis_dir,
         analysis: &analysis,
-        build_command: BUILD_COMMAND,
+        build_command: setup::BUILD_COMMAND,
         test_command: &test_command,
     };
     let settings = hosted::settings(&plan)?;
@@ -246,7 +252,7 @@ async fn play(
         "canary": match measure { Measure::Prometheus { .. } => "prometheus", Measure::Web { .. } => "web" },
         "env_url": env_url,
     }))?;
-    explain(screen, &env_url)?;
+    setup::explain(screen, &env_url)?;
 
     let show = show::Show {
         screen,
@@ -268,170 +274,4 @@ async fn play(
         .unwrap_or_default();
     show.run(shas, cluster, stop, &shutdown, args.timeout, args.stay)
         .await
-}
-
-/// What a real build command would do, said by the demo's, which builds nothing.
-const BUILD_COMMAND: &str = r#"echo "a real build runs here: docker build -t $FLOTILLA_IMAGE . && docker push $FLOTILLA_IMAGE (the demo builds nothing)""#;
-
-/// The change's tests: this binary's `analysis run` of the functional test against the env.
-fn test_command(template: &Path) -> Result<String, CliError> {
-    let exe = std::env::current_exe().map_err(|source| CliError::System {
-        what: "find the flotilla binary",
-        source,
-    })?;
-    Ok(format!(
-        "{} analysis run {} --arg \"url=$FLOTILLA_ENV_URL/ping\"",
-        quote(&exe.display().to_string()),
-        quote(&template.display().to_string())
-    ))
-}
-
-/// `text` as one word for `sh`.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-/// The lines that say what the demo plays.
-fn explain(screen: &mut Screen, env_url: &str) -> Result<(), CliError> {
-    for line in [
-        String::new(),
-        "The demo plays what this machine lacks; its lines say `demo:` in the worker column:".into(),
-        "  github         the signed webhook deliveries of two pushes and a pull request".into(),
-        "  the build      a command that builds nothing (a real one builds and pushes registry/apps/ping:<version>)".into(),
-        format!("  argo cd        runs ping (examples/ping) at each env's version, behind {env_url}, and prunes it"),
-        "  hook           the PostSync hook: reports each synced app to sync-watcher (POST /report/{env}/{app})".into(),
-        "  rollouts       Argo Rollouts: runs the canary at the released version, promotes or aborts it as canary-analyzer decides".into(),
-        "  users          send the canary 20 requests a second".into(),
-        "The tests are real (builder-trigger runs `flotilla analysis run`: GET $FLOTILLA_ENV_URL/ping must answer {\"value\":\"pong\"}),".into(),
-        "and so is the canary analysis of the new version's metrics.".into(),
-    ] {
-        screen.note(line)?;
-    }
-    Ok(())
-}
-
-/// Prometheus when asked or installed, else the web provider; said on screen.
-async fn measure(
-    choice: CanaryChoice,
-    dir: &Path,
-    canary: SocketAddr,
-    screen: &mut Screen,
-    parts: &mut Parts,
-) -> Result<Measure, CliError> {
-    let web = Measure::Web {
-        status_url: format!("http://{canary}/status"),
-    };
-    let binary = match (choice, prometheus::binary()) {
-        (CanaryChoice::Web, _) => {
-            screen.note(format!("  canary     web-success-rate (deploy/analysis): the web provider reads the canary's own count at http://{canary}/status"))?;
-            return Ok(web);
-        }
-        (CanaryChoice::Prometheus, None) => {
-            return Err(CliError::Usage(
-                "--canary prometheus: prometheus is not installed (apt-get install prometheus)"
-                    .into(),
-            ));
-        }
-        (CanaryChoice::Auto, None) => {
-            screen.note(format!("  canary     prometheus is not installed, so web-success-rate (deploy/analysis): the web provider reads the canary's own count at http://{canary}/status (apt-get install prometheus for the Prometheus path)"))?;
-            return Ok(web);
-        }
-        (_, Some(binary)) => binary,
-    };
-    match Prometheus::start(&binary, &dir.join("prometheus"), canary).await {
-        Ok(prometheus) => {
-            let url = prometheus.url().to_owned();
-            screen.note(format!(
-                "  canary     success-rate (deploy/analysis) on Prometheus {} at {url}, scraping the canary at {canary}",
-                prometheus.version
-            ))?;
-            parts.prometheus = Some(prometheus);
-            Ok(Measure::Prometheus { url })
-        }
-        Err(why) if choice == CanaryChoice::Auto => {
-            screen.note(format!("  canary     Prometheus did not start ({why}), so web-success-rate on the canary's /status"))?;
-            Ok(web)
-        }
-        Err(why) => Err(CliError::Usage(format!("Prometheus: {why}"))),
-    }
-}
-
-/// A private nats-server on a free loopback port, its store under `dir`.
-async fn start_nats(dir: &Path) -> Result<(LocalNats, async_nats::Client, String), CliError> {
-    let mut last = None;
-    // A port found free can be taken before the server binds it: try another.
-    for _ in 0..3 {
-        let port = free_port()?;
-        let url = format!("nats://127.0.0.1:{port}");
-        match LocalNats::start(&NatsArgs::for_url(&url), port, dir).await {
-            Ok((nats, client)) => return Ok((nats, client, url)),
-            Err(e @ CliError::Usage(_)) if !nats_missing(&e) => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| CliError::Usage("nats-server did not start".into())))
-}
-
-fn nats_missing(e: &CliError) -> bool {
-    e.to_string().contains("not installed")
-}
-
-/// A loopback port nothing listens on.
-fn free_port() -> Result<u16, CliError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|source| CliError::System {
-            what: "find a free port",
-            source,
-        })
-}
-
-/// A commit id (40 hex digits) unique to this run.
-fn sha(what: &str) -> String {
-    let digest = Sha256::digest(format!("{what}:{}", uuid::Uuid::new_v4()));
-    hex::encode(digest)[..40].to_owned()
-}
-
-/// Stops a child with SIGTERM, killing it when that fails or takes longer than 10 s.
-async fn terminate(child: &mut Child) {
-    let stopped = match child.id() {
-        Some(pid) => tokio::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await
-            .is_ok_and(|s| s.success()),
-        None => false,
-    };
-    if !stopped {
-        let _ = child.start_kill();
-    }
-    if tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-}
-
-/// `<dir>/gitops.git`'s production version of ping, on `main`.
-fn production_version(dir: &Path) -> Result<String, String> {
-    let repo_path: PathBuf = dir.join("gitops.git");
-    let repo = git2::Repository::open_bare(&repo_path).map_err(|e| e.to_string())?;
-    let commit = repo
-        .find_reference("refs/heads/main")
-        .and_then(|r| r.peel_to_commit())
-        .map_err(|e| e.to_string())?;
-    let entry = commit
-        .tree()
-        .and_then(|tree| tree.get_path(Path::new("apps/production.json")))
-        .map_err(|e| e.to_string())?;
-    let blob = repo.find_blob(entry.id()).map_err(|e| e.to_string())?;
-    let manifest: serde_json::Value =
-        serde_json::from_slice(blob.content()).map_err(|e| e.to_string())?;
-    manifest["apps"]["ping"]["version"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| "apps/production.json has no apps.ping.version".into())
 }

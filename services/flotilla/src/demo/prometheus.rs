@@ -48,7 +48,7 @@ impl Prometheus {
         let log_path = dir.join("prometheus.log");
         let log = std::fs::File::create(&log_path)
             .map_err(|e| format!("create {}: {e}", log_path.display()))?;
-        let port = super::free_port().map_err(|e| format!("a free port: {e}"))?;
+        let port = super::setup::free_port().map_err(|e| format!("a free port: {e}"))?;
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
@@ -146,6 +146,6 @@ impl Prometheus {
 
     /// Stops it with SIGTERM, killing it when that fails or takes too long.
     pub async fn stop(mut self) {
-        super::terminate(&mut self.child).await;
+        super::setup::terminate(&mut self.child).await;
     }
 }

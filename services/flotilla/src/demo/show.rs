@@ -16,6 +16,7 @@ use crate::demo::cluster::Cluster;
 use crate::demo::screen::{Entry, Screen};
 use crate::demo::script::{Action, Script, Shas};
 use crate::demo::seen::Seen;
+use crate::demo::summary;
 use crate::error::CliError;
 use crate::events::{Reader, Start, Stored};
 use crate::signals::Stop;
@@ -176,7 +177,7 @@ impl Show<'_> {
                     .await
             }
             Action::CheckProduction => {
-                let version = super::production_version(self.dir);
+                let version = super::setup::production_version(self.dir);
                 let line = match &version {
                     Ok(version) => format!("apps/production.json on main: ping {version}"),
                     Err(why) => format!("apps/production.json could not be read: {why}"),
@@ -283,37 +284,8 @@ impl Show<'_> {
             (End::FleetStopped, None) => Some("a worker of the fleet stopped".into()),
             _ => None,
         };
-        let seconds = took.as_secs_f64();
-        let mut text = vec![String::new(), format!("Outcome after {seconds:.1}s")];
-        for outcome in &outcomes {
-            text.push(format!(
-                "  {:<9} {:<23} {}: {}",
-                if outcome.ok { "[ok]" } else { "[missing]" },
-                outcome.name,
-                outcome.change_id.as_deref().unwrap_or("-"),
-                outcome.detail
-            ));
-        }
-        match (&why, all) {
-            (None, true) => {
-                let good = script.good_change().unwrap_or("<change-id>");
-                text.push(format!(
-                    "All three happened. Every step of a change: flotilla run {good} (with --stay, against the demo's NATS)"
-                ));
-            }
-            (Some(why), _) => text.push(format!("The demo did not complete: {why}")),
-            (None, false) => text.push("The demo did not complete".into()),
-        }
-        let json = json!({
-            "kind": "summary",
-            "ok": all,
-            "took_ms": took.as_millis() as u64,
-            "failure": why,
-            "outcomes": outcomes.iter().map(|o| json!({
-                "name": o.name, "ok": o.ok, "detail": o.detail, "change_id": o.change_id,
-            })).collect::<Vec<_>>(),
-        });
-        self.screen.outcome(text.join("\n"), json)?;
+        let (text, json) = summary::render(&outcomes, why.as_deref(), took, script.good_change());
+        self.screen.outcome(text, json)?;
         Ok(all)
     }
 
