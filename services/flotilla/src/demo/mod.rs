@@ -61,8 +61,9 @@ use templates::Measure;
 /// `prometheus` is installed (Debian's package), by the web provider otherwise. It takes well
 /// under a minute; docs/demo.md says how it works.
 ///
-/// Exit status: 0 when all three outcomes happened, 1 when one did not (what is missing is
-/// printed), 64 when something it needs is missing (nats-server).
+/// Ctrl-C stops it at any point, and what it started with it. Exit status: 0 when all three
+/// outcomes happened, 1 when one did not (what is missing is printed), 64 when something it
+/// needs is missing (nats-server), 130 when stopped while setting up.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   flotilla demo
@@ -162,7 +163,7 @@ impl Parts {
     }
 }
 
-/// Sets everything up, then runs the scenarios.
+/// Sets everything up (Ctrl-C stops that too), then runs the scenarios.
 async fn play(
     args: &Args,
     dir: &Path,
@@ -170,6 +171,65 @@ async fn play(
     stop: &mut Stop,
     parts: &mut Parts,
 ) -> Result<(), CliError> {
+    let ready = tokio::select! {
+        ready = set_up(args, dir, screen, parts) => Some(ready?),
+        () = stop.wait() => None,
+    };
+    let Some(ready) = ready else {
+        screen.note("stopped (Ctrl-C) while setting up")?;
+        return Err(CliError::Verdict {
+            code: 130,
+            summary: "stopped while setting up".into(),
+        });
+    };
+    let show = show::Show {
+        screen,
+        bus: &ready.bus,
+        dir,
+        webhooks: format!("http://{}", ready.fleet),
+        secret: &ready.secret,
+        nats_url: &ready.nats_url,
+        production: &ready.production,
+    };
+    let cluster = parts
+        .cluster
+        .as_mut()
+        .ok_or_else(|| CliError::Usage("the cluster is not running".into()))?;
+    let shutdown = parts
+        .running
+        .as_ref()
+        .map(|r| r.shutdown().clone())
+        .unwrap_or_default();
+    show.run(
+        ready.shas,
+        cluster,
+        stop,
+        &shutdown,
+        args.timeout,
+        args.stay,
+    )
+    .await
+}
+
+/// What the scenarios need once everything runs.
+struct Ready {
+    bus: Bus,
+    nats_url: String,
+    /// The fleet's HTTP address: webhooks, reports.
+    fleet: SocketAddr,
+    /// Production's `/ping` through the ingress.
+    production: String,
+    secret: String,
+    shas: script::Shas,
+}
+
+/// Starts NATS, Prometheus (or not), the cluster and the fleet, saying what runs where.
+async fn set_up(
+    args: &Args,
+    dir: &Path,
+    screen: &mut Screen,
+    parts: &mut Parts,
+) -> Result<Ready, CliError> {
     screen.note(format!(
         "flotilla demo: the seed scenario end to end on this machine, in {} (well under a minute)",
         dir.display()
@@ -254,24 +314,12 @@ async fn play(
     }))?;
     setup::explain(screen, &env_url)?;
 
-    let show = show::Show {
-        screen,
-        bus: &bus,
-        dir,
-        webhooks: format!("http://{fleet}"),
-        secret: &secret,
-        nats_url: &url,
-        production: &production,
-    };
-    let cluster = parts
-        .cluster
-        .as_mut()
-        .ok_or_else(|| CliError::Usage("the cluster is not running".into()))?;
-    let shutdown = parts
-        .running
-        .as_ref()
-        .map(|r| r.shutdown().clone())
-        .unwrap_or_default();
-    show.run(shas, cluster, stop, &shutdown, args.timeout, args.stay)
-        .await
+    Ok(Ready {
+        bus,
+        nats_url: url,
+        fleet,
+        production,
+        secret,
+        shas,
+    })
 }
