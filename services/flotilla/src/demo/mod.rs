@@ -122,10 +122,13 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     parts.stop().await;
     if args.keep {
         let kept = dir.keep();
-        screen.note(format!(
-            "kept {}: gitops.git (the GitOps repository), nats/ (the NATS store), analysis/ and tests/ (the templates), prometheus/",
-            kept.display()
-        ))?;
+        screen.outcome(
+            format!(
+                "Kept {}: gitops.git (the GitOps repository), nats/ (the NATS store), analysis/ and tests/ (the templates), prometheus/ (when it ran)",
+                kept.display()
+            ),
+            json!({"kind": "kept", "dir": kept}),
+        )?;
     }
     result
 }
