@@ -1,6 +1,8 @@
 //! ping, the example app Flotilla ships changes of (the seed's app). `GET /ping` answers `pong`,
 //! or `{"value":"pong"}` in the new version; `GET /status` says `{"status":"ok"}` (or
-//! `"degraded"` while faults are injected); `GET /metrics` exposes, in Prometheus' text format,
+//! `"degraded"` while faults are injected) with ping's own count of its `/ping` answers since it
+//! started (`requests`, `errors`, and `success_rate` once there was one); `GET /metrics`
+//! exposes, in Prometheus' text format,
 //! `ping_http_requests_total{code}` and the `ping_http_request_duration_seconds` histogram, so a
 //! canary analysis can judge a version on its success rate and latency. Faults are injected by
 //! settings: a share of 5xx answers and extra latency, to make a bad version.
@@ -41,6 +43,10 @@ pub struct Settings {
     /// Latency added to every `/ping`.
     #[arg(long, env = "PING_EXTRA_LATENCY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub extra_latency: Duration,
+    /// The version this ping runs as, added to every metric as the label `version`, so that a
+    /// canary analysis can tell the canary's answers from the stable version's.
+    #[arg(long, env = "PING_VERSION", value_name = "VERSION")]
+    pub app_version: Option<String>,
 }
 
 impl Settings {
@@ -74,7 +80,13 @@ struct App {
 
 /// The app's routes: `/ping`, `/metrics`, `/healthz`.
 pub fn router(settings: Settings) -> Router {
-    let mut registry = Registry::default();
+    let mut registry = match &settings.app_version {
+        Some(version) => Registry::with_labels(std::iter::once((
+            std::borrow::Cow::Borrowed("version"),
+            std::borrow::Cow::Owned(version.clone()),
+        ))),
+        None => Registry::default(),
+    };
     let requests = Family::<Code, Counter>::default();
     registry.register(
         "ping_http_requests",
@@ -129,11 +141,20 @@ async fn ping(State(app): State<Arc<App>>) -> Response {
     response
 }
 
-/// `{"status":"ok"}`, or `"degraded"` while faults are injected: what a web check reads.
+/// `{"status":"ok"}`, or `"degraded"` while faults are injected, and the answers counted so far:
+/// what a web check reads where no Prometheus scrapes ping. `success_rate` (the share of `/ping`
+/// answers that were not 5xx) is absent until a first request, so that no traffic is no data
+/// rather than a perfect score.
 async fn status(State(app): State<Arc<App>>) -> Response {
     let faulty = app.settings.error_rate > 0.0 || !app.settings.extra_latency.is_zero();
     let status = if faulty { "degraded" } else { "ok" };
-    axum::Json(serde_json::json!({"status": status})).into_response()
+    let requests = app.served.load(Ordering::Relaxed);
+    let errors = app.failed.load(Ordering::Relaxed).min(requests);
+    let mut body = serde_json::json!({"status": status, "requests": requests, "errors": errors});
+    if requests > 0 {
+        body["success_rate"] = ((requests - errors) as f64 / requests as f64).into();
+    }
+    axum::Json(body).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

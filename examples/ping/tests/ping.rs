@@ -17,6 +17,7 @@ fn settings(answer: Answer, error_rate: f64) -> Settings {
         answer,
         error_rate,
         extra_latency: Duration::ZERO,
+        app_version: None,
     }
 }
 
@@ -85,4 +86,40 @@ async fn extra_latency_shows_in_the_histogram() -> Result<()> {
 fn an_error_rate_outside_zero_to_one_is_refused() {
     assert!(settings(Answer::Text, 1.5).check().is_err());
     assert!(settings(Answer::Text, 1.0).check().is_ok());
+}
+
+#[tokio::test]
+async fn status_counts_the_answers_and_has_no_success_rate_before_a_request() -> Result<()> {
+    let url = serve(settings(Answer::Json, 0.25)).await?;
+    let before: serde_json::Value = reqwest::get(format!("{url}/status")).await?.json().await?;
+    assert_eq!(
+        before,
+        serde_json::json!({"status": "degraded", "requests": 0, "errors": 0})
+    );
+    for _ in 0..8 {
+        reqwest::get(format!("{url}/ping")).await?;
+    }
+    let after: serde_json::Value = reqwest::get(format!("{url}/status")).await?.json().await?;
+    assert_eq!(after["requests"], 8);
+    assert_eq!(after["errors"], 2);
+    assert_eq!(after["success_rate"], 0.75);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_version_labels_every_metric() -> Result<()> {
+    let mut canary = settings(Answer::Json, 0.0);
+    canary.app_version = Some("v2".into());
+    let url = serve(canary).await?;
+    reqwest::get(format!("{url}/ping")).await?;
+    let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    assert!(
+        metrics.contains(r#"ping_http_requests_total{version="v2",code="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ping_http_request_duration_seconds_count{version="v2"} 1"#),
+        "{metrics}"
+    );
+    Ok(())
 }

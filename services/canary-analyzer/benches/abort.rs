@@ -57,6 +57,7 @@ async fn main() -> Result<()> {
         answer: ping::Answer::Json,
         error_rate: 1.0,
         extra_latency: Duration::ZERO,
+        app_version: None,
     };
     tokio::spawn(async move { axum::serve(listener, ping::router(settings)).await });
 

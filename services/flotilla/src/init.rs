@@ -80,12 +80,15 @@ pub async fn run(nats: &NatsArgs, args: Args) -> Result<(), CliError> {
     let limits = args.limits()?;
     let bus = crate::connect(nats).await?;
     let mut out = Output::live();
-    reconcile(&bus, &limits, &mut out).await?;
+    for line in reconcile(&bus, &limits).await? {
+        out.line(line)?;
+    }
     out.finish()
 }
 
-/// Creates or updates everything the bus needs, one line of `out` per object.
-pub async fn reconcile(bus: &Bus, limits: &StreamLimits, out: &mut Output) -> Result<(), CliError> {
+/// Creates or updates everything the bus needs; says what it did, one line per object.
+pub async fn reconcile(bus: &Bus, limits: &StreamLimits) -> Result<Vec<String>, CliError> {
+    let mut lines = Vec::new();
     let buckets = [&bus.names().envs_bucket, &bus.names().canaries_bucket];
     for reconciled in bus.ensure_streams(limits).await? {
         // A bucket is stored as a stream, but people know it by its bucket name.
@@ -97,15 +100,15 @@ pub async fn reconcile(bus: &Bus, limits: &StreamLimits, out: &mut Output) -> Re
             Some(bucket) => describe("kv bucket", bucket, &reconciled),
             None => describe("stream", name, &reconciled),
         };
-        out.line(line)?;
+        lines.push(line);
     }
     for (worker, subjects) in WORKERS {
         // What `WorkerConfig::for_worker` builds, without an impossible "unknown worker" case.
         let spec = WorkerConfig::new(*worker, subjects).consumer_spec();
         let (_, reconciled) = bus.ensure_consumer(&spec).await?;
-        out.line(describe("consumer", worker, &reconciled))?;
+        lines.push(describe("consumer", worker, &reconciled));
     }
-    Ok(())
+    Ok(lines)
 }
 
 fn name_of(reconciled: &Reconciled) -> &str {

@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 
 use git2::{Repository, Signature};
 
-/// The production manifest of a new repository: the README's example app `ping`, so that a
-/// `build.succeeded` for it becomes an environment instead of a dead letter.
+/// The version of ping in a new repository's production manifest.
+pub const SEED_VERSION: &str = "v20240101000000-0000000";
+
+/// The production manifest of a new repository: the README's example app `ping` (at
+/// [`SEED_VERSION`]), so that a `build.succeeded` for it becomes an environment instead of a
+/// dead letter.
 const SEED_PRODUCTION: &str = r#"{
   "apps": {
     "ping": {
@@ -64,6 +68,8 @@ mod tests {
             .expect("manifest");
         let blob = repo.find_blob(entry.id()).expect("blob");
         assert_eq!(blob.content(), SEED_PRODUCTION.as_bytes());
+        let manifest: serde_json::Value = serde_json::from_slice(blob.content()).expect("JSON");
+        assert_eq!(manifest["apps"]["ping"]["version"], SEED_VERSION);
         assert_eq!(ensure(dir.path(), "main").expect("reused"), path);
         assert_eq!(
             repo.head().expect("head").target(),

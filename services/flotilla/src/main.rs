@@ -6,6 +6,7 @@
 
 mod analysis;
 mod bench;
+mod demo;
 mod dlq;
 mod dry_run;
 mod envs;
@@ -46,6 +47,7 @@ struct Cli {
 }
 
 const EXAMPLES: &str = "Examples:
+  flotilla demo
   flotilla up
   flotilla init
   echo '{\"changeId\":\"ping-v1\",\"app\":\"ping\",\"version\":\"v1\"}' | flotilla publish build.started ping-v1
@@ -60,6 +62,7 @@ const EXAMPLES: &str = "Examples:
 enum Command {
     // Boxed (as is replay): the workers' flags outweigh every other command's several times over.
     Up(Box<up::Args>),
+    Demo(demo::Args),
     Init(init::Args),
     Publish(publish::Args),
     Tail(tail::Args),
@@ -105,16 +108,18 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     // `up` hosts the whole fleet: its spans say so (`flotilla-up`), the other commands' `flotilla-cli`.
-    let service = if matches!(cli.command, Command::Up(_)) {
-        "up"
-    } else {
-        "cli"
+    // The demo's workers warn of what its timeline shows anyway (a retry, an aborted canary).
+    let (service, level) = match cli.command {
+        Command::Up(_) => ("up", "warn"),
+        Command::Demo(_) => ("cli", "error"),
+        _ => ("cli", "warn"),
     };
-    let _telemetry = flotilla_telemetry::init(service, "warn")
+    let _telemetry = flotilla_telemetry::init(service, level)
         .map_err(|e| CliError::Usage(format!("logging: {e}")))?;
     let nats = &cli.nats;
     match cli.command {
         Command::Up(args) => up::run(nats, *args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Init(args) => init::run(nats, args).await,
         Command::Publish(args) => publish::run(nats, args).await,
         Command::Tail(args) => tail::run(nats, args).await,

@@ -97,7 +97,9 @@ async fn serve(
 ) -> Result<(), CliError> {
     let bus = Bus::new(client.clone(), Names::default());
     let mut out = Output::live();
-    crate::init::reconcile(&bus, limits, &mut out).await?;
+    for line in crate::init::reconcile(&bus, limits).await? {
+        out.line(line)?;
+    }
 
     // A fresh machine has no GitHub secret: one is generated into the data dir (kept across
     // runs), so the first signed delivery works and the line below can say how to send it.

@@ -107,6 +107,63 @@ pub async fn run(command: Command) -> Result<(), CliError> {
 }
 
 async fn send(args: SendArgs) -> Result<(), CliError> {
+    let delivery = build(&args)?;
+    if args.dry_run {
+        println!("POST {}", delivery.url);
+        for (name, value) in &delivery.headers {
+            let shown = if matches!(*name, "x-gitlab-token") {
+                "<redacted>"
+            } else {
+                value
+            };
+            println!("{name}: {shown}");
+        }
+        println!();
+        println!("{}", String::from_utf8_lossy(&delivery.body));
+        return Ok(());
+    }
+    let (status, answer) = delivery.post().await?;
+    println!("{status} {}", answer.trim());
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(CliError::Verdict {
+            code: 1,
+            summary: format!("{} answered {status}", delivery.url),
+        })
+    }
+}
+
+/// A webhook delivery, built and signed, ready to post.
+#[derive(Debug)]
+pub struct Delivery {
+    pub url: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl Delivery {
+    /// Posts the delivery; the listener's status code and answer.
+    pub async fn post(&self) -> Result<(u16, String), CliError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| CliError::Usage(format!("the HTTP client: {e}")))?;
+        let mut request = client.post(&self.url).body(self.body.clone());
+        for (name, value) in &self.headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(|e| CliError::Unsent {
+            url: self.url.clone(),
+            reason: e.without_url().to_string(),
+        })?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.unwrap_or_default()))
+    }
+}
+
+/// The delivery `args` describe, as the forge would send it.
+pub fn build(args: &SendArgs) -> Result<Delivery, CliError> {
     let (owner, name) = args
         .repo
         .split_once('/')
@@ -139,7 +196,7 @@ async fn send(args: SendArgs) -> Result<(), CliError> {
         branch: &branch,
         sha: &sha,
         timestamp: &timestamp,
-        args: &args,
+        args,
     };
     let (path, event, body) = match (args.forge, args.kind) {
         (Forge::Github, Kind::Push) => ("/webhooks/github", "push", github_push(&fact)),
@@ -157,7 +214,8 @@ async fn send(args: SendArgs) -> Result<(), CliError> {
     };
     let body = serde_json::to_vec_pretty(&body).map_err(|e| CliError::Usage(e.to_string()))?;
     let delivery = uuid::Uuid::new_v4().to_string();
-    let mut headers: Vec<(&str, String)> = vec![("content-type", "application/json".into())];
+    let mut headers: Vec<(&'static str, String)> =
+        vec![("content-type", "application/json".into())];
     match args.forge {
         Forge::Github => {
             headers.push(("x-github-event", event.into()));
@@ -183,44 +241,11 @@ async fn send(args: SendArgs) -> Result<(), CliError> {
             }
         }
     }
-    let url = format!("{}{path}", args.url.trim_end_matches('/'));
-    if args.dry_run {
-        println!("POST {url}");
-        for (name, value) in &headers {
-            let shown = if matches!(*name, "x-gitlab-token") {
-                "<redacted>"
-            } else {
-                value
-            };
-            println!("{name}: {shown}");
-        }
-        println!();
-        println!("{}", String::from_utf8_lossy(&body));
-        return Ok(());
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| CliError::Usage(format!("the HTTP client: {e}")))?;
-    let mut request = client.post(&url).body(body);
-    for (name, value) in &headers {
-        request = request.header(*name, value);
-    }
-    let response = request.send().await.map_err(|e| CliError::Unsent {
-        url: url.clone(),
-        reason: e.without_url().to_string(),
-    })?;
-    let status = response.status();
-    let answer = response.text().await.unwrap_or_default();
-    println!("{} {}", status.as_u16(), answer.trim());
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(CliError::Verdict {
-            code: 1,
-            summary: format!("{url} answered {status}"),
-        })
-    }
+    Ok(Delivery {
+        url: format!("{}{path}", args.url.trim_end_matches('/')),
+        headers,
+        body,
+    })
 }
 
 /// A secret given as a value or a file (its first line).

@@ -37,8 +37,13 @@ async fn two_replicas_judge_a_release_once() -> Result<()> {
         .await?;
     fx.stored_exactly(&format!("flotilla.canary.*.{RELEASE}"), 5)
         .await?;
+    // The verdict is published before the record says so: wait for the record to catch up.
+    let marked = flotilla_testing::eventually_async(Duration::from_secs(10), || async {
+        record(&fx, RELEASE).await.is_ok_and(|r| r.published)
+    })
+    .await;
     let stored = record(&fx, RELEASE).await?;
-    assert!(stored.published && stored.attempt == 1, "{stored:?}");
+    assert!(marked && stored.attempt == 1, "{stored:?}");
     one.shutdown().await?;
     two.shutdown().await
 }
@@ -66,9 +71,14 @@ async fn a_release_whose_replica_stopped_mid_canary_is_taken_up_again() -> Resul
     let second = fx.run().await?;
     let (kind, verdict) = fx.verdict(RELEASE).await?;
     assert_eq!(kind, EventType::CanaryPromoted, "{verdict:?}");
+    // The verdict is published before the record says so: wait for the record to catch up.
+    let marked = flotilla_testing::eventually_async(Duration::from_secs(10), || async {
+        record(&fx, RELEASE).await.is_ok_and(|r| r.published)
+    })
+    .await;
     let resumed = record(&fx, RELEASE).await?;
+    assert!(marked, "{resumed:?}");
     assert_eq!(resumed.attempt, 2, "{resumed:?}");
-    assert!(resumed.published);
     assert_ne!(resumed.owner, stopped.owner);
     // The second attempt measured in full, its events not taken for repeats of the first's.
     let measurements = fx

@@ -170,6 +170,7 @@ pub async fn ping(error_rate: f64) -> Result<SocketAddr> {
         answer: ping::Answer::Text,
         error_rate,
         extra_latency: Duration::ZERO,
+        app_version: None,
     }))
     .await
 }

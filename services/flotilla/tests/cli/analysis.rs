@@ -24,6 +24,7 @@ async fn ping(error_rate: f64, answer: Answer) -> Result<SocketAddr> {
         answer,
         error_rate,
         extra_latency: Duration::ZERO,
+        app_version: None,
     };
     tokio::spawn(async move { axum::serve(listener, ping::router(settings)).await });
     let client = reqwest::Client::new();

@@ -5,6 +5,7 @@
 //! parallel.
 
 mod analysis;
+mod demo;
 mod deploy;
 mod dlq;
 mod envs;
