@@ -28,17 +28,24 @@ pub struct WorkerSettings {
     pub canary: canary_analyzer::Args,
 }
 
-/// builder-trigger's config; off until a build command or another backend is set. Hook logs
-/// (without FLOTILLA_LOG_DIR) and hook state (without FLOTILLA_HOOKS_STATE_DIR) live under the
-/// data dir.
+/// The build `up` runs when the command backend has no FLOTILLA_BUILD_COMMAND: it makes no
+/// image and says so in the build's log, so that on a fresh machine a first change still goes
+/// through build, env and readiness (the local GitOps repository's ping needs no new image).
+pub const DEFAULT_BUILD: &str = "echo \"flotilla up: no FLOTILLA_BUILD_COMMAND, so nothing is \
+built; a real build makes and pushes $FLOTILLA_IMAGE from $FLOTILLA_REPO at $FLOTILLA_SHA\"";
+
+/// builder-trigger's config. With the command backend and no build command it builds with
+/// [`DEFAULT_BUILD`]. Hook logs (without FLOTILLA_LOG_DIR) and hook state (without
+/// FLOTILLA_HOOKS_STATE_DIR) live under the data dir.
 pub fn builder_trigger_config(
     settings: &WorkerSettings,
     data_dir: &Path,
 ) -> Result<builder_trigger::Config, String> {
-    let builds = &settings.builds;
-    if builds.backend == builder_trigger::args::Backend::Command && builds.build_command.is_none() {
-        return Err("set FLOTILLA_BUILD_COMMAND to build changes".to_owned());
+    let mut builds = settings.builds.clone();
+    if default_build(&settings.builds) {
+        builds.build_command = Some(DEFAULT_BUILD.to_owned());
     }
+    let builds = &builds;
     let mut config = builder_trigger::Config::from_args(builds)
         .map(|config| config.with_preview(&settings.preview))
         .map_err(|e| e.to_string())?;
@@ -54,6 +61,15 @@ pub fn builder_trigger_config(
     }
     let hooks = settings.hooks.load().map_err(|e| e.to_string())?;
     config.with_hooks(hooks).map_err(|e| e.to_string())
+}
+
+/// Whether builds fall back to [`DEFAULT_BUILD`]: the command backend with no build command.
+fn default_build(builds: &builder_trigger::Args) -> bool {
+    builds.backend == builder_trigger::args::Backend::Command
+        && builds
+            .build_command
+            .as_deref()
+            .is_none_or(|c| c.trim().is_empty())
 }
 
 /// How many environment hooks are configured, and from where.
@@ -159,8 +175,14 @@ pub async fn assemble(
             let backend = clap::ValueEnum::to_possible_value(&settings.builds.backend)
                 .map(|value| value.get_name().to_owned())
                 .unwrap_or_default();
+            let what = if default_build(&settings.builds) {
+                "with no FLOTILLA_BUILD_COMMAND: builds make nothing, changes still go through"
+                    .to_owned()
+            } else {
+                format!("building with the {backend} backend")
+            };
             summary.push(format!(
-                "builder-trigger  building with the {backend} backend; {}",
+                "builder-trigger  {what}; {}",
                 hooks_summary(settings)
             ));
         }

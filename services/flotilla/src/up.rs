@@ -24,8 +24,9 @@ use crate::signals::Stop;
 /// is, and follows the events as they flow until Ctrl-C or SIGTERM, when it stops what it
 /// started. The workers run in this one process, each configured by the same flags and
 /// variables as its own binary (listed below): env-manager on FLOTILLA_GITOPS_URL or a local
-/// repository under --data-dir, builder-trigger once FLOTILLA_BUILD_COMMAND is set (or another
-/// backend chosen); every worker's routes are served beside the webhooks.
+/// repository under --data-dir, builder-trigger on FLOTILLA_BUILD_COMMAND (without one, builds
+/// make nothing and say so, so a first change still goes through); every worker's routes are
+/// served beside the webhooks.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   flotilla up

@@ -250,10 +250,6 @@ async fn up_uses_a_server_that_already_answers_and_leaves_it_running() -> Result
     let up = Up::start(&cli, data.path(), &[]).await?;
     let banner = up.banner.join("\n");
     assert!(banner.contains("(already running)"), "{banner}");
-    assert!(
-        banner.contains("builder-trigger  off"),
-        "without a build command: {banner}"
-    );
     assert!(!data.path().join("nats").exists(), "no second server");
     assert_eq!(up.terminate().await?, Some(0));
     server.connect().await;
@@ -422,5 +418,62 @@ async fn up_serves_every_hosted_workers_routes_and_applies_the_runtime_settings(
     assert_eq!(consumer.info().await?.config.max_deliver, 8);
 
     assert_eq!(up.terminate().await?, Some(0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_no_configuration_the_printed_first_change_becomes_a_ready_env_through_reports()
+-> Result<()> {
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let data = tempfile::tempdir()?;
+    let cli = Cli::at(&url);
+    // Nothing set: no build command, no GitOps URL, no secret, no cluster.
+    let mut up = Up::start(&cli, data.path(), &[]).await?;
+    let banner = up.banner.join("\n");
+    assert!(
+        banner.contains("builder-trigger  with no FLOTILLA_BUILD_COMMAND: builds make nothing"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("sync-watcher     on reports alone"),
+        "{banner}"
+    );
+
+    // The send line, run exactly as printed: `NAME=value flotilla webhook send ...`.
+    let send = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("send      "))
+        .context("a send line")?;
+    let mut words = send.split_whitespace();
+    let (name, value) = words
+        .next()
+        .and_then(|w| w.split_once('='))
+        .context("the send line starts with the secret's variable")?;
+    anyhow::ensure!(words.next() == Some("flotilla"), "{send}");
+    let args: Vec<&str> = words.collect();
+    let sent = cli.run_with_env(&args, &[(name, value)]).await?.success()?;
+    assert!(sent.stdout.starts_with("202 "), "{}", sent.stdout);
+
+    let requested = up.line_containing("flotilla.env.requested.").await?;
+    let env = requested
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("flotilla.env.requested."))
+        .context("the env of env.requested")?
+        .to_owned();
+    assert!(env.starts_with("stg-ping-"), "{requested}");
+    // What an Argo CD PostSync hook would report once ping synced.
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/report/{env}/ping", up.http))
+        .json(&serde_json::json!({"status": "succeeded"}))
+        .send()
+        .await?;
+    assert_eq!(answer.status().as_u16(), 202);
+    up.lines_containing(
+        &[&format!("flotilla.env.ready.{env}")],
+        &["flotilla.env.failed.", "flotilla.build.failed."],
+    )
+    .await?;
+
+    assert_eq!(up.interrupt().await?, Some(0), "Ctrl-C stops up cleanly");
     Ok(())
 }
