@@ -72,13 +72,23 @@ impl EnvManager {
 
     /// The env's file in git must hold the tested change at the tested version: git, not the
     /// event, says what was deployed there.
+    ///
+    /// A missing file is retried rather than refused: the registry says the env is ready, and a
+    /// teardown removes the file before it marks the record, so a result redelivered in between
+    /// (its first delivery promoted the env and asked for the teardown) would otherwise be
+    /// dead-lettered. Once the record says the env is going, the retry is answered as a replay.
     async fn check_env_file(&self, result: &TestResult, event: &Event) -> Result<(), Error> {
         let path = self.config.env_manifest(&result.env);
         let Some(bytes) = self.gitops.read(path.clone()).await? else {
-            return Err(refused(
-                event,
-                &format!("{path} is not in the GitOps repository: nothing to promote"),
-            ));
+            return Err(Error::Unsettled {
+                event_type: event.event_type().to_owned(),
+                event_id: event.id.clone(),
+                reason: format!(
+                    "{path} is not in the GitOps repository while the registry says {} is ready: \
+                     nothing to promote unless a teardown is under way",
+                    result.env
+                ),
+            });
         };
         let holding = manifest::holding(&bytes, &result.app)
             .map_err(|source| manifest_error(&path, source))?;
