@@ -232,7 +232,14 @@ impl EnvManager {
             // Promoted already (a redelivery, or a person was faster): production's version
             // before this one is in the history.
             Promotion::Updated { .. } => self.version_before(&app, &version).await?,
-            Promotion::Superseded { current } => return Ok(Err(current)),
+            // A newer build runs now; but if production's history holds this version, an
+            // earlier attempt of this result promoted it and its events were not published
+            // (the stream was electing a leader, then the worker was killed). Production ran
+            // the version: the retry requests its release as that attempt would have.
+            Promotion::Superseded { current } => match self.promoted_from(&app, &version).await? {
+                Some(previous) => previous,
+                None => return Ok(Err(current)),
+            },
         };
         Ok(Ok(Promoted {
             previous_version,
@@ -300,6 +307,31 @@ impl EnvManager {
             revision: String::new(),
             pull_request_url: pull.url,
         }))
+    }
+
+    /// When production's recent history holds `version` of `app`: the version it replaced
+    /// (empty when none before it is in the history). `None` when production never ran it.
+    async fn promoted_from(&self, app: &str, version: &str) -> Result<Option<String>, Error> {
+        let path = self.config.production_manifest.clone();
+        let history = self.gitops.file_history(path, HISTORY_DEPTH).await?;
+        let versions: Vec<String> = history
+            .iter()
+            .flatten()
+            .filter_map(|bytes| manifest::parse(bytes).ok())
+            .filter_map(|m| manifest::apps_of(&m).ok())
+            .filter_map(|apps| apps.into_iter().find(|a| a.name == app))
+            .map(|a| a.version)
+            .collect();
+        let Some(at) = versions.iter().position(|v| v == version) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            versions[at..]
+                .iter()
+                .find(|v| *v != version)
+                .cloned()
+                .unwrap_or_default(),
+        ))
     }
 
     /// The version `app` had in production before `version`, from the production manifest's

@@ -399,3 +399,49 @@ async fn a_result_redelivered_while_its_teardown_is_half_done_waits_and_is_not_d
     assert!(fx.dead_letters(0).await?.is_empty(), "no dead letter");
     worker.shutdown().await
 }
+
+/// The first attempt of a result promoted the env in git, then could not publish its release
+/// (the stream was electing a leader) and its worker was killed; a newer build was promoted
+/// before the retry. Production ran the version, so the retry requests its release and tears
+/// the env down as promoted, as the first attempt would have, and leaves production on the
+/// newer build.
+#[tokio::test]
+async fn a_retried_result_whose_promotion_reached_git_requests_its_release_though_a_newer_one_followed()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    let env = fx.stage().await?;
+    for version in [VERSION, LATER] {
+        let mut production = fx.remote_json("apps/production.json")?;
+        production["apps"]["ping"]["version"] = version.into();
+        fx.commit_as_someone(
+            &[("apps/production.json", production.to_string().as_bytes())],
+            &format!("env-manager: promote ping to {version}"),
+        )?;
+    }
+
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, &format!("ping-{VERSION}"), VERSION),
+    )
+    .await?;
+
+    let releases = fx.stored_exactly("flotilla.release.requested.>", 1).await?;
+    let release: flotilla_proto::v1::Release = releases.first().context("the release")?.decode()?;
+    assert_eq!(
+        (release.version.as_str(), release.previous_version.as_str()),
+        (VERSION, PRODUCTION_VERSION)
+    );
+    let teardowns = fx
+        .stored_exactly("flotilla.env.teardown.requested.>", 1)
+        .await?;
+    let teardown: TeardownRequest = teardowns.first().context("the teardown")?.decode()?;
+    assert_eq!(teardown.reason, "promoted");
+    assert_eq!(
+        production_version(&fx)?,
+        LATER,
+        "production stays on the newer build"
+    );
+    worker.shutdown().await
+}
