@@ -76,7 +76,9 @@ impl Binaries {
             if release {
                 command.arg("--release");
             }
-            for name in &stale {
+            // Always the same set as scripts/reliability builds: cargo unifies features over
+            // the packages it is given, and another set would rebuild their dependencies.
+            for name in WORKERS.iter().chain([&CLI, &"flotilla-e2e"]) {
                 command.args(["-p", name]);
             }
             eprintln!(

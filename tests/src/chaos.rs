@@ -175,14 +175,19 @@ async fn inject(
 
 /// The new leader of `FLOTILLA` once one other than `old` is elected (or none within 30 s).
 async fn wait_for_new_leader(fleet: &Fleet, old: &str) -> Option<String> {
+    // Short requests: during the election stream info goes unanswered, and a long timeout
+    // would make the election look longer than it is.
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(500))
+        .build(fleet.client.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::time::Instant::now() < deadline {
-        if let Ok(leader) = Nats::stream_leader(&fleet.js, "FLOTILLA").await
+        if let Ok(leader) = Nats::stream_leader(&js, "FLOTILLA").await
             && leader != old
         {
             return Some(leader);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
 }

@@ -90,6 +90,11 @@ pub struct Verdict {
     pub superseded: usize,
     pub letters: usize,
     pub commits: usize,
+    /// Problems that are something accepted and lost (not stored, never finished, a step
+    /// missing).
+    pub lost: usize,
+    /// Problems that are something done twice (an event id, a step, a write, a teardown).
+    pub duplicated: usize,
 }
 
 impl Verdict {
@@ -99,6 +104,25 @@ impl Verdict {
 
     fn problem(&mut self, text: String) {
         self.problems.push(text);
+    }
+
+    fn lost(&mut self, text: String) {
+        self.lost += 1;
+        self.problems.push(text);
+    }
+
+    fn duplicate(&mut self, text: String) {
+        self.duplicated += 1;
+        self.problems.push(text);
+    }
+
+    /// Something that must happen once happened `n` times.
+    fn not_once(&mut self, n: usize, text: String) {
+        match n {
+            0 => self.lost(text),
+            1 => self.problem(text),
+            _ => self.duplicate(text),
+        }
     }
 }
 
@@ -140,7 +164,7 @@ fn unique_ids(stored: &Stored, verdict: &mut Verdict) {
     let mut seen: HashMap<&str, u64> = HashMap::new();
     for fact in stored.facts.iter().filter(|f| !f.id.is_empty()) {
         if let Some(first) = seen.insert(&fact.id, fact.seq) {
-            verdict.problem(format!(
+            verdict.duplicate(format!(
                 "event id {} stored twice (seq {first} and {}: {})",
                 fact.id, fact.seq, fact.subject
             ));
@@ -160,8 +184,8 @@ fn accepted_are_stored(stored: &Stored, expected: &Expected<'_>, verdict: &mut V
     for (delivery, _) in &expected.accepted {
         match sources.get(delivery.as_str()) {
             Some(1) => {}
-            Some(n) => verdict.problem(format!("delivery {delivery} stored {n} times")),
-            None => verdict.problem(format!(
+            Some(n) => verdict.duplicate(format!("delivery {delivery} stored {n} times")),
+            None => verdict.lost(format!(
                 "delivery {delivery} was answered 202 but is not stored"
             )),
         }
@@ -203,7 +227,7 @@ fn changes(stored: &Stored, expected: &Expected<'_>, plan: &Plan, verdict: &mut 
         if tracker.is_terminal(change.index) {
             verdict.terminal += 1;
         } else {
-            verdict.problem(format!(
+            verdict.lost(format!(
                 "{id} ({}) never reached its terminal state; stages: {:?}",
                 change.env,
                 progress.stages.keys().collect::<Vec<_>>()
@@ -221,21 +245,26 @@ fn changes(stored: &Stored, expected: &Expected<'_>, plan: &Plan, verdict: &mut 
             "tests.passed",
         ] {
             if count(kind) != 1 {
-                verdict.problem(format!("{id}: {} {kind} events, expected 1", count(kind)));
+                verdict.not_once(
+                    count(kind),
+                    format!("{id}: {} {kind} events, expected 1", count(kind)),
+                );
             }
         }
         let env = change.env.as_str();
         for kind in ["env.teardown.requested", "env.deleted"] {
             let n = per_env.get(&(env, kind)).copied().unwrap_or(0);
             if n != 1 {
-                verdict.problem(format!("{env}: {n} {kind} events, expected 1"));
+                verdict.not_once(n, format!("{env}: {n} {kind} events, expected 1"));
             }
         }
         let writes = history.env_writes.get(env).cloned().unwrap_or_default();
         if writes != [change.change_id.clone()] {
-            verdict.problem(format!(
-                "{env}: env file written with {writes:?}, expected once with {id}"
-            ));
+            // Written twice is a duplicate, never a loss; once with another change, neither.
+            verdict.not_once(
+                writes.len().min(2),
+                format!("{env}: env file written with {writes:?}, expected once with {id}"),
+            );
         }
         let removals = history.env_removals.get(env).copied().unwrap_or(0);
         if removals != 1 {
@@ -278,10 +307,13 @@ fn release(
         (1, Some("promoted")) => {
             verdict.released += 1;
             if verdicts != 1 {
-                verdict.problem(format!("{id}: {verdicts} canary verdicts, expected 1"));
+                verdict.not_once(
+                    verdicts,
+                    format!("{id}: {verdicts} canary verdicts, expected 1"),
+                );
             }
             if writes != 1 {
-                verdict.problem(format!(
+                verdict.not_once(writes, format!(
                     "{id}: production set to {} {writes} times, expected once",
                     change.version
                 ));
@@ -293,7 +325,7 @@ fn release(
                 verdict.problem(format!("{id}: superseded, yet production ran {}", change.version));
             }
         }
-        (n, reason) => verdict.problem(format!(
+        (n, reason) => verdict.not_once(n.clamp(1, 2), format!(
             "{id}: {n} release.requested with teardown reason {reason:?}, expected one release (promoted) or none (superseded)"
         )),
     }

@@ -223,9 +223,10 @@ impl Follower {
             if left.is_zero() {
                 return None;
             }
-            let messages = match self.bind().await {
-                Ok(messages) => messages,
-                Err(e) => {
+            let messages = match tokio::time::timeout(left, self.bind()).await {
+                Err(_) => return None,
+                Ok(Ok(messages)) => messages,
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "follower: binding again");
                     tokio::time::sleep(Duration::from_millis(200).min(left)).await;
                     continue;

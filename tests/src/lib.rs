@@ -7,19 +7,24 @@
 //! repository ([`gitops`]), a PostSync hook ([`hook`]), signed webhooks ([`webhook`]), and
 //! reading back what a run stored ([`events`]).
 
+pub mod benches;
 pub mod binaries;
 pub mod chaos;
 pub mod check;
 pub mod corpus;
+pub mod document;
 pub mod events;
 pub mod fleet;
 pub mod gitops;
 pub mod hook;
+pub mod hostile;
 pub mod load;
+pub mod machine;
 pub mod nats;
 pub mod plan;
 pub mod poison;
 pub mod process;
+pub mod report;
 pub mod scenario;
 pub mod tracker;
 pub mod webhook;

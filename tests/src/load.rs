@@ -90,7 +90,8 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 pub struct Status {
     pub elapsed: Duration,
-    pub sent: usize,
+    /// Opening deliveries with their final answer.
+    pub answered: usize,
     pub accepted: usize,
     pub terminal: usize,
     pub total: usize,
@@ -98,7 +99,8 @@ pub struct Status {
 
 /// Sends `plan` through `sender` at `config.rate`, follows the stream through `js`, closes pull
 /// requests whose tests passed, and returns when every accepted change is terminal or the
-/// drain time after the last send has passed.
+/// drain time after the last send has passed. Sending is paced by a task of its own, so an
+/// outage that holds the follower up does not hold the rate up.
 pub async fn run(
     js: jetstream::Context,
     sender: Sender,
@@ -110,47 +112,30 @@ pub async fn run(
     let mut tracker = Tracker::new(plan);
     let mut follower = Follower::new(js, &config.follower);
     let (answers, mut answered) = mpsc::unbounded_channel::<Sent>();
-    let mut sends = JoinSet::new();
-    let mut sent = Vec::new();
+    let openings: Vec<(usize, Delivery)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.index, c.delivery()))
+        .collect();
+    for (index, delivery) in &openings {
+        tracker.expect_delivery(&delivery.id, *index, "source");
+    }
     let interval = Duration::from_secs_f64(1.0 / config.rate.max(0.001));
-    let mut next_change = 0;
-    let mut sending_done_at = None;
+    let pacer = tokio::spawn(pace(
+        openings,
+        sender.clone(),
+        interval,
+        started,
+        config.give_up,
+        answers.clone(),
+    ));
+    let mut closes = JoinSet::new();
+    let mut sent = Vec::new();
     let mut last_progress = Instant::now();
     let mut closed = vec![false; plan.changes.len()];
+    let mut sending_done_at = None;
     loop {
-        // Send what is due by now.
-        while next_change < plan.changes.len() && started.elapsed() >= interval * next_change as u32
-        {
-            let change = &plan.changes[next_change];
-            let delivery = change.delivery();
-            tracker.expect_delivery(&delivery.id, change.index, "source");
-            spawn_send(
-                &mut sends,
-                &sender,
-                delivery,
-                change.index,
-                "source",
-                started,
-                config,
-                &answers,
-            );
-            next_change += 1;
-            if next_change == plan.changes.len() {
-                sending_done_at = Some(started.elapsed());
-            }
-        }
-        while let Ok(done) = answered.try_recv() {
-            sent.push(done);
-        }
-        while sends.try_join_next().is_some() {}
-
-        // Follow the stream until the next send is due.
-        let next_due = if next_change < plan.changes.len() {
-            (interval * next_change as u32).saturating_sub(started.elapsed())
-        } else {
-            Duration::from_millis(250)
-        };
-        if let Some(fact) = follower.next(next_due.max(Duration::from_millis(1))).await
+        if let Some(fact) = follower.next(Duration::from_millis(250)).await
             && let Some((index, stage)) = tracker.observe(&fact)
             && stage == "tests.passed"
             && !closed[index]
@@ -158,28 +143,46 @@ pub async fn run(
         {
             closed[index] = true;
             tracker.expect_delivery(&close.id, index, "close.source");
-            spawn_send(
-                &mut sends,
-                &sender,
-                close,
-                index,
-                "close.source",
-                started,
-                config,
-                &answers,
+            let (sender, answers) = (sender.clone(), answers.clone());
+            let give_up = config.give_up;
+            closes.spawn(async move {
+                send(
+                    &sender,
+                    close,
+                    index,
+                    "close.source",
+                    started,
+                    give_up,
+                    &answers,
+                )
+                .await
+            });
+        }
+        while let Ok(done) = answered.try_recv() {
+            sent.push(done);
+        }
+        while closes.try_join_next().is_some() {}
+        if sending_done_at.is_none() && pacer.is_finished() {
+            sending_done_at = Some(
+                sent.iter()
+                    .filter(|s| s.stage == "source")
+                    .map(|s| s.sent)
+                    .max()
+                    .unwrap_or_default(),
             );
         }
-
-        let accepted_opening = sent
+        let opening_answers = sent.iter().filter(|s| s.stage == "source").count();
+        let accepted: Vec<usize> = sent
             .iter()
             .filter(|s| s.stage == "source" && s.accepted())
-            .count();
+            .map(|s| s.change)
+            .collect();
         if last_progress.elapsed() >= Duration::from_secs(5) {
             last_progress = Instant::now();
             progress(Status {
                 elapsed: started.elapsed(),
-                sent: next_change,
-                accepted: accepted_opening,
+                answered: opening_answers,
+                accepted: accepted.len(),
                 terminal: tracker.terminal_count(),
                 total: plan.changes.len(),
             });
@@ -187,21 +190,15 @@ pub async fn run(
         let Some(done_sending) = sending_done_at else {
             continue;
         };
-        let everything_answered = sends.is_empty();
-        let accepted: Vec<usize> = sent
-            .iter()
-            .filter(|s| s.stage == "source" && s.accepted())
-            .map(|s| s.change)
-            .collect();
-        let finished = everything_answered
-            && sent.iter().filter(|s| s.stage == "source").count() == plan.changes.len()
+        let finished = closes.is_empty()
+            && opening_answers == plan.changes.len()
             && accepted.iter().all(|&i| tracker.is_terminal(i));
         if finished || started.elapsed() > done_sending + config.drain {
             // Read what is left of the follower's backlog before stopping.
             while let Some(fact) = follower.next(Duration::from_millis(300)).await {
                 tracker.observe(&fact);
             }
-            sends.abort_all();
+            closes.abort_all();
             while let Ok(done) = answered.try_recv() {
                 sent.push(done);
             }
@@ -215,30 +212,49 @@ pub async fn run(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn_send(
-    sends: &mut JoinSet<()>,
+/// Sends each opening delivery when it is due (one every `interval` from `started`), each in a
+/// task of its own; returns once every one has its final answer.
+async fn pace(
+    openings: Vec<(usize, Delivery)>,
+    sender: Sender,
+    interval: Duration,
+    started: Instant,
+    give_up: Duration,
+    answers: mpsc::UnboundedSender<Sent>,
+) {
+    let mut sends = JoinSet::new();
+    for (k, (index, delivery)) in openings.into_iter().enumerate() {
+        let due = started + interval * k as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let (sender, answers) = (sender.clone(), answers.clone());
+        sends.spawn(async move {
+            send(
+                &sender, delivery, index, "source", started, give_up, &answers,
+            )
+            .await
+        });
+    }
+    while sends.join_next().await.is_some() {}
+}
+
+/// Sends one delivery (retrying 503s and refused connections) and reports its final answer.
+async fn send(
     sender: &Sender,
     delivery: Delivery,
     change: usize,
     stage: &'static str,
     started: Instant,
-    config: &LoadConfig,
+    give_up: Duration,
     answers: &mpsc::UnboundedSender<Sent>,
 ) {
-    let sender = sender.clone();
-    let answers = answers.clone();
-    let give_up = config.give_up;
-    sends.spawn(async move {
-        let sent = started.elapsed();
-        let answer = sender.send(&delivery, give_up).await;
-        let _ = answers.send(Sent {
-            change,
-            stage,
-            delivery: delivery.id.clone(),
-            answer,
-            sent,
-            answered: started.elapsed(),
-        });
+    let sent = started.elapsed();
+    let answer = sender.send(&delivery, give_up).await;
+    let _ = answers.send(Sent {
+        change,
+        stage,
+        delivery: delivery.id.clone(),
+        answer,
+        sent,
+        answered: started.elapsed(),
     });
 }

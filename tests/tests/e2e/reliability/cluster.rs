@@ -5,9 +5,12 @@
 
 use anyhow::Result;
 use async_nats::jetstream::stream;
+use flotilla_bus::{Bus, Names};
 use flotilla_e2e::chaos::Fault;
 use flotilla_e2e::fleet::{Fleet, FleetConfig};
+use flotilla_e2e::nats::Nats;
 use flotilla_e2e::scenario::{self, Scenario};
+use flotilla_env::Registry;
 
 use super::{DRAIN, FLEETS, assert_clean};
 
@@ -79,5 +82,25 @@ async fn a_cluster_losing_its_stream_leader_and_workers_mid_run_loses_and_repeat
         run.verdict.terminal, 40,
         "every change reached its terminal state"
     );
+
+    // With a follower of the registry's stream down, listing the registry (what the reaper's
+    // and sync-watcher's sweeps do) works every time: a listing consumer the server places on
+    // the dead node is given up for another.
+    let leader = Nats::stream_leader(&fleet.js, "KV_flotilla-envs").await?;
+    let follower = (0..3)
+        .find(|&i| fleet.nats.nodes[i].name != leader)
+        .expect("a follower");
+    fleet.nats.kill(follower);
+    let bus = Bus::new(fleet.client.clone(), Names::default());
+    let registry = Registry::new(bus.envs().await?);
+    for attempt in 0..12 {
+        let listed = registry.list().await;
+        assert!(
+            listed.as_ref().is_ok_and(|envs| envs.len() == 40),
+            "listing {attempt} with {} down: {:?}",
+            fleet.nats.nodes[follower].name,
+            listed.map(|envs| envs.len())
+        );
+    }
     fleet.stop().await
 }

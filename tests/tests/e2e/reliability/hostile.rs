@@ -3,72 +3,34 @@
 //! running; every hostile delivery gets its answer, nothing of it is stored, and the
 //! listener's memory stays bounded while oversized bodies pour in.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_e2e::check::{self, Stored};
+use flotilla_e2e::check::Stored;
 use flotilla_e2e::corpus::{self, Target};
 use flotilla_e2e::fleet::{Fleet, FleetConfig, SECRET};
+use flotilla_e2e::hostile;
 use flotilla_e2e::scenario::{self, Scenario};
-use flotilla_e2e::{events, poison};
 
 use super::{DRAIN, FLEETS, assert_clean};
-
-/// The reaper only wakes its sweep on these two and never reads their data: a malformed body
-/// is nothing it acts on.
-const DATA_UNREAD: [(&str, &str); 2] = [
-    ("reaper", "env.teardown.requested"),
-    ("reaper", "env.deleted"),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_on_every_consumed_subject_is_dead_lettered_with_a_reason_and_work_goes_on()
 -> Result<()> {
     let _turn = FLEETS.lock().await;
     let mut fleet = Fleet::start(FleetConfig::default()).await?;
-    let sent = poison::publish_all(&fleet.js).await?;
-    let mut expected = BTreeSet::new();
-    for poison in &sent {
-        let event_type = poison
-            .subject
-            .strip_prefix("flotilla.")
-            .and_then(|s| s.rsplit_once('.'))
-            .map(|(t, _)| t)
-            .context("a poison subject")?;
-        for worker in &poison.consumers {
-            let unread = DATA_UNREAD.contains(&(worker.as_str(), event_type));
-            if poison.kind == "no-envelope" || !unread {
-                expected.insert((worker.clone(), poison.subject.clone()));
-            }
-        }
-    }
+    let round = hostile::poison_round(&fleet.js, Duration::from_secs(30)).await?;
     assert!(
-        expected.len() > 40,
+        round.expected.len() > 40,
         "{} (worker, subject) pairs",
-        expected.len()
+        round.expected.len()
     );
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let (letters, arrived) = loop {
-        let letters = check::read_letters(&fleet.js).await?;
-        let all = expected.iter().all(|(worker, subject)| {
-            letters
-                .iter()
-                .any(|l| &l.worker == worker && &l.subject == subject)
-        });
-        if all || tokio::time::Instant::now() > deadline {
-            break (letters, all);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let have: BTreeSet<(String, String)> = letters
-        .iter()
-        .map(|l| (l.worker.clone(), l.subject.clone()))
-        .collect();
-    let missing: Vec<_> = expected.difference(&have).collect();
-    assert!(arrived, "no dead letter for {missing:?}");
-    for letter in &letters {
+    assert!(
+        round.missing.is_empty(),
+        "no dead letter for {:?}",
+        round.missing
+    );
+    for letter in &round.letters {
         assert!(
             !letter.reason.is_empty(),
             "{} on {}: a reason",
@@ -116,8 +78,9 @@ async fn hostile_webhooks_get_their_answer_store_nothing_and_leave_memory_bounde
         "FLOTILLA_REQUEST_TIMEOUT".into(),
         humantime::format_duration(request_timeout).to_string(),
     ));
-    let fleet = Fleet::start(config).await?;
+    let mut fleet = Fleet::start(config).await?;
     let listener = fleet.worker("source-listener")?;
+    let pid = listener.pid().context("the listener runs")?;
     let target = Target {
         port: listener.http_port,
         secret: SECRET.into(),
@@ -131,59 +94,30 @@ async fn hostile_webhooks_get_their_answer_store_nothing_and_leave_memory_bounde
 
     // Nothing stored but the one valid delivery, once, though it was sent twice.
     let stored = Stored::read(&fleet.js, &fleet.gitops.remote).await?;
-    let sources: Vec<_> = stored
-        .facts
-        .iter()
-        .filter(|f| f.kind.starts_with("source."))
-        .collect();
-    assert_eq!(sources.len(), 1, "{sources:#?}");
-    assert_eq!(sources[0].id, replayed);
-    let all = events::read_facts(&fleet.js).await?;
-    assert!(
-        all.iter()
-            .all(|f| f.id == replayed || f.kind != "source.push"),
-        "no other delivery became an event"
+    let ids: Vec<&str> = stored.facts.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [replayed.as_str()],
+        "only the valid delivery is stored"
     );
 
-    // Memory: oversized bodies from many senders at once are refused as they stream in, not
-    // buffered whole.
-    let pid = listener.pid().context("the listener runs")?;
-    let before = flotilla_e2e::process::rss_of(pid).context("its memory")?;
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    let sampling = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(rss) = flotilla_e2e::process::rss_of(pid) {
-                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    let senders = 16;
-    let mut floods = tokio::task::JoinSet::new();
-    for _ in 0..senders {
-        let target = target.clone();
-        floods.spawn(async move { corpus::oversized(&target).await });
-    }
-    while let Some(case) = floods.join_next().await {
-        let case = case??;
+    // Oversized bodies from many senders at once are refused as they stream in, not buffered
+    // whole: 16 bodies of 5 MiB would be 80 MiB.
+    let flood = hostile::flood(&target, pid, 16).await?;
+    for status in &flood.statuses {
         // 413 once the limit is read; on a busy machine a sender may be cut off at the
         // request timeout first (408, or the connection closed).
-        assert!([413, 408, 0].contains(&case.got), "{case:?}");
+        assert!([413, 408, 0].contains(status), "{flood:?}");
     }
-    sampling.abort();
-    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
-    let growth = peak.saturating_sub(before);
+    let growth = flood.rss_peak.saturating_sub(flood.rss_before);
     assert!(
         growth < 32 * 1024 * 1024,
-        "{senders} oversized bodies of 5 MiB grew the listener by {} MiB",
+        "{} oversized bodies grew the listener by {} MiB",
+        flood.senders,
         growth >> 20
     );
     let ready = reqwest::get(format!("http://127.0.0.1:{}/readyz", target.port)).await?;
     assert_eq!(ready.status().as_u16(), 200, "the listener is still ready");
-    let mut fleet = fleet;
     assert_eq!(fleet.exited(), Vec::<String>::new());
     fleet.stop().await
 }
