@@ -25,6 +25,7 @@ pub mod envelope;
 pub mod error;
 mod handler_error;
 pub mod health;
+pub mod kv;
 pub mod process;
 pub mod publish;
 pub mod runtime;

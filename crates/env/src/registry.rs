@@ -178,14 +178,11 @@ impl Registry {
     /// `flotilla envs` shows and the reaper sweeps.
     pub async fn list(&self) -> Result<Vec<(String, EnvRecord)>, Error> {
         let list_error = |source: NatsError| Error::List { source };
-        let keys: Vec<String> = self
-            .store
-            .keys()
+        // Through flotilla_bus::kv: a listing consumer placed on a cluster node that is down
+        // is never created, and another is tried.
+        let keys: Vec<String> = flotilla_bus::kv::keys(&self.store)
             .await
-            .map_err(|e| list_error(Box::new(e)))?
-            .try_collect()
-            .await
-            .map_err(|e| list_error(Box::new(e)))?;
+            .map_err(list_error)?;
         let mut records: Vec<(String, EnvRecord)> = futures::stream::iter(keys)
             .map(|env| async move {
                 let record = self.get(&env).await?;

@@ -10,7 +10,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::release::Job;
@@ -231,15 +230,9 @@ impl Leases {
 
     /// Every key of the bucket.
     pub async fn keys(&self) -> Result<Vec<String>, LeaseError> {
-        let keys = self
-            .kv
-            .keys()
+        flotilla_bus::kv::keys(&self.kv)
             .await
-            .map_err(|e| LeaseError::Store(e.to_string()))?;
-        let keys: Vec<Result<String, _>> = keys.collect().await;
-        keys.into_iter()
-            .map(|k| k.map_err(|e| LeaseError::Store(e.to_string())))
-            .collect()
+            .map_err(|e| LeaseError::Store(e.to_string()))
     }
 
     /// Writes `held.record` over `held.revision`; the new revision.

@@ -29,6 +29,16 @@ pub enum Error {
         event_id: String,
         reason: String,
     },
+    /// The registry and the GitOps repository disagree in a way a write under way explains: a
+    /// teardown removes the env's file, then marks its record, and a result redelivered in
+    /// between finds a ready env without a file. Retried; dead-lettered with the reason only if
+    /// they still disagree after every attempt.
+    #[error("{event_type} event {event_id} waits: {reason}")]
+    Unsettled {
+        event_type: String,
+        event_id: String,
+        reason: String,
+    },
     /// The GitOps repository's manifests do not allow the change (an app missing from
     /// production, a manifest that does not parse): a person must fix the repository, then
     /// retry the dead letter.
@@ -59,7 +69,7 @@ impl Error {
             | Error::BadEvent { .. }
             | Error::Refused { .. }
             | Error::Manifest { .. } => false,
-            Error::Git(_) => true,
+            Error::Git(_) | Error::Unsettled { .. } => true,
             Error::Registry(e) => e.is_retryable(),
             Error::Github(e) => e.is_retryable(),
             Error::Bus(e) => e.is_retryable(),
@@ -72,6 +82,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::BadEvent { .. } => "bad_event",
             Error::Refused { .. } => "refused",
+            Error::Unsettled { .. } => "unsettled",
             Error::Manifest { .. } => "manifest",
             Error::Git(_) => "git",
             Error::Github(_) => "github",

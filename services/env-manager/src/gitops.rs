@@ -13,7 +13,10 @@
 //! [`Settings::group_max`]) and makes it one commit and one push: events that arrive together
 //! cost one round trip to the remote instead of one each. Each caller still gets its answer only
 //! once the commit that holds its change is pushed (or its own change failed, alone: the rest of
-//! the group goes on without it).
+//! the group goes on without it). A write to a file that an earlier write of the group changed
+//! waits for the next group, so that every version of a file is in the history: the version a
+//! promotion replaced is read from there (to roll back to it), and two promotions of one app in
+//! one commit would leave the first one out.
 //!
 //! git2 is blocking: the writer runs on tokio's blocking pool, and a mutex guards the working
 //! copy.
@@ -145,6 +148,15 @@ impl Default for Author {
 pub enum FileChange {
     Write { path: String, contents: Vec<u8> },
     Remove { path: String },
+}
+
+impl FileChange {
+    /// The file it changes.
+    pub fn path(&self) -> &str {
+        match self {
+            FileChange::Write { path, .. } | FileChange::Remove { path } => path,
+        }
+    }
 }
 
 /// The branch head after a write.
@@ -342,10 +354,17 @@ impl Inner {
             // head, so what a panic left in the working copy does not matter.
             let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let repo = self.repo.lock().unwrap_or_else(PoisonError::into_inner);
-                write_batch(&repo, &self.settings, group);
+                write_batch(&repo, &self.settings, group)
             }));
-            if written.is_err() {
-                tracing::error!("a GitOps write panicked; its group was not pushed");
+            match written {
+                // Writes of a file the group changed already go first in the next group.
+                Ok(deferred) => {
+                    let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    for job in deferred.into_iter().rev() {
+                        queue.jobs.push_front(job);
+                    }
+                }
+                Err(_) => tracing::error!("a GitOps write panicked; its group was not pushed"),
             }
         }
     }

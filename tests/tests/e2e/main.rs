@@ -3,4 +3,5 @@
 //!
 //! One test crate with a module per topic, so the suite links once.
 
+mod reliability;
 mod runtime_process;

@@ -40,6 +40,15 @@ impl Bus {
         // nats-server 2.9 cannot create KV buckets through async-nats' KV API (it trips over the
         // 2.9 account info reply), so the bucket's stream is made by hand, exactly as the KV
         // layer would, and then opened as a KV store.
+        //
+        // Except for direct gets on a cluster: with `allow_direct` every replica answers a read,
+        // and one that has not applied the latest write yet answers with the previous value or
+        // none. Workers read a record right after another worker wrote it and then published an
+        // event about it (env-manager records the env, then publishes `env.requested`), so a
+        // stale read refuses a true event as a claim with nothing behind it (seen with the
+        // stream leader killed: sync-watcher dead-lettered an env.requested 45 ms after the
+        // record was written). Replicated buckets are read from their leader instead.
+        let direct_reads = limits.replicas <= 1;
         let kv = stream::Config {
             name: format!("KV_{}", names.envs_bucket),
             description: Some("Flotilla environment registry".into()),
@@ -49,7 +58,7 @@ impl Bus {
             discard: stream::DiscardPolicy::New,
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
+            allow_direct: direct_reads,
             num_replicas: limits.replicas,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
@@ -67,7 +76,7 @@ impl Bus {
             discard: stream::DiscardPolicy::New,
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
+            allow_direct: direct_reads,
             num_replicas: limits.replicas,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()

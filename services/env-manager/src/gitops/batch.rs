@@ -1,6 +1,7 @@
 //! Grouped writes: the changes waiting in the queue become one commit and one push, redone
 //! together on the new head when the push is rejected.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,13 +88,25 @@ where
 }
 
 /// Commits `jobs` as one commit and pushes it, redoing them all on the new head when the push
-/// is rejected; answers every job.
-pub(super) fn write_batch(repo: &Repository, settings: &Settings, mut jobs: Vec<Box<dyn Job>>) {
+/// is rejected; answers every job but those it hands back for the next group.
+///
+/// A job that changes a file an earlier job of the group changed is handed back: one commit
+/// holds at most one change per file, so every version of a file is in the history. Callers
+/// read the history (the version a promotion replaced, which a rollback restores); two
+/// promotions of one app in one commit would leave the first out of it.
+pub(super) fn write_batch(
+    repo: &Repository,
+    settings: &Settings,
+    mut jobs: Vec<Box<dyn Job>>,
+) -> Vec<Box<dyn Job>> {
     let attempts = settings.push_attempts.max(1);
     let mut reason = String::new();
+    let mut later = Vec::new();
     for attempt in 1..=attempts {
-        match attempt_once(repo, settings, jobs) {
-            Attempt::Done => return,
+        let (outcome, deferred) = attempt_once(repo, settings, jobs);
+        later.extend(deferred);
+        match outcome {
+            Attempt::Done => return later,
             Attempt::Rejected(again, why) => {
                 tracing::info!(attempt, writes = again.len(), reason = %why, "push rejected: the remote moved; writing again on its new head");
                 jobs = again;
@@ -112,6 +125,7 @@ pub(super) fn write_batch(repo: &Repository, settings: &Settings, mut jobs: Vec<
             reason,
         },
     );
+    later
 }
 
 enum Attempt {
@@ -121,16 +135,21 @@ enum Attempt {
     Rejected(Vec<Box<dyn Job>>, String),
 }
 
-/// One fetch, compute, commit and push of the group.
-fn attempt_once(repo: &Repository, settings: &Settings, jobs: Vec<Box<dyn Job>>) -> Attempt {
+/// One fetch, compute, commit and push of the group; with the jobs deferred to the next group.
+fn attempt_once(
+    repo: &Repository,
+    settings: &Settings,
+    jobs: Vec<Box<dyn Job>>,
+) -> (Attempt, Vec<Box<dyn Job>>) {
     let head = match sync(repo, settings) {
         Ok(head) => head,
-        Err(e) => return fail_all(jobs, e),
+        Err(e) => return (fail_all(jobs, e), Vec::new()),
     };
     let applied = match apply_all(repo, head, jobs) {
         Ok(applied) => applied,
-        Err((jobs, e)) => return fail_all(jobs, e),
+        Err((jobs, e)) => return (fail_all(jobs, e), Vec::new()),
     };
+    let deferred = applied.deferred;
     let changed: Vec<&str> = applied
         .jobs
         .iter()
@@ -146,15 +165,15 @@ fn attempt_once(repo: &Repository, settings: &Settings, jobs: Vec<Box<dyn Job>>)
                 grouped: 0,
             }));
         }
-        return Attempt::Done;
+        return (Attempt::Done, deferred);
     }
     let grouped = changed.len();
     let message = group_message(&changed);
     let commit = match commit_tree(repo, head, applied.tree, &message, &settings.author) {
         Ok(commit) => commit,
-        Err(e) => return fail_all(jobs_of(applied.jobs), e),
+        Err(e) => return (fail_all(jobs_of(applied.jobs), e), deferred),
     };
-    match push(repo, settings, head, commit) {
+    let outcome = match push(repo, settings, head, commit) {
         Ok(None) => {
             tracing::info!(revision = %commit, branch = %settings.branch, writes = grouped, "pushed to the GitOps repository");
             for (job, changed) in applied.jobs {
@@ -168,7 +187,8 @@ fn attempt_once(repo: &Repository, settings: &Settings, jobs: Vec<Box<dyn Job>>)
         }
         Ok(Some(rejected)) => Attempt::Rejected(jobs_of(applied.jobs), rejected),
         Err(e) => fail_all(jobs_of(applied.jobs), e),
-    }
+    };
+    (outcome, deferred)
 }
 
 /// The group written into the working copy and index: each job with whether it changed the
@@ -176,6 +196,8 @@ fn attempt_once(repo: &Repository, settings: &Settings, jobs: Vec<Box<dyn Job>>)
 struct Applied {
     jobs: Vec<(Box<dyn Job>, bool)>,
     tree: Oid,
+    /// Jobs that change a file an earlier job changed: they wait for the next group.
+    deferred: Vec<Box<dyn Job>>,
 }
 
 /// Computes and writes each job in turn, each seeing the ones before it. A job whose change
@@ -195,6 +217,8 @@ fn apply_all(
         Err(e) => return Err((jobs, e)),
     };
     let mut applied = Vec::with_capacity(jobs.len());
+    let mut deferred = Vec::new();
+    let mut touched: HashSet<String> = HashSet::new();
     let mut jobs = jobs.into_iter();
     while let Some(mut job) = jobs.next() {
         let files = match snapshot(repo) {
@@ -202,6 +226,7 @@ fn apply_all(
             Err(e) => {
                 let mut rest = jobs_of(applied);
                 rest.push(job);
+                rest.extend(deferred);
                 rest.extend(jobs);
                 return Err((rest, e));
             }
@@ -212,6 +237,11 @@ fn apply_all(
             job.finish(Err(GitError::Task("the change failed".into())));
             continue;
         };
+        if files.iter().any(|f| touched.contains(f.path())) {
+            deferred.push(job);
+            continue;
+        }
+        touched.extend(files.iter().map(|f| f.path().to_owned()));
         let written = apply_files(repo, &mut index, &files)
             .and_then(|()| index.write_tree().map_err(git("write the tree")));
         match written {
@@ -222,17 +252,21 @@ fn apply_all(
             Err(e) => {
                 let mut rest = jobs_of(applied);
                 rest.push(job);
+                rest.extend(deferred);
                 rest.extend(jobs);
                 return Err((rest, e));
             }
         }
     }
     if let Err(e) = index.write() {
-        return Err((jobs_of(applied), git("write the index")(e)));
+        let mut rest = jobs_of(applied);
+        rest.extend(deferred);
+        return Err((rest, git("write the index")(e)));
     }
     Ok(Applied {
         jobs: applied,
         tree,
+        deferred,
     })
 }
 

@@ -353,6 +353,56 @@ async fn writes_that_arrive_together_are_pushed_as_one_commit() -> Result<()> {
 }
 
 #[tokio::test]
+async fn writes_of_one_file_that_arrive_together_are_one_commit_each_so_its_history_holds_both()
+-> Result<()> {
+    let remote = Remote::new()?;
+    let gitops = GitOps::open(remote.settings("work")).await?;
+    let (release, first) = hold_the_writer(&gitops).await?;
+    // Two promotions of one app, then an env: the second promotion must not share a commit
+    // with the first, or the first version never appears in production's history.
+    let mut writes = Vec::new();
+    for contents in ["a: v1\n", "a: v2\n"] {
+        let writer = gitops.clone();
+        writes.push(tokio::spawn(async move {
+            write_file(&writer, "apps/production.json", contents.as_bytes()).await
+        }));
+        until_queued(&gitops, writes.len()).await?;
+    }
+    writes.extend(start_writes(&gitops, 1));
+    until_queued(&gitops, 3).await?;
+
+    release.send(())?;
+    first.await??;
+    let mut pushed = Vec::new();
+    for write in writes {
+        pushed.push(write.await??);
+    }
+
+    assert!(pushed.iter().all(|p| p.committed));
+    assert_eq!(
+        pushed[0].revision, pushed[2].revision,
+        "the env rides with the first"
+    );
+    assert_ne!(
+        pushed[0].revision, pushed[1].revision,
+        "the second write has its own commit"
+    );
+    let history = gitops
+        .file_history("apps/production.json".into(), 10)
+        .await?;
+    assert_eq!(
+        history[..2],
+        [Some(b"a: v2\n".to_vec()), Some(b"a: v1\n".to_vec())]
+    );
+    assert_eq!(
+        remote.commits()?,
+        4,
+        "the seed, the first write, two groups"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn with_grouping_off_every_write_is_its_own_commit() -> Result<()> {
     let remote = Remote::new()?;
     let mut settings = remote.settings("work");

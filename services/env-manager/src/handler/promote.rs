@@ -72,13 +72,23 @@ impl EnvManager {
 
     /// The env's file in git must hold the tested change at the tested version: git, not the
     /// event, says what was deployed there.
+    ///
+    /// A missing file is retried rather than refused: the registry says the env is ready, and a
+    /// teardown removes the file before it marks the record, so a result redelivered in between
+    /// (its first delivery promoted the env and asked for the teardown) would otherwise be
+    /// dead-lettered. Once the record says the env is going, the retry is answered as a replay.
     async fn check_env_file(&self, result: &TestResult, event: &Event) -> Result<(), Error> {
         let path = self.config.env_manifest(&result.env);
         let Some(bytes) = self.gitops.read(path.clone()).await? else {
-            return Err(refused(
-                event,
-                &format!("{path} is not in the GitOps repository: nothing to promote"),
-            ));
+            return Err(Error::Unsettled {
+                event_type: event.event_type().to_owned(),
+                event_id: event.id.clone(),
+                reason: format!(
+                    "{path} is not in the GitOps repository while the registry says {} is ready: \
+                     nothing to promote unless a teardown is under way",
+                    result.env
+                ),
+            });
         };
         let holding = manifest::holding(&bytes, &result.app)
             .map_err(|source| manifest_error(&path, source))?;
@@ -222,7 +232,14 @@ impl EnvManager {
             // Promoted already (a redelivery, or a person was faster): production's version
             // before this one is in the history.
             Promotion::Updated { .. } => self.version_before(&app, &version).await?,
-            Promotion::Superseded { current } => return Ok(Err(current)),
+            // A newer build runs now; but if production's history holds this version, an
+            // earlier attempt of this result promoted it and its events were not published
+            // (the stream was electing a leader, then the worker was killed). Production ran
+            // the version: the retry requests its release as that attempt would have.
+            Promotion::Superseded { current } => match self.promoted_from(&app, &version).await? {
+                Some(previous) => previous,
+                None => return Ok(Err(current)),
+            },
         };
         Ok(Ok(Promoted {
             previous_version,
@@ -290,6 +307,31 @@ impl EnvManager {
             revision: String::new(),
             pull_request_url: pull.url,
         }))
+    }
+
+    /// When production's recent history holds `version` of `app`: the version it replaced
+    /// (empty when none before it is in the history). `None` when production never ran it.
+    async fn promoted_from(&self, app: &str, version: &str) -> Result<Option<String>, Error> {
+        let path = self.config.production_manifest.clone();
+        let history = self.gitops.file_history(path, HISTORY_DEPTH).await?;
+        let versions: Vec<String> = history
+            .iter()
+            .flatten()
+            .filter_map(|bytes| manifest::parse(bytes).ok())
+            .filter_map(|m| manifest::apps_of(&m).ok())
+            .filter_map(|apps| apps.into_iter().find(|a| a.name == app))
+            .map(|a| a.version)
+            .collect();
+        let Some(at) = versions.iter().position(|v| v == version) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            versions[at..]
+                .iter()
+                .find(|v| *v != version)
+                .cloned()
+                .unwrap_or_default(),
+        ))
     }
 
     /// The version `app` had in production before `version`, from the production manifest's

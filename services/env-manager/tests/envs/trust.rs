@@ -319,3 +319,129 @@ async fn pull_requests_of_two_owners_with_one_repo_name_get_two_previews() -> Re
     );
     worker.shutdown().await
 }
+
+/// The first delivery of a result promoted the env and asked for its teardown; the teardown
+/// removed the env's file but had not marked the record yet when the result came again (its
+/// ack lost in a NATS restart). That redelivery finds a ready env without a file: it waits
+/// instead of being dead-lettered, and once the record says the env is going it is answered
+/// as the replay it is.
+#[tokio::test]
+async fn a_result_redelivered_while_its_teardown_is_half_done_waits_and_is_not_dead_lettered()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let mut config = flotilla_testing::quick(env_manager::worker_config());
+    // Room to look at the retries before they run out.
+    config.max_deliver = 100;
+    let worker = flotilla_testing::run_worker(&fx.bus, config, fx.env_manager().await?).await?;
+    let env = fx.stage().await?;
+    // What the first delivery and half the teardown left: production runs the version, the
+    // env's file is gone, the record still says ready.
+    let mut production = fx.remote_json("apps/production.json")?;
+    production["apps"]["ping"]["version"] = VERSION.into();
+    fx.commit_as_someone(
+        &[("apps/production.json", production.to_string().as_bytes())],
+        "env-manager: promote ping",
+    )?;
+    fx.remove_as_someone(&format!("envs/{env}.json"), "env-manager: remove env")?;
+
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, &format!("ping-{VERSION}"), VERSION),
+    )
+    .await?;
+    let stream = fx.bus.stream().await?;
+    let retried = flotilla_testing::eventually_async(WITHIN, || {
+        let stream = stream.clone();
+        async move {
+            let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+                stream.get_consumer("env-manager").await;
+            match consumer {
+                Ok(mut consumer) => consumer
+                    .info()
+                    .await
+                    .is_ok_and(|info| info.num_redelivered > 0),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(retried, "the result is retried");
+    let letters = flotilla_testing::stored_messages(
+        fx.bus.jetstream(),
+        "FLOTILLA_DLQ",
+        "flotilla-dlq.>",
+        1,
+        std::time::Duration::from_millis(500),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
+    assert!(letters.is_empty(), "not dead-lettered while it waits");
+
+    // The teardown's second half.
+    fx.registry()
+        .await?
+        .update(&env, |record| {
+            record.map(|r| flotilla_env::EnvRecord {
+                state: State::Deleting,
+                reason: "promoted".into(),
+                ..r
+            })
+        })
+        .await?;
+    let releases = fx.stored("flotilla.release.requested.>", 1, WITHIN).await?;
+    let release: flotilla_proto::v1::Release =
+        releases.first().context("the replay's release")?.decode()?;
+    assert_eq!(
+        (release.version.as_str(), release.previous_version.as_str()),
+        (VERSION, PRODUCTION_VERSION)
+    );
+    assert!(fx.dead_letters(0).await?.is_empty(), "no dead letter");
+    worker.shutdown().await
+}
+
+/// The first attempt of a result promoted the env in git, then could not publish its release
+/// (the stream was electing a leader) and its worker was killed; a newer build was promoted
+/// before the retry. Production ran the version, so the retry requests its release and tears
+/// the env down as promoted, as the first attempt would have, and leaves production on the
+/// newer build.
+#[tokio::test]
+async fn a_retried_result_whose_promotion_reached_git_requests_its_release_though_a_newer_one_followed()
+-> Result<()> {
+    let fx = Fixture::start().await?;
+    let worker = fx.run().await?;
+    let env = fx.stage().await?;
+    for version in [VERSION, LATER] {
+        let mut production = fx.remote_json("apps/production.json")?;
+        production["apps"]["ping"]["version"] = version.into();
+        fx.commit_as_someone(
+            &[("apps/production.json", production.to_string().as_bytes())],
+            &format!("env-manager: promote ping to {version}"),
+        )?;
+    }
+
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, &format!("ping-{VERSION}"), VERSION),
+    )
+    .await?;
+
+    let releases = fx.stored_exactly("flotilla.release.requested.>", 1).await?;
+    let release: flotilla_proto::v1::Release = releases.first().context("the release")?.decode()?;
+    assert_eq!(
+        (release.version.as_str(), release.previous_version.as_str()),
+        (VERSION, PRODUCTION_VERSION)
+    );
+    let teardowns = fx
+        .stored_exactly("flotilla.env.teardown.requested.>", 1)
+        .await?;
+    let teardown: TeardownRequest = teardowns.first().context("the teardown")?.decode()?;
+    assert_eq!(teardown.reason, "promoted");
+    assert_eq!(
+        production_version(&fx)?,
+        LATER,
+        "production stays on the newer build"
+    );
+    worker.shutdown().await
+}

@@ -265,6 +265,26 @@ impl Fixture {
         Ok(())
     }
 
+    /// A commit removing `path` on the remote's `main`, by someone else than env-manager.
+    pub fn remove_as_someone(&self, path: &str, message: &str) -> Result<()> {
+        let repo = Repository::open_bare(self.remote())?;
+        let parent = repo.find_reference("refs/heads/main")?.peel_to_commit()?;
+        let mut index = git2::Index::new()?;
+        index.read_tree(&parent.tree()?)?;
+        index.remove_path(Path::new(path))?;
+        let tree = repo.find_tree(index.write_tree_to(&repo)?)?;
+        let someone = Signature::now("someone", "someone@example.com")?;
+        repo.commit(
+            Some("refs/heads/main"),
+            &someone,
+            &someone,
+            message,
+            &tree,
+            &[&parent],
+        )?;
+        Ok(())
+    }
+
     /// The files under `dir` at the remote's head.
     pub fn remote_files(&self, dir: &str) -> Result<Vec<String>> {
         let repo = Repository::open_bare(self.remote())?;
