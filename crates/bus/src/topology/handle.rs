@@ -72,19 +72,50 @@ impl Bus {
 
     /// The env registry bucket (made by [`Bus::ensure_streams`]).
     pub async fn envs(&self) -> Result<jetstream::kv::Store, BusError> {
-        self.js
-            .get_key_value(&self.names.envs_bucket)
-            .await
-            .map_err(|e| BusError::jetstream(format!("KV bucket {}", self.names.envs_bucket), e))
+        self.bucket(&self.names.envs_bucket).await
     }
 
     /// The canary lease bucket (made by [`Bus::ensure_streams`]).
     pub async fn canaries(&self) -> Result<jetstream::kv::Store, BusError> {
-        self.js
-            .get_key_value(&self.names.canaries_bucket)
-            .await
-            .map_err(|e| {
-                BusError::jetstream(format!("KV bucket {}", self.names.canaries_bucket), e)
-            })
+        self.bucket(&self.names.canaries_bucket).await
+    }
+
+    /// Opens bucket `name`, waiting up to [`BUCKET_WITHIN`] while JetStream does not answer;
+    /// a bucket that does not exist fails at once.
+    ///
+    /// Workers open their buckets as they start, and a worker restarted while a cluster elects
+    /// the leader of a bucket's stream got no answer and exited (measured: builder-trigger
+    /// killed and started again 6 s into an election exited 69 with "failed to get the bucket:
+    /// timed out", and changes stopped at their tests).
+    async fn bucket(&self, name: &str) -> Result<jetstream::kv::Store, BusError> {
+        let what = format!("KV bucket {name}");
+        let deadline = tokio::time::Instant::now() + BUCKET_WITHIN;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let outcome = match self.js.get_stream(format!("KV_{name}")).await {
+                Err(e) if super::is_stream_not_found(&e) => {
+                    return Err(BusError::jetstream(what, e));
+                }
+                Err(e) => Err(BusError::jetstream(what.clone(), e)),
+                Ok(_) => self
+                    .js
+                    .get_key_value(name)
+                    .await
+                    .map_err(|e| BusError::jetstream(what.clone(), e)),
+            };
+            match outcome {
+                Ok(store) => return Ok(store),
+                Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "bucket not reachable yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
+
+/// How long opening a bucket waits for JetStream to answer: longer than a cluster's leader
+/// election (6-10 s measured on loopback).
+const BUCKET_WITHIN: Duration = Duration::from_secs(30);

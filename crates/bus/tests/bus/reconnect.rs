@@ -93,3 +93,38 @@ async fn a_comma_separated_server_list_connects_through_one_that_answers() -> Re
     assert!(error.contains("not a url:x"), "{error}");
     Ok(())
 }
+
+/// A worker that starts while NATS does not answer (a cluster electing the leader of a
+/// bucket's stream, here a server down for longer than one API timeout) waits for its buckets
+/// instead of exiting; a bucket that does not exist is an error (run `flotilla init`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_bucket_waits_for_a_server_that_does_not_answer_yet() -> Result<()> {
+    let (mut server, bus) = common::setup().await?;
+    tokio::task::block_in_place(|| server.kill());
+    let opening = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.envs().await })
+    };
+    // Longer than the 5 s a JetStream request waits for its answer.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    tokio::task::block_in_place(|| server.restart());
+    let store = opening.await?;
+    assert!(
+        store.is_ok(),
+        "the bucket once the server answers: {store:?}"
+    );
+
+    let isolated = flotilla_bus::Bus::new(
+        bus.client().clone(),
+        flotilla_bus::Names::isolated("nothing-here"),
+    );
+    let missing = isolated
+        .envs()
+        .await
+        .expect_err("a missing bucket is an error");
+    assert!(
+        missing.to_string().contains("flotilla-nothing-here-envs"),
+        "{missing}"
+    );
+    Ok(())
+}
