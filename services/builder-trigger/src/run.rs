@@ -161,6 +161,9 @@ pub enum Found {
     Dead(String),
     /// This worker cannot see it (another host's process): waited on until its deadline.
     Elsewhere(String),
+    /// Recorded as started moments ago, with no process known yet: the worker that recorded it
+    /// may be starting it right now (a concurrent delivery). Looked at again shortly.
+    Starting,
     /// The backend could not be asked (why): retried later.
     Unknown(String),
 }

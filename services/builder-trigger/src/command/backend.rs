@@ -169,6 +169,9 @@ impl Backend {
         match state.pid.or_else(|| paths.recorded_pid()) {
             Some(pid) if detached::runs(pid, &run.id) => Found::Running(Some(pid)),
             Some(pid) => Found::Dead(format!("its process {pid} is gone and left no exit status")),
+            // Between recording a run and its process writing its pid there are a few
+            // milliseconds in which another delivery of the same event would see no process.
+            None if started_within(&state.started_at, STARTING) => Found::Starting,
             None => Found::Dead("it left no process and no exit status".into()),
         }
     }
@@ -183,6 +186,16 @@ impl Backend {
             ended => Some(hook_outcome(ended, &paths, 0, run.timeout)),
         }
     }
+}
+
+/// How long a run recorded as started may show no process before it counts as dead.
+const STARTING: Duration = Duration::from_secs(30);
+
+/// Whether `started_at` (RFC 3339) is less than `within` ago; false when it does not parse.
+fn started_within(started_at: &str, within: Duration) -> bool {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(started_at, &Rfc3339)
+        .is_ok_and(|at| time::OffsetDateTime::now_utc() < at + within)
 }
 
 /// What a command run of `run` is told about itself, for its log lines.

@@ -58,6 +58,10 @@ impl Hooks<'_> {
                 }
             }
             Found::Dead(why) => why,
+            Found::Starting => {
+                tracing::debug!(env = %step.target.env, hook = %step.hook.name, "the hook was recorded as started moments ago: looking again shortly");
+                return Ok(None);
+            }
             Found::Elsewhere(why) if facts::before(&run.deadline, GRACE) => {
                 tracing::debug!(env = %step.target.env, hook = %step.hook.name, why = %why, "the hook runs where this worker cannot follow it: waiting for its end or its deadline");
                 return Ok(None);
