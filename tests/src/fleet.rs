@@ -179,10 +179,14 @@ impl Fleet {
         self.root.join("logs")
     }
 
-    /// Keeps the run's directory (workers' logs, GitOps repository) when the fleet is dropped,
-    /// for a failure to be looked into; returns where it is.
+    /// Keeps the run's directory (workers' logs, GitOps repository, and under `nats/` the
+    /// servers' logs and stores) when the fleet is dropped, for a failure to be looked into;
+    /// returns where it is.
     pub fn keep_dir(&mut self) -> PathBuf {
         self.keep = true;
+        if let Some(nats) = self.nats.keep_dir() {
+            let _ = std::os::unix::fs::symlink(nats, self.root.join("nats"));
+        }
         self.root.clone()
     }
 

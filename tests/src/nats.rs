@@ -159,7 +159,8 @@ impl Node {
 #[derive(Debug)]
 pub struct Nats {
     pub nodes: Vec<Node>,
-    _dir: TempDir,
+    dir: Option<TempDir>,
+    keep: bool,
 }
 
 impl Nats {
@@ -201,7 +202,11 @@ impl Nats {
         for node in &mut nodes {
             node.wait_ready()?;
         }
-        Ok(Nats { nodes, _dir: dir })
+        Ok(Nats {
+            nodes,
+            dir: Some(dir),
+            keep: false,
+        })
     }
 
     /// Every node's URL, comma separated, as `NATS_URL` takes a cluster.
@@ -275,10 +280,24 @@ impl Nats {
     }
 }
 
+impl Nats {
+    /// Keeps the servers' directory (each node's log and store) when they are dropped, for a
+    /// failure to be looked into; returns where it is.
+    pub fn keep_dir(&mut self) -> Option<PathBuf> {
+        self.keep = true;
+        self.dir.as_ref().map(|d| d.path().to_owned())
+    }
+}
+
 impl Drop for Nats {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             node.kill();
+        }
+        if self.keep
+            && let Some(dir) = self.dir.take()
+        {
+            let _ = dir.keep();
         }
     }
 }

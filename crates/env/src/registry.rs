@@ -4,7 +4,7 @@
 
 use async_nats::jetstream::kv::{self, Operation};
 use flotilla_bus::dry_run::Recorder;
-use flotilla_proto::v1::AppVersion;
+use flotilla_proto::v1::{AppVersion, Environment};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -64,6 +64,27 @@ pub struct EnvRecord {
     /// Fields other workers added: kept as they are.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+impl EnvRecord {
+    /// The env `env` as its events carry it (`env.requested`, `env.ready`, `env.deleted`...);
+    /// the fields only an event has (its URL, how long readiness took) are left empty.
+    pub fn to_environment(&self, env: &str) -> Environment {
+        Environment {
+            env: env.to_owned(),
+            kind: self.kind.clone(),
+            change_id: self.change_id.clone(),
+            apps: self.apps.iter().map(App::to_proto).collect(),
+            revision: self.revision.clone(),
+            reason: self.reason.clone(),
+            repo: self.repo.clone(),
+            pr: self.pr,
+            owner: self.owner.clone(),
+            created_at: self.created_at.clone(),
+            expires_at: self.expires_at.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// An app of an env record.

@@ -156,20 +156,36 @@ impl EnvManager {
             hooks: flotilla_env::hooks::requested(earlier, &applicable, &change_id),
             ..record.clone()
         };
+        // Under compare-and-set, the change is recorded once: another handling of this build
+        // may have recorded it since the read above (see `trust::recorded`).
+        let mut earlier: Option<(trust::Prior, EnvRecord)> = None;
         self.registry
-            .update(&env, |current| match current {
-                // Already recorded at this revision: sync-watcher may have moved it on since.
-                Some(c) if c.change_id == record.change_id && c.revision == record.revision => None,
-                Some(c) => Some(EnvRecord {
-                    other: c.other.clone(),
-                    ..with_hooks(&c.hooks, &record)
-                }),
-                None => Some(with_hooks(&[], &record)),
+            .update(&env, |current| {
+                earlier = None;
+                if let Some(prior) = trust::recorded(current.as_ref(), &record.change_id) {
+                    earlier = current.map(|c| (prior, c));
+                    return None;
+                }
+                Some(match current {
+                    Some(c) => EnvRecord {
+                        other: c.other.clone(),
+                        ..with_hooks(&c.hooks, &record)
+                    },
+                    None => with_hooks(&[], &record),
+                })
             })
             .await?;
+        let record = match earlier {
+            None => record,
+            Some((trust::Prior::Written { republish: true }, current)) => current,
+            Some((_, current)) => {
+                tracing::info!(env = %env, change_id = %spec.change_id, state = %current.state, "another handling of the change recorded it meanwhile: left as it is");
+                return Ok(Vec::new());
+            }
+        };
 
         let out = requested(&env, &record)?;
-        let short = revision.get(..7).unwrap_or(&revision);
+        let short = record.revision.get(..7).unwrap_or(&record.revision);
         self.reporter
             .status(
                 &build.repo,
@@ -341,20 +357,10 @@ fn pull_request(
 /// The `env.requested` of `env` as its record says.
 fn requested(env: &str, record: &EnvRecord) -> Result<Outgoing, Error> {
     let requested = Environment {
-        env: env.to_owned(),
-        kind: record.kind.clone(),
-        change_id: record.change_id.clone(),
-        apps: record
-            .apps
-            .iter()
-            .map(flotilla_env::App::to_proto)
-            .collect(),
-        revision: record.revision.clone(),
-        repo: record.repo.clone(),
-        pr: record.pr,
-        created_at: record.created_at.clone(),
-        expires_at: record.expires_at.clone(),
-        ..Default::default()
+        // What the request is about; a reason or owner left from an earlier change is not.
+        reason: String::new(),
+        owner: String::new(),
+        ..record.to_environment(env)
     };
     Ok(Outgoing::new(EventType::EnvRequested, env, &requested)?.with_change_id(&record.change_id))
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use flotilla_bus::{EventType, Outgoing, Publisher};
 use flotilla_env::{EnvRecord, Registry, State};
 use flotilla_gitops::Mirror;
-use flotilla_proto::v1::{Environment, TeardownRequest};
+use flotilla_proto::v1::TeardownRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -469,24 +469,7 @@ impl Sweeper {
     /// Publishes `env.deleted`, then marks the record `deleted` (unless it moved on: a new
     /// change requested meanwhile).
     async fn deleted(&self, env: &str, record: &EnvRecord, report: &mut Report) {
-        let environment = Environment {
-            env: env.to_owned(),
-            kind: record.kind.clone(),
-            change_id: record.change_id.clone(),
-            apps: record
-                .apps
-                .iter()
-                .map(flotilla_env::App::to_proto)
-                .collect(),
-            revision: record.revision.clone(),
-            reason: record.reason.clone(),
-            repo: record.repo.clone(),
-            pr: record.pr,
-            owner: record.owner.clone(),
-            created_at: record.created_at.clone(),
-            expires_at: record.expires_at.clone(),
-            ..Default::default()
-        };
+        let environment = record.to_environment(env);
         let id = format!(
             "reaper:env.deleted:{env}:{}:{}",
             record.change_id, record.deleted_at

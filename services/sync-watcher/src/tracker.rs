@@ -411,9 +411,16 @@ impl Task {
             .publish(event)
             .await
             .map_err(|e| e.to_string())?;
+        let mut moved_on = false;
         self.registry
             .update(env, |current| {
-                let record = current.filter(|r| same_change(r) && r.state == State::Requested)?;
+                moved_on = false;
+                let Some(record) =
+                    current.filter(|r| same_change(r) && r.state == State::Requested)
+                else {
+                    moved_on = true;
+                    return None;
+                };
                 Some(EnvRecord {
                     state: state.clone(),
                     reason: reason.clone(),
@@ -423,6 +430,12 @@ impl Task {
             })
             .await
             .map_err(|e| e.to_string())?;
+        if moved_on {
+            // Published with the id of this revision: a second replica's verdict is the same
+            // event. The record says what happened since; nothing here moves it.
+            tracing::info!(env, change_id = %wait.change_id, verdict = event_type.as_str(), "verdict published; the record had moved on meanwhile and is left as it is");
+            return Ok(());
+        }
         match verdict {
             Verdict::Ready => {
                 tracing::info!(env, change_id = %wait.change_id, took_ms = took.as_millis() as u64, "env ready")
@@ -442,21 +455,7 @@ impl Task {
         took: Duration,
     ) -> Environment {
         Environment {
-            env: env.to_owned(),
-            kind: record.kind.clone(),
-            change_id: record.change_id.clone(),
-            apps: record
-                .apps
-                .iter()
-                .map(flotilla_env::App::to_proto)
-                .collect(),
-            revision: record.revision.clone(),
             reason: reason.to_owned(),
-            repo: record.repo.clone(),
-            pr: record.pr,
-            owner: record.owner.clone(),
-            created_at: record.created_at.clone(),
-            expires_at: record.expires_at.clone(),
             url: self
                 .settings
                 .env_url
@@ -464,6 +463,7 @@ impl Task {
                 .map(|template| template.replace("{env}", env))
                 .unwrap_or_default(),
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            ..record.to_environment(env)
         }
     }
 }

@@ -328,17 +328,7 @@ impl Fixture {
             })
             .await?;
         let record = self.record(ENV).await?;
-        let deleted = Environment {
-            env: ENV.into(),
-            kind: record.kind.clone(),
-            change_id: record.change_id.clone(),
-            apps: record
-                .apps
-                .iter()
-                .map(flotilla_env::App::to_proto)
-                .collect(),
-            ..Default::default()
-        };
+        let deleted = record.to_environment(ENV);
         let event = Outgoing::new(EventType::EnvDeleted, ENV, &deleted)?
             .with_change_id(&record.change_id)
             .with_id(id);

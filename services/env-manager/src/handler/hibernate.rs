@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::gitops::{FileChange, Snapshot};
 use crate::manifest;
 use flotilla_env::envid::Kind;
-use flotilla_env::{EnvRecord, State as EnvState, registry};
+use flotilla_env::{EnvRecord, State as EnvState};
 
 /// Where the state an env was suspended from is kept in its record, to come back to it.
 const SUSPENDED_FROM: &str = "suspended_from";
@@ -186,18 +186,8 @@ fn outcome(
     reason: &str,
 ) -> Result<Outgoing, Error> {
     let environment = Environment {
-        env: env.to_owned(),
-        kind: record.kind.clone(),
-        change_id: record.change_id.clone(),
-        apps: record.apps.iter().map(registry::App::to_proto).collect(),
-        revision: record.revision.clone(),
         reason: reason.to_owned(),
-        repo: record.repo.clone(),
-        pr: record.pr,
-        owner: record.owner.clone(),
-        created_at: record.created_at.clone(),
-        expires_at: record.expires_at.clone(),
-        ..Default::default()
+        ..record.to_environment(env)
     };
     Ok(Outgoing::new(event_type, env, &environment)?.with_change_id(&record.change_id))
 }

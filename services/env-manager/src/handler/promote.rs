@@ -49,6 +49,17 @@ impl EnvManager {
         }
         let how =
             trust::promotion(record.as_ref(), &result).map_err(|reason| refused(event, &reason))?;
+        if how == trust::Promotion::AwaitReady {
+            return Err(Error::Unsettled {
+                event_type: event.event_type().to_owned(),
+                event_id: event.id.clone(),
+                reason: format!(
+                    "{} is not ready in the registry (sync-watcher has not recorded it ready): \
+                     its tests cannot have run against it",
+                    result.env
+                ),
+            });
+        }
         let record = record.unwrap_or_default();
         if how == trust::Promotion::Promote {
             self.check_env_file(&result, event).await?;

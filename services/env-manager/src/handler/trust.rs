@@ -21,14 +21,27 @@ pub enum Prior {
     Written { republish: bool },
 }
 
+/// `Some` when `record` holds the change `change_id` already: its record is kept as it is.
+///
+/// Asked before the env is written and again when its record is written after: two handlings
+/// of one build (a redelivery while the first still ran, or one whose first read of the
+/// registry missed the record) both reach git, where the second finds the file written and
+/// takes the branch's head as the change's revision. Recording that over the first handling's
+/// record would move an env sync-watcher found ready back to `requested`, at a revision no
+/// `env.requested` announces.
+pub fn recorded(record: Option<&EnvRecord>, change_id: &str) -> Option<Prior> {
+    let record = record.filter(|r| r.change_id == change_id)?;
+    let republish = record.state == State::Requested && !record.revision.is_empty();
+    Some(Prior::Written { republish })
+}
+
 /// Whether the build of `spec` may write its env, given the env's `record`.
 pub fn build(record: Option<&EnvRecord>, spec: &EnvSpec) -> Result<Prior, String> {
     let Some(record) = record else {
         return Ok(Prior::Fresh);
     };
-    if record.change_id == spec.change_id {
-        let republish = record.state == State::Requested && !record.revision.is_empty();
-        return Ok(Prior::Written { republish });
+    if let Some(prior) = recorded(Some(record), &spec.change_id) {
+        return Ok(prior);
     }
     if record.state.is_going_away() {
         // A pull request's build that finished after its preview was torn down must not bring
@@ -70,6 +83,11 @@ pub enum Promotion {
     /// The env is being torn down after its promotion: a redelivered result may only find the
     /// promotion done (production at that version) and answer as before.
     ReplayOnly,
+    /// The registry does not show the env ready yet: the result is retried, and refused only
+    /// if it still does not after every delivery. Tests run once builder-trigger read the env
+    /// ready, so this is a registry that has not caught up (sync-watcher's write lost with a
+    /// cluster node and made again by its next sweep), not a claim to refuse at once.
+    AwaitReady,
 }
 
 /// Whether passed tests in staging env `env` may promote `result`'s app and version: only when
@@ -117,10 +135,7 @@ pub fn promotion(record: Option<&EnvRecord>, result: &TestResult) -> Result<Prom
     }
     match &record.state {
         State::Ready => Ok(Promotion::Promote),
-        State::Requested => Err(format!(
-            "{env} is not ready (sync-watcher has not seen it ready): its tests cannot have run \
-             against it"
-        )),
+        State::Requested => Ok(Promotion::AwaitReady),
         State::Deleting | State::Deleted => Ok(Promotion::ReplayOnly),
         State::Failed => Err(format!(
             "{env} failed ({}): a failed env is not promoted",

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::github::State;
 use crate::gitops::{FileChange, Snapshot};
 use crate::manifest::{self, Reverting};
-use flotilla_env::{EnvRecord, State as EnvState, registry};
+use flotilla_env::{EnvRecord, State as EnvState};
 
 impl EnvManager {
     /// Tests failed: the env is marked failed with the reason and stays until it is reaped
@@ -64,18 +64,9 @@ impl EnvManager {
             result.change_id.clone()
         };
         let failed = Environment {
-            env: env.clone(),
-            kind: record.kind,
             change_id: change_id.clone(),
-            apps: record.apps.iter().map(registry::App::to_proto).collect(),
-            revision: record.revision,
             reason,
-            repo: record.repo,
-            pr: record.pr,
-            owner: record.owner,
-            created_at: record.created_at,
-            expires_at: record.expires_at,
-            ..Default::default()
+            ..record.to_environment(&env)
         };
         Ok(vec![
             Outgoing::new(EventType::EnvFailed, &env, &failed)?.with_change_id(change_id),

@@ -400,6 +400,63 @@ async fn a_result_redelivered_while_its_teardown_is_half_done_waits_and_is_not_d
     worker.shutdown().await
 }
 
+/// Passed tests can reach env-manager before the registry shows their env ready: on a cluster
+/// that lost a node, sync-watcher's write of `ready` can be lost and made again by its next
+/// sweep. The result waits for it (retried, not dead-lettered) and promotes once it is there.
+#[tokio::test]
+async fn passed_tests_of_an_env_the_registry_does_not_show_ready_yet_wait_for_it() -> Result<()> {
+    let fx = Fixture::start().await?;
+    let mut config = flotilla_testing::quick(env_manager::worker_config());
+    config.max_deliver = 100;
+    let worker = flotilla_testing::run_worker(&fx.bus, config, fx.env_manager().await?).await?;
+    fx.publish(
+        EventType::BuildSucceeded,
+        &format!("ping-{VERSION}"),
+        &build(0),
+    )
+    .await?;
+    fx.stored("flotilla.env.requested.>", 1, WITHIN).await?;
+    let env = staging_env();
+
+    fx.publish(
+        EventType::TestsPassed,
+        &env,
+        &passed(&env, &format!("ping-{VERSION}"), VERSION),
+    )
+    .await?;
+    let stream = fx.bus.stream().await?;
+    let retried = flotilla_testing::eventually_async(WITHIN, || {
+        let stream = stream.clone();
+        async move {
+            let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+                stream.get_consumer("env-manager").await;
+            match consumer {
+                Ok(mut consumer) => consumer
+                    .info()
+                    .await
+                    .is_ok_and(|info| info.num_redelivered > 0),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(retried, "the result is retried");
+    assert!(fx.dead_letters(0).await?.is_empty(), "not dead-lettered");
+    assert_eq!(
+        production_version(&fx)?,
+        PRODUCTION_VERSION,
+        "nothing promoted while the env is not ready"
+    );
+
+    fx.mark_ready(&env).await?;
+    let releases = fx.stored("flotilla.release.requested.>", 1, WITHIN).await?;
+    let release: flotilla_proto::v1::Release = releases.first().context("the release")?.decode()?;
+    assert_eq!(release.version, VERSION);
+    assert_eq!(production_version(&fx)?, VERSION);
+    assert!(fx.dead_letters(0).await?.is_empty(), "no dead letter");
+    worker.shutdown().await
+}
+
 /// The first attempt of a result promoted the env in git, then could not publish its release
 /// (the stream was electing a leader) and its worker was killed; a newer build was promoted
 /// before the retry. Production ran the version, so the retry requests its release and tears

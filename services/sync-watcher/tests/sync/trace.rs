@@ -83,6 +83,21 @@ async fn env_ready_continues_the_trace_of_the_request_it_answers() -> Result<()>
         ready_traceparent(&fx, env).await?.as_deref(),
         Some(REQUESTED)
     );
+    // The record moves after the event is out: wait for it.
+    let registry = fx.registry.clone();
+    let moved = flotilla_testing::eventually_async(WITHIN, || {
+        let registry = registry.clone();
+        async move {
+            registry
+                .get(env)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.state == flotilla_env::State::Ready)
+        }
+    })
+    .await;
+    assert!(moved, "the record moves to ready");
     let record = fx.registry.get(env).await?.context("recorded")?;
     assert_eq!(
         record.traceparent, REQUESTED,

@@ -135,8 +135,10 @@ fn a_failed_env_is_not_promoted_and_one_torn_down_only_replays() {
     let suspended = record(State::Suspended, Kind::Staging, NEW);
     assert!(promotion(Some(&suspended), &passed(NEW)).is_err());
     let not_ready = record(State::Requested, Kind::Staging, NEW);
-    let refused = promotion(Some(&not_ready), &passed(NEW)).expect_err("not ready");
-    assert!(refused.contains("not ready"), "{refused}");
+    assert_eq!(
+        promotion(Some(&not_ready), &passed(NEW)),
+        Ok(Promotion::AwaitReady)
+    );
     let deleting = record(State::Deleting, Kind::Staging, NEW);
     assert_eq!(
         promotion(Some(&deleting), &passed(NEW)),
@@ -162,4 +164,29 @@ fn only_an_env_that_exists_is_torn_down() {
     );
     let stale = teardown(Some(&env), &request(&format!("ping-{OLD}")), || false);
     assert!(stale.is_err(), "a teardown of an earlier change");
+}
+
+#[test]
+fn recording_a_change_the_record_holds_already_keeps_the_record() {
+    let change = format!("ping-{NEW}");
+    // sync-watcher moved it on: a second handling of the build must not move it back.
+    let ready = record(State::Ready, Kind::Preview, NEW);
+    assert_eq!(
+        recorded(Some(&ready), &change),
+        Some(Prior::Written { republish: false })
+    );
+    // Still waiting: the env.requested the first handling may not have published goes out.
+    let requested = record(State::Requested, Kind::Preview, NEW);
+    assert_eq!(
+        recorded(Some(&requested), &change),
+        Some(Prior::Written { republish: true })
+    );
+}
+
+#[test]
+fn recording_a_change_over_another_change_or_no_record_writes_it() {
+    let change = format!("ping-{NEW}");
+    assert_eq!(recorded(None, &change), None);
+    let older = record(State::Ready, Kind::Preview, OLD);
+    assert_eq!(recorded(Some(&older), &change), None);
 }
