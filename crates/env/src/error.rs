@@ -20,7 +20,7 @@ pub enum Error {
     Write {
         env: String,
         #[source]
-        source: async_nats::jetstream::kv::UpdateError,
+        source: NatsError,
     },
     /// A record could not be encoded as JSON.
     #[error("encode {env}: {source}")]

@@ -4,6 +4,7 @@
 
 use async_nats::jetstream::kv::{self, Operation};
 use flotilla_bus::dry_run::Recorder;
+use flotilla_bus::kv::Update;
 use flotilla_proto::v1::{AppVersion, Environment};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -155,7 +156,7 @@ impl Registry {
         env: &str,
         mut change: impl FnMut(Option<EnvRecord>) -> Option<EnvRecord>,
     ) -> Result<(), Error> {
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 1..=CAS_ATTEMPTS {
             let (revision, current) = self.read(env).await?;
             let old_state = current.as_ref().map(|c| c.state.clone());
             let Some(record) = change(current) else {
@@ -176,10 +177,11 @@ impl Registry {
                 return Ok(());
             }
             // Revision 0 expects no value: on a new key, update is a create.
-            match self.store.update(env, value.into(), revision).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            match flotilla_bus::kv::update(&self.store, env, value.into(), revision).await {
+                Ok(Update::Written(_)) => return Ok(()),
+                Ok(Update::Conflict) => {
                     tracing::debug!(env, "registry record changed meanwhile; reading it again");
+                    flotilla_bus::kv::conflict_pause(attempt).await;
                 }
                 Err(source) => {
                     return Err(Error::Write {

@@ -3,5 +3,6 @@
 //!
 //! One test crate with a module per topic, so the suite links once.
 
+mod registry_cluster;
 mod reliability;
 mod runtime_process;
