@@ -172,25 +172,48 @@ pub struct Pushed {
     pub grouped: usize,
 }
 
-/// The working copy as of the remote's head (plus the writes grouped before this one), for a
-/// change to read what it builds on.
-#[derive(Debug)]
+/// The branch as of the remote's head (plus the writes grouped before this one), for a change
+/// to read what it builds on.
 pub struct Snapshot<'a> {
-    root: &'a Path,
+    repo: &'a git2::Repository,
+    /// The tree read: the remote's head, plus the writes grouped before this one.
+    tree: git2::Oid,
 }
 
-impl Snapshot<'_> {
+impl std::fmt::Debug for Snapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("tree", &self.tree)
+            .finish()
+    }
+}
+
+impl<'a> Snapshot<'a> {
+    /// The branch as tree `tree` of `repo` holds it.
+    pub(crate) fn at(repo: &'a git2::Repository, tree: git2::Oid) -> Snapshot<'a> {
+        Snapshot { repo, tree }
+    }
+
     /// The contents of `path`, `None` when there is no such file.
+    ///
+    /// Read from git's objects, not the working copy: a worker killed between writing a file
+    /// into the working copy and committing it leaves the file there, and a restarted one
+    /// that read it took the change as written (and never committed it).
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, GitError> {
-        let full = self.root.join(path);
-        match std::fs::read(&full) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(GitError::Io {
-                op: "read",
-                path: full,
-                source,
-            }),
+        let tree = self
+            .repo
+            .find_tree(self.tree)
+            .map_err(git("find the tree"))?;
+        let entry = match tree.get_path(std::path::Path::new(path)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(git("look a file up")(e)),
+        };
+        match entry.to_object(self.repo).map(|o| o.into_blob()) {
+            Ok(Ok(blob)) => Ok(Some(blob.content().to_vec())),
+            // A directory where a file is asked for: no such file.
+            Ok(Err(_)) => Ok(None),
+            Err(e) => Err(git("read a file")(e)),
         }
     }
 }
@@ -314,8 +337,8 @@ impl GitOps {
         let inner = self.inner.clone();
         blocking(move || {
             let repo = inner.repo.lock().unwrap_or_else(PoisonError::into_inner);
-            sync(&repo, &inner.settings)?;
-            snapshot(&repo)?.read(&path)
+            let head = sync(&repo, &inner.settings)?;
+            snapshot(&repo, head)?.read(&path)
         })
         .await
     }

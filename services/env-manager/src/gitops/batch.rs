@@ -8,7 +8,7 @@ use std::time::Duration;
 use git2::{Oid, Repository};
 use tokio::sync::oneshot;
 
-use super::ops::{apply_files, commit_tree, push, snapshot, sync};
+use super::ops::{apply_files, commit_tree, push, sync};
 use super::{FileChange, GitError, Pushed, Settings, Snapshot, git};
 
 /// First pause after a rejected push; doubles each attempt, with jitter, up to [`BACKOFF_MAX`].
@@ -221,16 +221,7 @@ fn apply_all(
     let mut touched: HashSet<String> = HashSet::new();
     let mut jobs = jobs.into_iter();
     while let Some(mut job) = jobs.next() {
-        let files = match snapshot(repo) {
-            Ok(tree) => job.compute(&tree),
-            Err(e) => {
-                let mut rest = jobs_of(applied);
-                rest.push(job);
-                rest.extend(deferred);
-                rest.extend(jobs);
-                return Err((rest, e));
-            }
-        };
+        let files = job.compute(&Snapshot::at(repo, tree));
         let Some(files) = files else {
             // The job's own error goes back to its caller (it wins over the outcome given
             // here); nothing of it was written.

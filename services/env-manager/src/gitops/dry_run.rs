@@ -31,7 +31,7 @@ impl GitOps {
             let repo = inner.repo.lock().unwrap_or_else(PoisonError::into_inner);
             // Fetching writes only into the local working copy: the remote is read.
             let head = sync(&repo, &inner.settings)?;
-            let tree = snapshot(&repo)?;
+            let tree = snapshot(&repo, head)?;
             let (files, value) = change(&tree)?;
             let mut changed = false;
             for file in &files {

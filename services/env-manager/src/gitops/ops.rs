@@ -75,10 +75,22 @@ pub(super) fn sync(repo: &Repository, settings: &Settings) -> Result<Option<git2
     Ok(head)
 }
 
-pub(super) fn snapshot(repo: &Repository) -> Result<Snapshot<'_>, GitError> {
-    repo.workdir().map(|root| Snapshot { root }).ok_or_else(|| {
-        git("find the working copy")(git2::Error::from_str("the repository is bare"))
-    })
+/// The branch at commit `head` (`None`: the empty branch of an empty remote).
+pub(super) fn snapshot(
+    repo: &Repository,
+    head: Option<git2::Oid>,
+) -> Result<Snapshot<'_>, GitError> {
+    let tree = match head {
+        Some(oid) => repo
+            .find_commit(oid)
+            .map(|c| c.tree_id())
+            .map_err(git("find the head commit"))?,
+        None => repo
+            .treebuilder(None)
+            .and_then(|builder| builder.write())
+            .map_err(git("write an empty tree"))?,
+    };
+    Ok(Snapshot::at(repo, tree))
 }
 
 /// Writes `files` into the working copy and stages them in `index`.
@@ -87,7 +99,12 @@ pub(super) fn apply_files(
     index: &mut git2::Index,
     files: &[FileChange],
 ) -> Result<(), GitError> {
-    let root = snapshot(repo)?.root.to_path_buf();
+    let root = repo
+        .workdir()
+        .ok_or_else(|| {
+            git("find the working copy")(git2::Error::from_str("the repository is bare"))
+        })?
+        .to_path_buf();
     for file in files {
         match file {
             FileChange::Write { path, contents } => {

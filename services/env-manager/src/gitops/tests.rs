@@ -133,6 +133,40 @@ async fn a_written_file_is_committed_and_pushed_to_the_remote_branch() -> Result
     Ok(())
 }
 
+/// A worker killed between writing a file into its working copy and committing it leaves the
+/// file there; the restarted worker must not take it for the branch's.
+#[tokio::test]
+async fn a_file_left_in_the_working_copy_by_a_crash_is_not_taken_as_written() -> Result<()> {
+    let remote = Remote::new()?;
+    let settings = remote.settings("work");
+    let work = settings.dir.clone();
+    let gitops = GitOps::open(settings).await?;
+    std::fs::create_dir_all(work.join("envs"))?;
+    std::fs::write(work.join("envs/pr-ping-1.json"), b"{}\n")?;
+
+    let files = write("envs/pr-ping-1.json", b"{}\n");
+    let (pushed, seen) = gitops
+        .commit::<_, GitError, _>("write".into(), move |tree| {
+            // What env-manager does: a change already in the branch is not written again.
+            let seen = tree.read("envs/pr-ping-1.json")?;
+            let files = if seen.is_some() {
+                Vec::new()
+            } else {
+                files.clone()
+            };
+            Ok((files, seen))
+        })
+        .await?;
+
+    assert_eq!(seen, None, "the branch does not hold the file");
+    assert!(pushed.committed);
+    assert_eq!(
+        remote.file("envs/pr-ping-1.json")?.as_deref(),
+        Some(&b"{}\n"[..])
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn writing_the_same_file_again_makes_no_new_commit() -> Result<()> {
     let remote = Remote::new()?;
