@@ -2,8 +2,11 @@
 //! pushes.
 //!
 //! env-manager is the repository's single writer, but people push too. Every write starts from
-//! the remote's current head: fetch, reset the working copy to it, compute the change from
-//! what is there, commit, push. A push rejected because the remote moved starts over from the
+//! the remote's current head: fetch, compute the change from what is there, commit, push. A
+//! remote on this machine is not fetched from while its branch is where the last write left it.
+//! Nothing is checked out: changes read and write blobs, and a group's tree is made from the
+//! head's tree and the files that changed, so a write costs the same whether the repository
+//! holds ten envs or ten thousand. A push rejected because the remote moved starts over from the
 //! new head after a short, jittered backoff; since the changes are computed afresh each time
 //! (they are whole files), that is a rebase without conflicts, and the other writer's commit
 //! stays the parent of ours. A change that leaves the tree as it was makes no commit, so
@@ -18,20 +21,20 @@
 //! promotion replaced is read from there (to roll back to it), and two promotions of one app in
 //! one commit would leave the first one out.
 //!
-//! git2 is blocking: the writer runs on tokio's blocking pool, and a mutex guards the working
-//! copy.
+//! git2 is blocking: the writer runs on tokio's blocking pool, and a mutex guards the
+//! repository.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use flotilla_bus::dry_run::Recorder;
-use git2::Repository;
+use git2::{Repository, Tree};
 use tokio::sync::oneshot;
 
 use batch::{Job, TypedJob, write_batch};
-use ops::{file_history, open_or_clone, snapshot, sync};
+use ops::{Entry, blob, entry, file_history, head_tree, open_or_clone, sync, tree_path};
 
 mod batch;
 mod dry_run;
@@ -172,25 +175,49 @@ pub struct Pushed {
     pub grouped: usize,
 }
 
-/// The working copy as of the remote's head (plus the writes grouped before this one), for a
-/// change to read what it builds on.
-#[derive(Debug)]
+/// The branch as of the remote's head (plus the writes grouped before this one), for a change
+/// to read what it builds on. Files are read from the object database: nothing is checked out.
 pub struct Snapshot<'a> {
-    root: &'a Path,
+    repo: &'a Repository,
+    tree: Option<&'a Tree<'a>>,
+    /// Files the writes grouped before this one changed: their new blob, `None` when removed.
+    changed: Option<&'a HashMap<String, Option<Entry>>>,
 }
 
-impl Snapshot<'_> {
+impl std::fmt::Debug for Snapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("tree", &self.tree.map(Tree::id))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Snapshot<'a> {
+    fn new(
+        repo: &'a Repository,
+        tree: Option<&'a Tree<'a>>,
+        changed: Option<&'a HashMap<String, Option<Entry>>>,
+    ) -> Self {
+        Snapshot {
+            repo,
+            tree,
+            changed,
+        }
+    }
+
     /// The contents of `path`, `None` when there is no such file.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, GitError> {
-        let full = self.root.join(path);
-        match std::fs::read(&full) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(GitError::Io {
-                op: "read",
-                path: full,
-                source,
-            }),
+        let path = tree_path(path)?;
+        self.entry(&path)?
+            .map(|entry| blob(self.repo, entry.blob))
+            .transpose()
+    }
+
+    /// The file at `path` (a [`tree_path`]).
+    fn entry(&self, path: &str) -> Result<Option<Entry>, GitError> {
+        match self.changed.and_then(|changed| changed.get(path)) {
+            Some(entry) => Ok(*entry),
+            None => entry(self.tree, path),
         }
     }
 }
@@ -244,8 +271,8 @@ impl GitOps {
     /// This working copy in a dry run: [`commit`](Self::commit) fetches, computes the change
     /// against the remote's head and records each file it would write or remove (with the new
     /// contents or a diff), then answers with the current head and `committed: false`. The
-    /// remote is only fetched from. The working copy is reset on every call, so it must not be
-    /// one a running env-manager uses.
+    /// remote is only fetched from. Its local branch is moved to the remote's head on every
+    /// call, so it must not be one a running env-manager uses.
     pub fn recording(mut self, recorder: Recorder) -> GitOps {
         self.recorder = Some(recorder);
         self
@@ -314,8 +341,9 @@ impl GitOps {
         let inner = self.inner.clone();
         blocking(move || {
             let repo = inner.repo.lock().unwrap_or_else(PoisonError::into_inner);
-            sync(&repo, &inner.settings)?;
-            snapshot(&repo)?.read(&path)
+            let head = sync(&repo, &inner.settings)?;
+            let tree = head_tree(&repo, head)?;
+            Snapshot::new(&repo, tree.as_ref(), None).read(&path)
         })
         .await
     }
