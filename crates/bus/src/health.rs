@@ -376,6 +376,11 @@ async fn accept(
             },
             () = &mut shutdown => break,
         };
+        // An answer is one small write the client waits for: Nagle's algorithm would hold it
+        // back while an earlier segment is unacknowledged (and the client delays its ack).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let service = TowerToHyperService::new(router.clone());
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

@@ -2,8 +2,11 @@
 //! pushes.
 //!
 //! env-manager is the repository's single writer, but people push too. Every write starts from
-//! the remote's current head: fetch, reset the working copy to it, compute the change from
-//! what is there, commit, push. A push rejected because the remote moved starts over from the
+//! the remote's current head: fetch, compute the change from what is there, commit, push. A
+//! remote on this machine is not fetched from while its branch is where the last write left it.
+//! Nothing is checked out: changes read and write blobs, and a group's tree is made from the
+//! head's tree and the files that changed, so a write costs the same whether the repository
+//! holds ten envs or ten thousand. A push rejected because the remote moved starts over from the
 //! new head after a short, jittered backoff; since the changes are computed afresh each time
 //! (they are whole files), that is a rebase without conflicts, and the other writer's commit
 //! stays the parent of ours. A change that leaves the tree as it was makes no commit, so
@@ -18,20 +21,20 @@
 //! promotion replaced is read from there (to roll back to it), and two promotions of one app in
 //! one commit would leave the first one out.
 //!
-//! git2 is blocking: the writer runs on tokio's blocking pool, and a mutex guards the working
-//! copy.
+//! git2 is blocking: the writer runs on tokio's blocking pool, and a mutex guards the
+//! repository.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use flotilla_bus::dry_run::Recorder;
-use git2::Repository;
+use git2::{Repository, Tree};
 use tokio::sync::oneshot;
 
 use batch::{Job, TypedJob, write_batch};
-use ops::{file_history, open_or_clone, snapshot, sync};
+use ops::{Entry, blob, entry, file_history, head_tree, open_or_clone, sync, tree_path};
 
 mod batch;
 mod dry_run;
@@ -173,47 +176,48 @@ pub struct Pushed {
 }
 
 /// The branch as of the remote's head (plus the writes grouped before this one), for a change
-/// to read what it builds on.
+/// to read what it builds on. Files are read from the object database: nothing is checked out.
 pub struct Snapshot<'a> {
-    repo: &'a git2::Repository,
-    /// The tree read: the remote's head, plus the writes grouped before this one.
-    tree: git2::Oid,
+    repo: &'a Repository,
+    tree: Option<&'a Tree<'a>>,
+    /// Files the writes grouped before this one changed: their new blob, `None` when removed.
+    changed: Option<&'a HashMap<String, Option<Entry>>>,
 }
 
 impl std::fmt::Debug for Snapshot<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot")
-            .field("tree", &self.tree)
-            .finish()
+            .field("tree", &self.tree.map(Tree::id))
+            .finish_non_exhaustive()
     }
 }
 
 impl<'a> Snapshot<'a> {
-    /// The branch as tree `tree` of `repo` holds it.
-    pub(crate) fn at(repo: &'a git2::Repository, tree: git2::Oid) -> Snapshot<'a> {
-        Snapshot { repo, tree }
+    fn new(
+        repo: &'a Repository,
+        tree: Option<&'a Tree<'a>>,
+        changed: Option<&'a HashMap<String, Option<Entry>>>,
+    ) -> Self {
+        Snapshot {
+            repo,
+            tree,
+            changed,
+        }
     }
 
     /// The contents of `path`, `None` when there is no such file.
-    ///
-    /// Read from git's objects, not the working copy: a worker killed between writing a file
-    /// into the working copy and committing it leaves the file there, and a restarted one
-    /// that read it took the change as written (and never committed it).
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, GitError> {
-        let tree = self
-            .repo
-            .find_tree(self.tree)
-            .map_err(git("find the tree"))?;
-        let entry = match tree.get_path(std::path::Path::new(path)) {
-            Ok(entry) => entry,
-            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(git("look a file up")(e)),
-        };
-        match entry.to_object(self.repo).map(|o| o.into_blob()) {
-            Ok(Ok(blob)) => Ok(Some(blob.content().to_vec())),
-            // A directory where a file is asked for: no such file.
-            Ok(Err(_)) => Ok(None),
-            Err(e) => Err(git("read a file")(e)),
+        let path = tree_path(path)?;
+        self.entry(&path)?
+            .map(|entry| blob(self.repo, entry.blob))
+            .transpose()
+    }
+
+    /// The file at `path` (a [`tree_path`]).
+    fn entry(&self, path: &str) -> Result<Option<Entry>, GitError> {
+        match self.changed.and_then(|changed| changed.get(path)) {
+            Some(entry) => Ok(*entry),
+            None => entry(self.tree, path),
         }
     }
 }
@@ -267,8 +271,8 @@ impl GitOps {
     /// This working copy in a dry run: [`commit`](Self::commit) fetches, computes the change
     /// against the remote's head and records each file it would write or remove (with the new
     /// contents or a diff), then answers with the current head and `committed: false`. The
-    /// remote is only fetched from. The working copy is reset on every call, so it must not be
-    /// one a running env-manager uses.
+    /// remote is only fetched from. Its local branch is moved to the remote's head on every
+    /// call, so it must not be one a running env-manager uses.
     pub fn recording(mut self, recorder: Recorder) -> GitOps {
         self.recorder = Some(recorder);
         self
@@ -338,7 +342,8 @@ impl GitOps {
         blocking(move || {
             let repo = inner.repo.lock().unwrap_or_else(PoisonError::into_inner);
             let head = sync(&repo, &inner.settings)?;
-            snapshot(&repo, head)?.read(&path)
+            let tree = head_tree(&repo, head)?;
+            Snapshot::new(&repo, tree.as_ref(), None).read(&path)
         })
         .await
     }

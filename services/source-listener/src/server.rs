@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_nats::connection::State;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::State as Shared;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_LENGTH;
@@ -105,8 +106,12 @@ impl SourceListener {
             .with_state(self.clone())
     }
 
-    async fn receive(&self, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
+    /// Answers a delivery. It takes the whole request, not axum's `HeaderMap` extractor, which
+    /// would copy every header.
+    async fn receive(&self, endpoint: Endpoint, request: Request) -> Response {
         let started = Instant::now();
+        let (parts, body) = request.into_parts();
+        let headers = parts.headers;
         let provider = endpoint.provider(&headers);
         // A change's trace starts here (or under the sender's context, when it sends one).
         let span = tracing::info_span!(
@@ -231,28 +236,16 @@ impl SourceListener {
     }
 }
 
-async fn github(
-    Shared(listener): Shared<SourceListener>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    listener.receive(Endpoint::GitHub, headers, body).await
+async fn github(Shared(listener): Shared<SourceListener>, request: Request) -> Response {
+    listener.receive(Endpoint::GitHub, request).await
 }
 
-async fn gitlab(
-    Shared(listener): Shared<SourceListener>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    listener.receive(Endpoint::GitLab, headers, body).await
+async fn gitlab(Shared(listener): Shared<SourceListener>, request: Request) -> Response {
+    listener.receive(Endpoint::GitLab, request).await
 }
 
-async fn generic(
-    Shared(listener): Shared<SourceListener>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    listener.receive(Endpoint::Generic, headers, body).await
+async fn generic(Shared(listener): Shared<SourceListener>, request: Request) -> Response {
+    listener.receive(Endpoint::Generic, request).await
 }
 
 /// What a delivery's handling learnt for its metrics: its event label and generic token.

@@ -1,14 +1,17 @@
 //! Grouped writes: the changes waiting in the queue become one commit and one push, redone
 //! together on the new head when the push is rejected.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use git2::{Oid, Repository};
+use git2::build::TreeUpdateBuilder;
+use git2::{FileMode, Oid, Repository, Tree};
 use tokio::sync::oneshot;
 
-use super::ops::{apply_files, commit_tree, push, sync};
+use super::ops::{
+    Entry, commit_tree, entry, head_tree, push, set_branch, set_tracking, sync, tree_path,
+};
 use super::{FileChange, GitError, Pushed, Settings, Snapshot, git};
 
 /// First pause after a rejected push; doubles each attempt, with jitter, up to [`BACKOFF_MAX`].
@@ -156,7 +159,8 @@ fn attempt_once(
         .filter(|(_, changed)| *changed)
         .map(|(job, _)| job.message())
         .collect();
-    if changed.is_empty() {
+    // The tree is made only when a write changed a file.
+    let Some(tree) = applied.tree else {
         let revision = head.map(|h| h.to_string());
         for (job, _) in applied.jobs {
             job.finish(Ok(Pushed {
@@ -166,16 +170,24 @@ fn attempt_once(
             }));
         }
         return (Attempt::Done, deferred);
-    }
+    };
     let grouped = changed.len();
     let message = group_message(&changed);
-    let commit = match commit_tree(repo, head, applied.tree, &message, &settings.author) {
-        Ok(commit) => commit,
-        Err(e) => return (fail_all(jobs_of(applied.jobs), e), deferred),
-    };
+    let commit =
+        match commit_tree(repo, head, tree, &message, &settings.author).and_then(|commit| {
+            set_branch(repo, &settings.branch, commit, "env-manager: commit")?;
+            Ok(commit)
+        }) {
+            Ok(commit) => commit,
+            Err(e) => return (fail_all(jobs_of(applied.jobs), e), deferred),
+        };
     let outcome = match push(repo, settings, head, commit) {
         Ok(None) => {
             tracing::info!(revision = %commit, branch = %settings.branch, writes = grouped, "pushed to the GitOps repository");
+            // Not knowing it only costs the next write a fetch.
+            if let Err(e) = set_tracking(repo, &settings.branch, commit) {
+                tracing::warn!(error = %e, "cannot record the pushed head; the next write fetches it");
+            }
             for (job, changed) in applied.jobs {
                 job.finish(Ok(Pushed {
                     revision: Some(commit.to_string()),
@@ -191,55 +203,61 @@ fn attempt_once(
     (outcome, deferred)
 }
 
-/// The group written into the working copy and index: each job with whether it changed the
-/// tree, and the tree they make together.
+/// The group's changes on top of the head's tree: each job with whether it changed a file,
+/// and the tree they make together.
 struct Applied {
     jobs: Vec<(Box<dyn Job>, bool)>,
-    tree: Oid,
+    /// `None` when no job changed a file.
+    tree: Option<Oid>,
     /// Jobs that change a file an earlier job changed: they wait for the next group.
     deferred: Vec<Box<dyn Job>>,
 }
 
-/// Computes and writes each job in turn, each seeing the ones before it. A job whose change
-/// fails is answered at once and leaves the others be.
+/// Computes each job in turn, each seeing the ones before it. A job whose change fails is
+/// answered at once and leaves the others be.
+///
+/// Nothing is checked out: blobs go into the object database as they are computed, and the
+/// group's tree is made once, from the head's tree and the files that changed (only the
+/// directories on their paths are written again). Staging every file through an index and a
+/// working copy cost time in proportion to the number of files in the repository, on every
+/// write (a checkout, an index written whole, every entry of a rewritten directory looked up).
 #[allow(clippy::type_complexity)]
 fn apply_all(
     repo: &Repository,
     head: Option<Oid>,
     jobs: Vec<Box<dyn Job>>,
 ) -> Result<Applied, (Vec<Box<dyn Job>>, GitError)> {
-    let mut index = match repo.index() {
-        Ok(index) => index,
-        Err(e) => return Err((jobs, git("open the index")(e))),
-    };
-    let mut tree = match head_tree(repo, head, &mut index) {
-        Ok(tree) => tree,
+    let base = match head_tree(repo, head) {
+        Ok(base) => base,
         Err(e) => return Err((jobs, e)),
     };
+    let mut changed: HashMap<String, Option<Entry>> = HashMap::new();
     let mut applied = Vec::with_capacity(jobs.len());
     let mut deferred = Vec::new();
     let mut touched: HashSet<String> = HashSet::new();
     let mut jobs = jobs.into_iter();
     while let Some(mut job) = jobs.next() {
-        let files = job.compute(&Snapshot::at(repo, tree));
+        let files = job.compute(&Snapshot::new(repo, base.as_ref(), Some(&changed)));
         let Some(files) = files else {
             // The job's own error goes back to its caller (it wins over the outcome given
             // here); nothing of it was written.
             job.finish(Err(GitError::Task("the change failed".into())));
             continue;
         };
-        if files.iter().any(|f| touched.contains(f.path())) {
-            deferred.push(job);
-            continue;
-        }
-        touched.extend(files.iter().map(|f| f.path().to_owned()));
-        let written = apply_files(repo, &mut index, &files)
-            .and_then(|()| index.write_tree().map_err(git("write the tree")));
-        match written {
-            Ok(after) => {
-                applied.push((job, after != tree));
-                tree = after;
-            }
+        let staged = files
+            .iter()
+            .map(|file| tree_path(file.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|paths| {
+                if paths.iter().any(|path| touched.contains(path)) {
+                    return Ok(None);
+                }
+                touched.extend(paths.iter().cloned());
+                stage(repo, base.as_ref(), &mut changed, &files, paths).map(Some)
+            });
+        match staged {
+            Ok(Some(did_change)) => applied.push((job, did_change)),
+            Ok(None) => deferred.push(job),
             Err(e) => {
                 let mut rest = jobs_of(applied);
                 rest.push(job);
@@ -249,31 +267,90 @@ fn apply_all(
             }
         }
     }
-    if let Err(e) = index.write() {
-        let mut rest = jobs_of(applied);
-        rest.extend(deferred);
-        return Err((rest, git("write the index")(e)));
+    let tree = if applied.iter().any(|(_, did_change)| *did_change) {
+        build_tree(repo, base.as_ref(), &changed).map(Some)
+    } else {
+        Ok(None)
+    };
+    match tree {
+        Ok(tree) => Ok(Applied {
+            jobs: applied,
+            tree,
+            deferred,
+        }),
+        Err(e) => {
+            let mut rest = jobs_of(applied);
+            rest.extend(deferred);
+            Err((rest, e))
+        }
     }
-    Ok(Applied {
-        jobs: applied,
-        tree,
-        deferred,
-    })
 }
 
-/// The tree of `head` (the empty tree on an empty branch), which the index now matches.
-fn head_tree(
+/// Writes one job's `files` (at `paths`) into `changed`; whether any file ends up other than it
+/// was before the job.
+fn stage(
     repo: &Repository,
-    head: Option<Oid>,
-    index: &mut git2::Index,
-) -> Result<Oid, GitError> {
-    match head {
-        Some(oid) => repo
-            .find_commit(oid)
-            .map(|c| c.tree_id())
-            .map_err(git("find the head commit")),
-        None => index.write_tree().map_err(git("write the tree")),
+    base: Option<&Tree<'_>>,
+    changed: &mut HashMap<String, Option<Entry>>,
+    files: &[FileChange],
+    paths: Vec<String>,
+) -> Result<bool, GitError> {
+    let current = |changed: &HashMap<String, Option<Entry>>, path: &str| match changed.get(path) {
+        Some(entry) => Ok(*entry),
+        None => entry(base, path),
+    };
+    let mut before: Vec<(String, Option<Entry>)> = Vec::with_capacity(paths.len());
+    for (file, path) in files.iter().zip(paths) {
+        let now = current(changed, &path)?;
+        if !before.iter().any(|(p, _)| *p == path) {
+            before.push((path.clone(), now));
+        }
+        let after = match file {
+            FileChange::Write { contents, .. } => Some(Entry {
+                blob: repo.blob(contents).map_err(git("write a file"))?,
+                // A file keeps its mode (executable stays executable).
+                mode: now.map_or(FileMode::Blob, |entry| entry.mode),
+            }),
+            FileChange::Remove { .. } => None,
+        };
+        changed.insert(path, after);
     }
+    Ok(before
+        .iter()
+        .any(|(path, was)| changed.get(path).is_some_and(|now| now != was)))
+}
+
+/// The tree of `base` with the files in `changed` written or removed.
+fn build_tree(
+    repo: &Repository,
+    base: Option<&Tree<'_>>,
+    changed: &HashMap<String, Option<Entry>>,
+) -> Result<Oid, GitError> {
+    let empty;
+    let base = match base {
+        Some(base) => base,
+        None => {
+            let oid = repo
+                .treebuilder(None)
+                .and_then(|builder| builder.write())
+                .map_err(git("write the tree"))?;
+            empty = repo.find_tree(oid).map_err(git("write the tree"))?;
+            &empty
+        }
+    };
+    let mut update = TreeUpdateBuilder::new();
+    for (path, after) in changed {
+        if entry(Some(base), path)? == *after {
+            continue;
+        }
+        match after {
+            Some(file) => update.upsert(path.as_str(), file.blob, file.mode),
+            None => update.remove(path.as_str()),
+        };
+    }
+    update
+        .create_updated(repo, base)
+        .map_err(git("write the tree"))
 }
 
 fn jobs_of(applied: Vec<(Box<dyn Job>, bool)>) -> Vec<Box<dyn Job>> {

@@ -5,7 +5,7 @@ use std::sync::PoisonError;
 
 use flotilla_bus::dry_run::{EffectKind, Recorder};
 
-use super::ops::{snapshot, sync};
+use super::ops::{head_tree, sync};
 use super::{FileChange, GitError, GitOps, Pushed, Snapshot};
 
 /// Lines of context kept around each changed line of a diff.
@@ -31,7 +31,8 @@ impl GitOps {
             let repo = inner.repo.lock().unwrap_or_else(PoisonError::into_inner);
             // Fetching writes only into the local working copy: the remote is read.
             let head = sync(&repo, &inner.settings)?;
-            let tree = snapshot(&repo, head)?;
+            let head_tree = head_tree(&repo, head)?;
+            let tree = Snapshot::new(&repo, head_tree.as_ref(), None);
             let (files, value) = change(&tree)?;
             let mut changed = false;
             for file in &files {

@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 
 use flotilla_gitops::auth::callbacks;
 use flotilla_gitops::set_network_timeout;
-use git2::{
-    FetchOptions, Oid, PushOptions, Repository, ResetType, Signature, build::CheckoutBuilder,
-};
+use git2::{FetchOptions, FileMode, ObjectType, Oid, PushOptions, Repository, Signature, Tree};
 
-use super::{Author, FileChange, GitError, Settings, Snapshot, git};
+use super::{Author, GitError, Settings, git};
 
 const REMOTE: &str = "origin";
 
@@ -21,6 +19,7 @@ pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError>
         // The URL may have changed since the clone (a new token host, a moved repository).
         repo.remote_set_url(REMOTE, &settings.url)
             .map_err(git("set the remote URL"))?;
+        point_head(&repo, settings)?;
         return Ok(repo);
     }
     std::fs::create_dir_all(&settings.dir).map_err(|source| GitError::Io {
@@ -31,127 +30,179 @@ pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError>
     let repo = Repository::init(&settings.dir).map_err(git("init the working copy"))?;
     repo.remote(REMOTE, &settings.url)
         .map_err(git("add the remote"))?;
+    point_head(&repo, settings)?;
     Ok(repo)
 }
 
-/// Fetches the branch and resets the working copy to it; returns its head (`None` when the
-/// branch has no commit yet).
-pub(super) fn sync(repo: &Repository, settings: &Settings) -> Result<Option<git2::Oid>, GitError> {
-    let branch = &settings.branch;
-    let tracking = format!("refs/remotes/{REMOTE}/{branch}");
-    let refspec = format!("+refs/heads/{branch}:{tracking}");
+/// HEAD names the branch env-manager writes, so the repository reads as it would after a
+/// clone of it (`git log` in it shows the branch).
+fn point_head(repo: &Repository, settings: &Settings) -> Result<(), GitError> {
+    repo.set_head(&format!("refs/heads/{}", settings.branch))
+        .map_err(git("set HEAD"))
+}
+
+/// Where the branch's head is fetched to.
+pub(super) fn tracking(branch: &str) -> String {
+    format!("refs/remotes/{REMOTE}/{branch}")
+}
+
+/// Brings the remote's head in and points the local branch at it; returns the head (`None`
+/// when the branch has no commit yet).
+///
+/// A remote on this machine whose branch is still where the last fetch or push left it is
+/// not fetched from: libgit2's local transport opens the remote and lists its refs on every
+/// fetch, a good part of a write. Network remotes are fetched every time (the server's answer
+/// is the only way to learn its head).
+pub(super) fn sync(repo: &Repository, settings: &Settings) -> Result<Option<Oid>, GitError> {
+    let tracking = tracking(&settings.branch);
+    let known = target(repo, &tracking)?;
+    let unchanged = match local_path(&settings.url) {
+        Some(path) => {
+            let remote = Repository::open(&path).map_err(git("open the remote"))?;
+            target(&remote, &format!("refs/heads/{}", settings.branch))? == known
+        }
+        None => false,
+    };
+    let head = if unchanged {
+        known
+    } else {
+        fetch(repo, settings, &tracking)?;
+        target(repo, &tracking)?
+    };
+    if let Some(oid) = head {
+        set_branch(
+            repo,
+            &settings.branch,
+            oid,
+            "env-manager: sync with the remote",
+        )?;
+    }
+    Ok(head)
+}
+
+fn fetch(repo: &Repository, settings: &Settings, tracking: &str) -> Result<(), GitError> {
+    let refspec = format!("+refs/heads/{}:{tracking}", settings.branch);
     let mut remote = repo.find_remote(REMOTE).map_err(git("find the remote"))?;
     let mut options = FetchOptions::new();
     options.remote_callbacks(callbacks(&settings.credentials));
     remote
         .fetch(&[&refspec], Some(&mut options), None)
-        .map_err(git("fetch"))?;
-    let local = format!("refs/heads/{branch}");
-    let head = match repo.find_reference(&tracking) {
-        Ok(reference) => reference.target(),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-        Err(e) => return Err(git("read the remote branch")(e)),
-    };
-    repo.set_head(&local).map_err(git("set HEAD"))?;
-    let mut checkout = CheckoutBuilder::new();
-    checkout.force().remove_untracked(true);
-    match head {
-        Some(oid) => {
-            repo.reference(&local, oid, true, "env-manager: sync with the remote")
-                .map_err(git("move the branch"))?;
-            let commit = repo.find_object(oid, None).map_err(git("find the head"))?;
-            repo.reset(&commit, ResetType::Hard, Some(&mut checkout))
-                .map_err(git("reset to the remote head"))?;
-        }
-        None => {
-            // An empty remote: start from an empty tree.
-            let mut index = repo.index().map_err(git("open the index"))?;
-            index.clear().map_err(git("clear the index"))?;
-            index.write().map_err(git("write the index"))?;
-            repo.checkout_index(Some(&mut index), Some(&mut checkout))
-                .map_err(git("clean the working copy"))?;
-        }
+        .map_err(git("fetch"))
+}
+
+/// The commit `name` points at; `None` when there is no such ref.
+fn target(repo: &Repository, name: &str) -> Result<Option<Oid>, GitError> {
+    match repo.find_reference(name) {
+        Ok(reference) => Ok(reference.target()),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(git("read a branch")(e)),
     }
-    Ok(head)
 }
 
-/// The branch at commit `head` (`None`: the empty branch of an empty remote).
-pub(super) fn snapshot(
+/// Points the local `branch` (what [`file_history`] walks, and what a network push sends)
+/// at `oid`, unless it does already.
+pub(super) fn set_branch(
     repo: &Repository,
-    head: Option<git2::Oid>,
-) -> Result<Snapshot<'_>, GitError> {
-    let tree = match head {
-        Some(oid) => repo
-            .find_commit(oid)
-            .map(|c| c.tree_id())
-            .map_err(git("find the head commit"))?,
-        None => repo
-            .treebuilder(None)
-            .and_then(|builder| builder.write())
-            .map_err(git("write an empty tree"))?,
-    };
-    Ok(Snapshot::at(repo, tree))
-}
-
-/// Writes `files` into the working copy and stages them in `index`.
-pub(super) fn apply_files(
-    repo: &Repository,
-    index: &mut git2::Index,
-    files: &[FileChange],
+    branch: &str,
+    oid: Oid,
+    message: &str,
 ) -> Result<(), GitError> {
-    let root = repo
-        .workdir()
-        .ok_or_else(|| {
-            git("find the working copy")(git2::Error::from_str("the repository is bare"))
-        })?
-        .to_path_buf();
-    for file in files {
-        match file {
-            FileChange::Write { path, contents } => {
-                let full = root.join(path);
-                let io = |op, source| GitError::Io {
-                    op,
-                    path: full.clone(),
-                    source,
-                };
-                if let Some(dir) = full.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| io("create", e))?;
-                }
-                std::fs::write(&full, contents).map_err(|e| io("write", e))?;
-                index
-                    .add_path(Path::new(path))
-                    .map_err(git("stage a file"))?;
-            }
-            FileChange::Remove { path } => {
-                let full = root.join(path);
-                match std::fs::remove_file(&full) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(GitError::Io {
-                            op: "remove",
-                            path: full,
-                            source,
-                        });
-                    }
-                }
-                index
-                    .remove_path(Path::new(path))
-                    .map_err(git("unstage a file"))?;
-            }
-        }
+    let local = format!("refs/heads/{branch}");
+    if target(repo, &local)? != Some(oid) {
+        repo.reference(&local, oid, true, message)
+            .map_err(git("move the branch"))?;
     }
     Ok(())
 }
 
-/// Commits `tree` on `parent` and moves the branch (HEAD) to the commit.
+/// Records that the remote's branch is now `oid` (after a push), so the next write need not
+/// fetch to learn it.
+pub(super) fn set_tracking(repo: &Repository, branch: &str, oid: Oid) -> Result<(), GitError> {
+    repo.reference(&tracking(branch), oid, true, "env-manager: pushed")
+        .map(|_| ())
+        .map_err(git("move the remote branch"))
+}
+
+/// The tree of commit `head`, `None` on an empty branch.
+pub(super) fn head_tree(
+    repo: &Repository,
+    head: Option<Oid>,
+) -> Result<Option<Tree<'_>>, GitError> {
+    head.map(|oid| {
+        repo.find_commit(oid)
+            .and_then(|commit| commit.tree())
+            .map_err(git("read the head commit"))
+    })
+    .transpose()
+}
+
+/// What a file of the tree is: its blob and mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub(super) blob: Oid,
+    pub(super) mode: FileMode,
+}
+
+/// A path as a tree names it: components joined by single slashes (`envs//a.json` and
+/// `./envs/a.json` are `envs/a.json`).
+pub(super) fn tree_path(path: &str) -> Result<String, GitError> {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    if parts.is_empty()
+        || parts
+            .iter()
+            .any(|part| *part == ".." || part.contains('\0'))
+    {
+        return Err(git("name a file")(git2::Error::from_str(&format!(
+            "{path:?} is not a file path inside the repository"
+        ))));
+    }
+    Ok(parts.join("/"))
+}
+
+/// The file at `path` (a [`tree_path`]) in `tree`; `None` when there is none. A directory
+/// there is an error: a change writes and reads files.
+pub(super) fn entry(tree: Option<&Tree<'_>>, path: &str) -> Result<Option<Entry>, GitError> {
+    let Some(tree) = tree else {
+        return Ok(None);
+    };
+    let found = match tree.get_path(Path::new(path)) {
+        Ok(found) => found,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(git("look a file up")(e)),
+    };
+    match found.kind() {
+        Some(ObjectType::Blob) => Ok(Some(Entry {
+            blob: found.id(),
+            mode: if found.filemode() == i32::from(FileMode::BlobExecutable) {
+                FileMode::BlobExecutable
+            } else {
+                FileMode::Blob
+            },
+        })),
+        _ => Err(git("read a file")(git2::Error::from_str(&format!(
+            "{path} is not a file in the repository"
+        )))),
+    }
+}
+
+/// The contents of blob `oid`.
+pub(super) fn blob(repo: &Repository, oid: Oid) -> Result<Vec<u8>, GitError> {
+    repo.find_blob(oid)
+        .map(|blob| blob.content().to_vec())
+        .map_err(git("read a file"))
+}
+
+/// Commits `tree` on `parent` (no ref moves: the caller points the branch at it).
 pub(super) fn commit_tree(
     repo: &Repository,
-    parent: Option<git2::Oid>,
-    tree: git2::Oid,
+    parent: Option<Oid>,
+    tree: Oid,
     message: &str,
     author: &Author,
-) -> Result<git2::Oid, GitError> {
+) -> Result<Oid, GitError> {
     let tree = repo.find_tree(tree).map_err(git("find the tree"))?;
     let parent = match parent {
         Some(oid) => Some(repo.find_commit(oid).map_err(git("find the head commit"))?),
@@ -159,19 +210,12 @@ pub(super) fn commit_tree(
     };
     let signature = Signature::now(&author.name, &author.email).map_err(git("sign the commit"))?;
     let parents: Vec<_> = parent.iter().collect();
-    repo.commit(
-        Some("HEAD"),
-        &signature,
-        &signature,
-        message,
-        &tree,
-        &parents,
-    )
-    .map_err(git("commit"))
+    repo.commit(None, &signature, &signature, message, &tree, &parents)
+        .map_err(git("commit"))
 }
 
-/// Pushes the branch, whose head is now `new` and was `expected` at the remote when the write
-/// started; `Some(reason)` when the remote rejected it because it moved.
+/// Pushes commit `new`, made on `expected` (the remote's head when the write started), to the
+/// branch; `Some(reason)` when the remote rejected it because it moved.
 pub(super) fn push(
     repo: &Repository,
     settings: &Settings,
@@ -221,7 +265,7 @@ fn push_refspec(
 /// A push to a repository on this machine. libgit2's local transport sets the remote branch
 /// without checking that it is still what the push saw, so two writers that fetched the same
 /// head could both "fast-forward" it and one commit would be lost. So the new objects are
-/// copied into the remote's object database as a pack, and the branch is then moved with
+/// written into the remote's object database, and the branch is then moved with
 /// compare-and-swap under the branch's lock, as a git server does. No ref is created on the way:
 /// the local transport lists every ref and then reads each, and a short-lived one would fail
 /// other writers' fetches when it vanished in between.
@@ -251,37 +295,65 @@ fn push_local(
     }
 }
 
-/// Writes the commits from `expected` (exclusive) to `new`, with their trees and blobs, into
-/// `target` as one pack. Objects `target` has already are harmless to send again.
+/// Writes commit `new` and the trees and blobs it has that its parent `expected` has not into
+/// `target`, as loose objects.
+///
+/// Only the changed part of the tree is walked: a pack built from a revision walk reads every
+/// tree and blob of both commits, and a pack per push leaves the remote with as many packs as
+/// pushes, each of which every later object lookup searches. Objects `target` has already are
+/// harmless to write again (libgit2 only freshens them).
 fn copy_objects(
     repo: &Repository,
     target: &Repository,
     expected: Option<Oid>,
     new: Oid,
 ) -> Result<(), git2::Error> {
-    let mut walk = repo.revwalk()?;
-    walk.push(new)?;
-    if let Some(old) = expected {
-        walk.hide(old)?;
+    let commit = repo.find_commit(new)?;
+    let old = match expected {
+        Some(oid) => Some(repo.find_commit(oid)?.tree()?),
+        None => None,
+    };
+    let mut objects = Vec::new();
+    new_objects(repo, old.as_ref(), &commit.tree()?, &mut objects)?;
+    objects.push(new);
+    let (ours, theirs) = (repo.odb()?, target.odb()?);
+    for oid in objects {
+        let object = ours.read(oid)?;
+        theirs.write(object.kind(), object.data())?;
     }
-    let mut pack = repo.packbuilder()?;
-    pack.insert_walk(&mut walk)?;
-    let odb = target.odb()?;
-    let mut writer = odb.packwriter()?;
-    let mut failed = None;
-    pack.foreach(
-        |chunk| match std::io::Write::write_all(&mut writer, chunk) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
+    Ok(())
+}
+
+/// `new` and every tree and blob under it that `old` does not have at the same place.
+fn new_objects(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: &Tree<'_>,
+    out: &mut Vec<Oid>,
+) -> Result<(), git2::Error> {
+    if old.is_some_and(|old| old.id() == new.id()) {
+        return Ok(());
+    }
+    out.push(new.id());
+    for entry in new.iter() {
+        let before = old.and_then(|old| old.get_name_bytes(entry.name_bytes()));
+        if before.as_ref().is_some_and(|b| b.id() == entry.id()) {
+            continue;
+        }
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                let subtree = repo.find_tree(entry.id())?;
+                let old_subtree = match before.filter(|b| b.kind() == Some(ObjectType::Tree)) {
+                    Some(b) => Some(repo.find_tree(b.id())?),
+                    None => None,
+                };
+                new_objects(repo, old_subtree.as_ref(), &subtree, out)?;
             }
-        },
-    )?;
-    if let Some(e) = failed {
-        return Err(git2::Error::from_str(&format!("write the pack: {e}")));
+            Some(ObjectType::Blob) => out.push(entry.id()),
+            // Submodule commits live in other repositories.
+            _ => {}
+        }
     }
-    writer.commit()?;
     Ok(())
 }
 

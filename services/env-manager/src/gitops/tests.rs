@@ -261,6 +261,68 @@ async fn a_removed_file_disappears_from_the_remote_and_removing_it_again_is_a_no
 }
 
 #[tokio::test]
+async fn a_clone_of_the_remote_holds_every_file_written_and_no_directory_left_empty() -> Result<()>
+{
+    let remote = Remote::new()?;
+    let gitops = GitOps::open(remote.settings("work")).await?;
+    write_file(&gitops, "envs/deep/er/a.json", b"a\n").await?;
+    write_file(&gitops, "envs/b.json", b"b\n").await?;
+    let remove = vec![FileChange::Remove {
+        path: "envs/deep/er/a.json".into(),
+    }];
+    gitops
+        .commit::<_, GitError, _>("remove".into(), move |_| Ok((remove.clone(), ())))
+        .await?;
+
+    // A clone packs every object the branch reaches: one the push did not copy fails it.
+    let dir = tempfile::tempdir()?;
+    let clone = Repository::clone(&remote.url().display().to_string(), dir.path())?;
+    let tree = clone
+        .find_reference("refs/remotes/origin/main")?
+        .peel_to_tree()?;
+    let b = clone.find_blob(tree.get_path(Path::new("envs/b.json"))?.id())?;
+    assert_eq!(b.content(), b"b\n");
+    assert!(tree.get_path(Path::new("apps/production.json")).is_ok());
+    assert!(
+        tree.get_path(Path::new("envs/deep")).is_err(),
+        "a directory whose last file was removed is gone"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_someone_made_executable_stays_executable_when_rewritten() -> Result<()> {
+    let remote = Remote::new()?;
+    remote.push_as_someone_else("hooks/run.sh", b"#!/bin/sh\n")?;
+    {
+        // Someone marks it executable, as `git update-index --chmod=+x` would.
+        let repo = remote.repo()?;
+        let head = repo.find_reference("refs/heads/main")?.peel_to_commit()?;
+        let tree = head.tree()?;
+        let blob = tree.get_path(Path::new("hooks/run.sh"))?.id();
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        update.upsert("hooks/run.sh", blob, git2::FileMode::BlobExecutable);
+        let tree = repo.find_tree(update.create_updated(&repo, &tree)?)?;
+        let someone = Signature::now("someone else", "someone@example.com")?;
+        let commit = repo.commit(None, &someone, &someone, "chmod", &tree, &[&head])?;
+        repo.reference("refs/heads/main", commit, true, "test")?;
+    }
+    let gitops = GitOps::open(remote.settings("work")).await?;
+
+    write_file(&gitops, "hooks/run.sh", b"#!/bin/sh\nexit 0\n").await?;
+
+    let repo = remote.repo()?;
+    let tree = repo.find_reference("refs/heads/main")?.peel_to_tree()?;
+    let entry = tree.get_path(Path::new("hooks/run.sh"))?;
+    assert_eq!(entry.filemode(), i32::from(git2::FileMode::BlobExecutable));
+    assert_eq!(
+        remote.file("hooks/run.sh")?.as_deref(),
+        Some(&b"#!/bin/sh\nexit 0\n"[..])
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_existing_working_copy_is_reused_after_a_restart() -> Result<()> {
     let remote = Remote::new()?;
     let first = GitOps::open(remote.settings("work")).await?;

@@ -148,34 +148,35 @@ fn push(
         r#ref: git_ref.to_owned(),
         branch: branch.to_owned(),
         tag: tag.to_owned(),
-        default_branch: push.repository.default_branch.clone(),
-        before: push.before.clone(),
         sha: sha.to_owned(),
         pusher: push.pusher.handle().to_owned(),
-        commits: push.commits.iter().map(commit).collect(),
-        deleted: false,
-        clone_url: push.repository.clone_url.clone(),
         compare_url: first_non_empty(&push.compare, &push.compare_url).to_owned(),
         delivery_id: id.clone(),
+        deleted: false,
         commits_truncated: false,
+        // Moved rather than copied: commit messages are most of a push's bytes.
+        default_branch: push.repository.default_branch,
+        before: push.before,
+        clone_url: push.repository.clone_url,
+        commits: push.commits.into_iter().map(commit).collect(),
     };
     if let Some(why) = repos.push(&mut message) {
         return ignore(why);
     }
-    let out = delivery::event(EventType::SourcePush, repo, &message, &id)?;
+    let out = delivery::event(EventType::SourcePush, &message.repo, &message, &id)?;
     Ok(Delivery::publish(provider, "push", id, out))
 }
 
-fn commit(commit: &payload::Commit) -> v1::Commit {
+fn commit(commit: payload::Commit) -> v1::Commit {
     v1::Commit {
-        id: commit.id.clone(),
-        message: commit.message.clone(),
         author: commit.author.handle().to_owned(),
-        url: commit.url.clone(),
-        timestamp: commit.timestamp.clone(),
-        added: commit.added.clone(),
-        modified: commit.modified.clone(),
-        removed: commit.removed.clone(),
+        id: commit.id,
+        message: commit.message,
+        url: commit.url,
+        timestamp: commit.timestamp,
+        added: commit.added,
+        modified: commit.modified,
+        removed: commit.removed,
     }
 }
 
