@@ -8,9 +8,9 @@ use crate::report::{micros, verdict};
 use crate::stats::{Latency, Throughput};
 
 /// Intake throughput must be at least this fraction of bare JetStream publishing.
-pub const INTAKE_TARGET: f64 = 0.25;
+pub const INTAKE_TARGET: f64 = 0.5;
 /// The paced run's p99 must stay under this.
-pub const PACED_P99_TARGET: Duration = Duration::from_millis(10);
+pub const PACED_P99_TARGET: Duration = Duration::from_millis(5);
 
 const HEADER_ROOM: usize = 4 * 1024;
 
@@ -209,8 +209,8 @@ mod tests {
 
     #[test]
     fn the_report_compares_intake_with_bare_against_the_targets() {
-        let good = report(10_000, 3_000, 4);
-        assert!((good.throughput_ratio() - 0.3).abs() < 1e-9);
+        let good = report(10_000, 6_000, 4);
+        assert!((good.throughput_ratio() - 0.6).abs() < 1e-9);
         assert!(good.throughput_target_met() && good.paced_target_met());
         assert!(!good.to_string().contains("NOT MET"), "{good}");
         let bad = report(10_000, 2_000, 12);
