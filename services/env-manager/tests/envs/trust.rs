@@ -350,23 +350,7 @@ async fn a_result_redelivered_while_its_teardown_is_half_done_waits_and_is_not_d
         &passed(&env, &format!("ping-{VERSION}"), VERSION),
     )
     .await?;
-    let stream = fx.bus.stream().await?;
-    let retried = flotilla_testing::eventually_async(WITHIN, || {
-        let stream = stream.clone();
-        async move {
-            let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
-                stream.get_consumer("env-manager").await;
-            match consumer {
-                Ok(mut consumer) => consumer
-                    .info()
-                    .await
-                    .is_ok_and(|info| info.num_redelivered > 0),
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
-    assert!(retried, "the result is retried");
+    assert!(fx.redelivered().await?, "the result is retried");
     let letters = flotilla_testing::stored_messages(
         fx.bus.jetstream(),
         "FLOTILLA_DLQ",
@@ -424,23 +408,7 @@ async fn passed_tests_of_an_env_the_registry_does_not_show_ready_yet_wait_for_it
         &passed(&env, &format!("ping-{VERSION}"), VERSION),
     )
     .await?;
-    let stream = fx.bus.stream().await?;
-    let retried = flotilla_testing::eventually_async(WITHIN, || {
-        let stream = stream.clone();
-        async move {
-            let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
-                stream.get_consumer("env-manager").await;
-            match consumer {
-                Ok(mut consumer) => consumer
-                    .info()
-                    .await
-                    .is_ok_and(|info| info.num_redelivered > 0),
-                Err(_) => false,
-            }
-        }
-    })
-    .await;
-    assert!(retried, "the result is retried");
+    assert!(fx.redelivered().await?, "the result is retried");
     assert!(fx.dead_letters(0).await?.is_empty(), "not dead-lettered");
     assert_eq!(
         production_version(&fx)?,

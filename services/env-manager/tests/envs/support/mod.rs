@@ -322,6 +322,26 @@ impl Fixture {
         }
     }
 
+    /// Whether env-manager got an event again (a retry), waiting for it.
+    pub async fn redelivered(&self) -> Result<bool> {
+        let stream = self.bus.stream().await?;
+        Ok(flotilla_testing::eventually_async(WITHIN, || {
+            let stream = stream.clone();
+            async move {
+                let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
+                    stream.get_consumer("env-manager").await;
+                match consumer {
+                    Ok(mut consumer) => consumer
+                        .info()
+                        .await
+                        .is_ok_and(|info| info.num_redelivered > 0),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await)
+    }
+
     /// The dead letters of env-manager, waiting for `want` of them.
     pub async fn dead_letters(&self, want: usize) -> Result<Vec<String>> {
         let dead = flotilla_testing::stored_messages(
