@@ -60,8 +60,12 @@ pub fn exporting() -> bool {
     flotilla_telemetry::exporting()
 }
 
-/// Makes the trace context in `headers` the parent of `span`.
+/// Makes the trace context in `headers` the parent of `span`. Does nothing unless spans are
+/// exported: without an OpenTelemetry layer a span has no context to set.
 pub fn set_parent(span: &tracing::Span, headers: &HeaderMap) {
+    if !exporting() {
+        return;
+    }
     let parent = global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
@@ -108,12 +112,18 @@ pub fn inject(
     kept: Option<&str>,
     cause: Option<&HeaderMap>,
 ) {
-    let context = match span {
-        Some(span) => span.context(),
-        None => tracing::Span::current().context(),
-    };
-    if context.span().span_context().is_valid() {
-        global::get_text_map_propagator(|p| p.inject_context(&context, &mut HeadersMut(headers)));
+    // Without an exporter no span has a context (there is no OpenTelemetry layer), and
+    // looking for one costs every event published.
+    if exporting() {
+        let context = match span {
+            Some(span) => span.context(),
+            None => tracing::Span::current().context(),
+        };
+        if context.span().span_context().is_valid() {
+            global::get_text_map_propagator(|p| {
+                p.inject_context(&context, &mut HeadersMut(headers))
+            });
+        }
     }
     if headers.get(header::TRACEPARENT).is_some() {
         return;

@@ -20,11 +20,10 @@
 //! ([`flotilla_bus::Names::isolated`]), never on `FLOTILLA`, and deletes them before returning.
 //!
 //! Last measured (release build, defaults, nats-server 2.9.10 on loopback, 2 cores shared with
-//! other builds, six runs): bus/bare p50 latency 1.34-1.39x, pipelined throughput 53-63% of
-//! bare, CPU per message 2.9-3.6x bare; bare itself 14,900-22,100 msgs/s at 22-30 µs of CPU per
-//! message, p50 156-207 µs. Before the runtime's last round of per-event savings: 1.33-1.43x,
-//! 51-63%, 2.9-3.8x, the same within the noise. `docs/bus.md` ("Cost") says what was measured
-//! and what is left.
+//! other builds, 16 runs taking turns with the previous build): bus/bare p50 latency 1.22-1.25x
+//! (median 1.23), pipelined throughput 53-64% of bare (median 57%), CPU per message 2.5-3.6x
+//! (median 2.9); before: 1.27x, 53%, 3.3x (medians). Most of what is left is the envelope's
+//! headers in async-nats: `docs/bus.md` ("Cost") has the instruction counts.
 //!
 //! [`run_env`] measures env-manager itself: `build.succeeded` in, env file pushed to a local
 //! bare repository and `env.requested` out, one at a time (latency) and in bursts with grouped

@@ -114,6 +114,6 @@ impl Outgoing {
 
     /// `<prefix>.<domain>.<event>.<key>`.
     pub fn subject(&self, prefix: &str) -> String {
-        format!("{prefix}.{}.{}", self.spec.event_type, self.key)
+        [prefix, ".", self.spec.event_type, ".", &self.key].concat()
     }
 }

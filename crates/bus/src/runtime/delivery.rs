@@ -25,7 +25,8 @@ impl Delivery {
         };
         let (message, acker) = message.split();
         Delivery {
-            subject: message.subject.to_string(),
+            // `as_str`: `Subject::to_string` would go through `Display`.
+            subject: message.subject.as_str().to_owned(),
             headers: Arc::new(message.headers.unwrap_or_default()),
             payload: message.payload,
             acker,

@@ -276,7 +276,15 @@ impl<H: Handler> Job<H> {
     /// Copies the message to the dead-letter stream, then settles it with `settle`. If the copy
     /// cannot be stored the message is nak'd instead, so nothing is lost; on the server's last
     /// delivery a nak would lose it, so it is held instead (see [`Job::hold`]).
+    ///
+    /// Boxed: its state (the copy, the hold loop and their progress timers) would otherwise be
+    /// part of every event's future, doubling the task spawned per event (7.5 KB instead of
+    /// 3.7 KB), copied and allocated on every event for a path few of them take.
     async fn give_up(&self, delivery: &Delivery, reason: &str, settle: AckKind) {
+        Box::pin(self.dead_letter(delivery, reason, settle)).await;
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str, settle: AckKind) {
         let letter = dlq::Letter {
             worker: &self.name,
             subject: &delivery.subject,
