@@ -111,7 +111,16 @@ impl Fleet {
             worker.start()?;
         }
         for worker in workers.values_mut() {
-            worker.wait_ready().await?;
+            if let Err(e) = worker.wait_ready().await {
+                // A free port picked for its probes can be taken before the worker binds it
+                // (by any connection's ephemeral port): another one, once.
+                if !format!("{e:#}").contains("Address already in use") {
+                    return Err(e);
+                }
+                worker.set_http_port(flotilla_testing::free_port());
+                worker.start()?;
+                worker.wait_ready().await?;
+            }
         }
         let js = async_nats::jetstream::new(client.clone());
         let mut fleet = Fleet {

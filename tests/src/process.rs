@@ -50,6 +50,14 @@ impl WorkerProcess {
         }
     }
 
+    /// Moves its probes to `port` (`FLOTILLA_HTTP_ADDR`), for its next start.
+    pub fn set_http_port(&mut self, port: u16) {
+        self.http_port = port;
+        self.env.retain(|(k, _)| k != "FLOTILLA_HTTP_ADDR");
+        self.env
+            .push(("FLOTILLA_HTTP_ADDR".into(), format!("127.0.0.1:{port}")));
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
