@@ -9,7 +9,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv;
+use flotilla_bus::kv::Update;
 use serde::{Deserialize, Serialize};
 
 use crate::release::Job;
@@ -145,13 +146,15 @@ impl Leases {
                     published: false,
                     traceparent: traceparent.to_owned(),
                 };
-                match self.kv.create(&key, encode(&record)?).await {
-                    Ok(revision) => Ok(Claim::Mine(Box::new(Held {
+                // Revision 0: created only if the key has no value (see flotilla_bus::kv on
+                // why not `Store::create`).
+                match flotilla_bus::kv::update(&self.kv, &key, encode(&record)?, 0).await {
+                    Ok(Update::Written(revision)) => Ok(Claim::Mine(Box::new(Held {
                         key,
                         revision,
                         record,
                     }))),
-                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                    Ok(Update::Conflict) => {
                         // Another replica created it first: theirs.
                         Ok(Claim::Taken {
                             owner: "another replica".into(),
@@ -237,16 +240,18 @@ impl Leases {
 
     /// Writes `held.record` over `held.revision`; the new revision.
     async fn write(&self, held: &Held) -> Result<Held, LeaseError> {
-        match self
-            .kv
-            .update(&held.key, encode(&held.record)?, held.revision)
+        // Through flotilla_bus::kv: on a replicated bucket of nats-server < 2.9.21 two
+        // replicas taking one expired lease together would both succeed. Here both can answer
+        // `Conflict` (the first write was undone once, then put back): the record names the
+        // first, whose next sweep takes it again as its own.
+        match flotilla_bus::kv::update(&self.kv, &held.key, encode(&held.record)?, held.revision)
             .await
         {
-            Ok(revision) => Ok(Held {
+            Ok(Update::Written(revision)) => Ok(Held {
                 revision,
                 ..held.clone()
             }),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(LeaseError::Lost),
+            Ok(Update::Conflict) => Err(LeaseError::Lost),
             Err(e) => Err(LeaseError::Store(e.to_string())),
         }
     }

@@ -64,14 +64,16 @@ impl Bus {
             ..Default::default()
         };
         // canary-analyzer's leases: one key per release, compare-and-set on its revision; only
-        // the latest value matters. Records go after a month, whatever the streams keep: a
-        // release is judged in minutes, and `--max-age` is about events.
+        // the latest value matters, but a few revisions are kept: on a replicated bucket,
+        // `kv::update` walks them to find an update that raced with another. Records go after a
+        // month, whatever the streams keep: a release is judged in minutes, and `--max-age` is
+        // about events.
         let canaries = stream::Config {
             name: format!("KV_{}", names.canaries_bucket),
             description: Some("Flotilla canary leases and verdicts".into()),
             subjects: vec![format!("$KV.{}.>", names.canaries_bucket)],
             storage: stream::StorageType::File,
-            max_messages_per_subject: 1,
+            max_messages_per_subject: 5,
             max_age: Duration::from_secs(30 * 24 * 3600),
             discard: stream::DiscardPolicy::New,
             allow_rollup: true,
