@@ -149,23 +149,13 @@ async fn undone_by(
     revision: u64,
     written: u64,
 ) -> Result<Option<Bytes>, async_nats::Error> {
-    let subject = format!("{}{key}", store.prefix);
     let mut head = revision;
     let mut value = None;
     let mut from = revision + 1;
     for _ in 0..MAX_HOPS {
-        let next = store
-            .stream
-            .raw_message_builder()
-            .sequence(from)
-            .next_by_subject(subject.clone())
-            .send()
-            .await;
-        let message = match next {
-            Ok(message) => message,
-            // Ours is gone already (the bucket's history limit): nothing to tell.
-            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
-            Err(e) => return Err(e.into()),
+        // None: ours is gone already (the bucket's history limit): nothing to tell.
+        let Some(message) = next_message(store, key, from).await? else {
+            return Ok(None);
         };
         if message.sequence >= written {
             return Ok(value);
@@ -190,16 +180,27 @@ async fn undone_by(
 /// Whether the message after `written` on `key` was made on another revision than `written`:
 /// an update sent together with this one, which undid it.
 async fn undone_later(store: &Store, key: &str, written: u64) -> Result<bool, async_nats::Error> {
+    Ok(next_message(store, key, written + 1)
+        .await?
+        .is_some_and(|message| made_on(&message).is_some_and(|made_on| made_on != written)))
+}
+
+/// The first message of `key` at stream sequence `from` or later, read from the leader.
+async fn next_message(
+    store: &Store,
+    key: &str,
+    from: u64,
+) -> Result<Option<async_nats::jetstream::message::StreamMessage>, async_nats::Error> {
     let next = store
         .stream
         .raw_message_builder()
-        .sequence(written + 1)
+        .sequence(from)
         .next_by_subject(format!("{}{key}", store.prefix))
         .send()
         .await;
     match next {
-        Ok(message) => Ok(made_on(&message).is_some_and(|made_on| made_on != written)),
-        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(false),
+        Ok(message) => Ok(Some(message)),
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -323,16 +323,7 @@ impl EnvManager {
     /// When production's recent history holds `version` of `app`: the version it replaced
     /// (empty when none before it is in the history). `None` when production never ran it.
     async fn promoted_from(&self, app: &str, version: &str) -> Result<Option<String>, Error> {
-        let path = self.config.production_manifest.clone();
-        let history = self.gitops.file_history(path, HISTORY_DEPTH).await?;
-        let versions: Vec<String> = history
-            .iter()
-            .flatten()
-            .filter_map(|bytes| manifest::parse(bytes).ok())
-            .filter_map(|m| manifest::apps_of(&m).ok())
-            .filter_map(|apps| apps.into_iter().find(|a| a.name == app))
-            .map(|a| a.version)
-            .collect();
+        let versions = self.production_versions(app).await?;
         let Some(at) = versions.iter().position(|v| v == version) else {
             return Ok(None);
         };
@@ -348,16 +339,24 @@ impl EnvManager {
     /// The version `app` had in production before `version`, from the production manifest's
     /// recent history; empty when it is not there.
     pub(super) async fn version_before(&self, app: &str, version: &str) -> Result<String, Error> {
+        let versions = self.production_versions(app).await?;
+        Ok(versions
+            .into_iter()
+            .find(|v| v != version)
+            .unwrap_or_default())
+    }
+
+    /// The versions of `app` in the production manifest's recent history, newest first.
+    async fn production_versions(&self, app: &str) -> Result<Vec<String>, Error> {
         let path = self.config.production_manifest.clone();
         let history = self.gitops.file_history(path, HISTORY_DEPTH).await?;
-        let earlier = history
+        Ok(history
             .iter()
             .flatten()
             .filter_map(|bytes| manifest::parse(bytes).ok())
             .filter_map(|m| manifest::apps_of(&m).ok())
             .filter_map(|apps| apps.into_iter().find(|a| a.name == app))
             .map(|a| a.version)
-            .find(|v| v != version);
-        Ok(earlier.unwrap_or_default())
+            .collect())
     }
 }
