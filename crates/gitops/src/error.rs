@@ -28,6 +28,15 @@ pub enum GitError {
     /// A revision that is not a full commit id.
     #[error("{revision:?} is not a full commit id (40 hex digits)")]
     Revision { revision: String },
+    /// Another process holds the repository (or the remote's push lock) past the wait.
+    #[error(
+        "{} is held by another process (waited {waited:?}); each worker needs a repository directory of its own",
+        path.display()
+    )]
+    InUse {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
     #[error("the git task failed: {0}")]
     Task(String),
 }

@@ -1,9 +1,10 @@
 //! Access to the GitOps repository, shared by the workers that reach it: the settings (one
 //! clap struct, [`GitopsArgs`], so every worker reads the same `FLOTILLA_GITOPS_*` variables),
 //! the credentials and libgit2's callbacks that present them, SSH host-key checking, URLs
-//! shown without their secrets, libgit2's network timeouts, and [`Mirror`], a read-only bare
+//! shown without their secrets, libgit2's network timeouts, [`Mirror`], a read-only bare
 //! clone for questions about the branch's history ("is this revision a descendant of that
-//! one?").
+//! one?"), and [`locks`]: repositories kept writable after a process killed while holding one
+//! of git's lock files.
 //!
 //! env-manager writes the repository through its own working copy on top of these pieces;
 //! readers open a [`Mirror`] in a directory of their own.
@@ -11,6 +12,7 @@
 pub mod args;
 pub mod auth;
 mod error;
+pub mod locks;
 mod mirror;
 mod remote;
 mod timeout;

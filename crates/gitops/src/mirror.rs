@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::auth::callbacks;
 use crate::error::{GitError, git};
+use crate::locks::{Claim, claim};
 use crate::remote::Remote;
 use crate::timeout::set_network_timeout;
 
@@ -26,6 +27,8 @@ pub struct Mirror {
     remote: Arc<Remote>,
     dir: Arc<Path>,
     repo: Arc<Mutex<Repository>>,
+    /// Held while any clone lives: nobody else writes the directory.
+    _claim: Arc<Claim>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -40,17 +43,20 @@ impl std::fmt::Debug for Mirror {
 impl Mirror {
     /// Opens the bare repository in `dir`, creating it when `dir` is absent or empty, and
     /// points it at `remote.url` (which may have changed since it was created). Nothing is
-    /// fetched yet. A `dir` holding anything else is refused and left as it is. Sets libgit2's
+    /// fetched yet. A `dir` holding anything else is refused and left as it is. The directory
+    /// is [claimed](crate::locks::claim) for as long as the mirror lives: lock files a killed
+    /// predecessor left are removed, and a second process is refused. Sets libgit2's
     /// process-wide network timeout to `remote.network_timeout`.
     pub async fn open(remote: Remote, dir: PathBuf) -> Result<Mirror, GitError> {
         let (opening, at) = (remote.clone(), dir.clone());
-        let repo = tokio::task::spawn_blocking(move || open_bare(&opening, &at))
+        let (repo, claim) = tokio::task::spawn_blocking(move || open_bare(&opening, &at))
             .await
             .map_err(|e| GitError::Task(e.to_string()))??;
         Ok(Mirror {
             remote: Arc::new(remote),
             dir: dir.into(),
             repo: Arc::new(Mutex::new(repo)),
+            _claim: Arc::new(claim),
         })
     }
 
@@ -128,7 +134,7 @@ impl Mirror {
     }
 }
 
-fn open_bare(remote: &Remote, dir: &Path) -> Result<Repository, GitError> {
+fn open_bare(remote: &Remote, dir: &Path) -> Result<(Repository, Claim), GitError> {
     set_network_timeout(remote.network_timeout)?;
     let not_a_mirror = || GitError::NotAMirror {
         path: dir.to_owned(),
@@ -157,6 +163,7 @@ fn open_bare(remote: &Remote, dir: &Path) -> Result<Repository, GitError> {
     if !bare {
         return Err(not_a_mirror());
     }
+    let held = claim(repo.path())?;
     match repo.find_remote(REMOTE) {
         Ok(_) => repo
             .remote_set_url(REMOTE, &remote.url)
@@ -167,7 +174,7 @@ fn open_bare(remote: &Remote, dir: &Path) -> Result<Repository, GitError> {
         }
         Err(e) => return Err(git("find the remote")(e)),
     }
-    Ok(repo)
+    Ok((repo, held))
 }
 
 fn is_empty_or_absent(dir: &Path) -> Result<bool, GitError> {
@@ -262,6 +269,46 @@ fn commit_id(revision: &str) -> Result<Oid, GitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Commits a file named `name` on the bare repository's `main`; returns the commit.
+    fn commit(repo: &Repository, name: &str) -> anyhow::Result<String> {
+        let blob = repo.blob(name.as_bytes())?;
+        let mut tree = repo.treebuilder(None)?;
+        tree.insert(name, blob, 0o100644)?;
+        let tree = repo.find_tree(tree.write()?)?;
+        let parent = repo
+            .find_reference("refs/heads/main")
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok());
+        let me = git2::Signature::now("someone", "someone@example.com")?;
+        let parents: Vec<_> = parent.iter().collect();
+        let oid = repo.commit(Some("refs/heads/main"), &me, &me, name, &tree, &parents)?;
+        Ok(oid.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_mirror_reopened_after_its_reader_was_killed_mid_fetch_fetches_again()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let origin = Repository::init_bare(dir.path().join("origin.git"))?;
+        commit(&origin, "a")?;
+        let remote = Remote::new(dir.path().join("origin.git").display().to_string(), "main");
+        let at = dir.path().join("mirror.git");
+        Mirror::open(remote.clone(), at.clone())
+            .await?
+            .fetch()
+            .await?;
+        // Killed while fetching: the tracking branch and FETCH_HEAD were being rewritten.
+        for lock in ["FETCH_HEAD.lock", "refs/remotes/origin/main.lock"] {
+            std::fs::write(at.join(lock), b"")?;
+        }
+        let newer = commit(&origin, "b")?;
+
+        let fetched = Mirror::open(remote, at).await?.fetch().await?;
+
+        assert_eq!(fetched, Some(newer));
+        Ok(())
+    }
 
     #[test]
     fn only_full_hex_commit_ids_are_accepted() {

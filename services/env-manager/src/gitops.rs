@@ -236,6 +236,8 @@ struct Inner {
     settings: Settings,
     repo: Mutex<Repository>,
     queue: Mutex<Queue>,
+    /// Held while the working copy is open: no other process writes it.
+    _claim: flotilla_gitops::locks::Claim,
 }
 
 /// Writes waiting for the writer, and whether a writer is running.
@@ -254,15 +256,18 @@ impl std::fmt::Debug for GitOps {
 }
 
 impl GitOps {
-    /// Opens the working copy in `settings.dir`, cloning the remote there first if needed.
+    /// Opens the working copy in `settings.dir`, cloning the remote there first if needed. The
+    /// directory is this process's while the value lives: lock files a killed predecessor left
+    /// are removed, and another process opening it waits, then fails.
     pub async fn open(settings: Settings) -> Result<GitOps, GitError> {
         let opening = settings.clone();
-        let repo = blocking(move || open_or_clone(&opening)).await?;
+        let (repo, claim) = blocking(move || open_or_clone(&opening)).await?;
         Ok(GitOps {
             inner: Arc::new(Inner {
                 settings,
                 repo: Mutex::new(repo),
                 queue: Mutex::new(Queue::default()),
+                _claim: claim,
             }),
             recorder: None,
         })

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use flotilla_gitops::auth::callbacks;
+use flotilla_gitops::locks::{Claim, claim, under_push_lock};
 use flotilla_gitops::set_network_timeout;
 use git2::{FetchOptions, FileMode, ObjectType, Oid, PushOptions, Repository, Signature, Tree};
 
@@ -12,15 +13,19 @@ use super::{Author, GitError, Settings, git};
 
 const REMOTE: &str = "origin";
 
-pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError> {
+/// Opens the working copy in `settings.dir` (creating it when absent) and claims it: lock
+/// files a killed predecessor left are removed, and a second process sharing the directory is
+/// refused (see [`flotilla_gitops::locks`]).
+pub(super) fn open_or_clone(settings: &Settings) -> Result<(Repository, Claim), GitError> {
     set_network_timeout(settings.network_timeout)?;
     if settings.dir.join(".git").exists() {
         let repo = Repository::open(&settings.dir).map_err(git("open the working copy"))?;
+        let held = claim(repo.path())?;
         // The URL may have changed since the clone (a new token host, a moved repository).
         repo.remote_set_url(REMOTE, &settings.url)
             .map_err(git("set the remote URL"))?;
         point_head(&repo, settings)?;
-        return Ok(repo);
+        return Ok((repo, held));
     }
     std::fs::create_dir_all(&settings.dir).map_err(|source| GitError::Io {
         op: "create",
@@ -28,10 +33,11 @@ pub(super) fn open_or_clone(settings: &Settings) -> Result<Repository, GitError>
         source,
     })?;
     let repo = Repository::init(&settings.dir).map_err(git("init the working copy"))?;
+    let held = claim(repo.path())?;
     repo.remote(REMOTE, &settings.url)
         .map_err(git("add the remote"))?;
     point_head(&repo, settings)?;
-    Ok(repo)
+    Ok((repo, held))
 }
 
 /// HEAD names the branch env-manager writes, so the repository reads as it would after a
@@ -266,7 +272,8 @@ fn push_refspec(
 /// without checking that it is still what the push saw, so two writers that fetched the same
 /// head could both "fast-forward" it and one commit would be lost. So the new objects are
 /// written into the remote's object database, and the branch is then moved with
-/// compare-and-swap under the branch's lock, as a git server does. No ref is created on the way:
+/// compare-and-swap under the branch's lock, as a git server does (and under the remote's
+/// push lock: [`flotilla_gitops::locks`]). No ref is created on the way:
 /// the local transport lists every ref and then reads each, and a short-lived one would fail
 /// other writers' fetches when it vanished in between.
 fn push_local(
@@ -280,12 +287,16 @@ fn push_local(
     copy_objects(repo, &target, expected, new).map_err(git("copy objects to the remote"))?;
     let branch = format!("refs/heads/{}", settings.branch);
     let message = "env-manager: push";
-    let moved = match expected {
-        Some(old) => target.reference_matching(&branch, new, true, old, message),
-        None => target.reference(&branch, new, false, message),
-    };
+    // Under the remote's push lock, so that a branch lock file a killed writer left is removed
+    // rather than rejecting every push after it.
+    let moved = under_push_lock(target.path(), &branch, || match expected {
+        Some(old) => target
+            .reference_matching(&branch, new, true, old, message)
+            .map(|_| ()),
+        None => target.reference(&branch, new, false, message).map(|_| ()),
+    })?;
     match moved {
-        Ok(_) => Ok(None),
+        Ok(()) => Ok(None),
         Err(e) => match e.code() {
             git2::ErrorCode::Modified | git2::ErrorCode::Exists | git2::ErrorCode::Locked => {
                 Ok(Some(format!("the branch moved: {}", e.message())))

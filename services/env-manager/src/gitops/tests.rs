@@ -340,6 +340,51 @@ async fn an_existing_working_copy_is_reused_after_a_restart() -> Result<()> {
 }
 
 #[tokio::test]
+async fn lock_files_left_by_an_env_manager_killed_mid_write_are_removed_on_restart() -> Result<()> {
+    let remote = Remote::new()?;
+    let settings = remote.settings("work");
+    let first = GitOps::open(settings.clone()).await?;
+    write_file(&first, "a.txt", b"a\n").await?;
+    drop(first);
+    // Killed while moving its branches and rewriting its config: libgit2 refuses to touch a
+    // file whose lock file exists.
+    let git_dir = settings.dir.join(".git");
+    for lock in [
+        "config.lock",
+        "refs/heads/main.lock",
+        "refs/remotes/origin/main.lock",
+    ] {
+        std::fs::write(git_dir.join(lock), b"")?;
+    }
+
+    let again = GitOps::open(settings).await?;
+    let pushed = write_file(&again, "b.txt", b"b\n").await?;
+
+    assert!(pushed.committed);
+    assert_eq!(remote.file("b.txt")?, Some(b"b\n".to_vec()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_branch_lock_a_killed_writer_left_in_the_remote_stops_no_later_push() -> Result<()> {
+    let remote = Remote::new()?;
+    let gitops = GitOps::open(remote.settings("work")).await?;
+    write_file(&gitops, "a.txt", b"a\n").await?;
+    // Another replica was killed while moving the remote's branch.
+    let lock = remote.url().join("refs/heads/main.lock");
+    std::fs::File::create(&lock)?.set_modified(
+        std::time::SystemTime::now() - flotilla_gitops::locks::STALE - Duration::from_secs(1),
+    )?;
+
+    let pushed = write_file(&gitops, "b.txt", b"b\n").await?;
+
+    assert!(pushed.committed);
+    assert_eq!(remote.file("b.txt")?, Some(b"b\n".to_vec()));
+    assert!(!lock.exists());
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_history_of_a_file_lists_its_contents_newest_first() -> Result<()> {
     let remote = Remote::new()?;
     let gitops = GitOps::open(remote.settings("work")).await?;
