@@ -202,7 +202,13 @@ impl Run {
             self.verdict.problems.len(),
             logs.display()
         );
-        for problem in self.verdict.problems.iter().take(30) {
+        // Dead letters first: they carry the reason a worker gave up.
+        let (letters, others): (Vec<&String>, Vec<&String>) = self
+            .verdict
+            .problems
+            .iter()
+            .partition(|problem| problem.starts_with("dead letter"));
+        for problem in letters.iter().take(10).chain(others.iter().take(20)) {
             text.push_str(&format!("  {problem}\n"));
         }
         text.push_str("faults:\n");
@@ -220,6 +226,38 @@ impl Run {
             }
         }
         text.push_str(&format!("answers: {:?}\n", self.outcome.statuses()));
+        text.push_str(&warnings(&logs.join("logs")));
         text
     }
+}
+
+/// Each worker's warnings and errors: how many, and the last few, cut short. What a CI log,
+/// which outlives the kept directory, needs to tell a stuck worker's reason.
+fn warnings(dir: &std::path::Path) -> String {
+    const LAST: usize = 4;
+    const WIDTH: usize = 400;
+    let mut text = String::from("workers' warnings and errors:\n");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return text;
+    };
+    let mut logs: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    logs.sort();
+    for log in logs {
+        let contents = std::fs::read_to_string(&log).unwrap_or_default();
+        let noted: Vec<&str> = contents
+            .lines()
+            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            .collect();
+        let name = log.file_stem().map(|n| n.to_string_lossy().into_owned());
+        text.push_str(&format!(
+            "  {}: {}\n",
+            name.unwrap_or_default(),
+            noted.len()
+        ));
+        for line in &noted[noted.len().saturating_sub(LAST)..] {
+            let cut: String = line.chars().take(WIDTH).collect();
+            text.push_str(&format!("    {cut}\n"));
+        }
+    }
+    text
 }
