@@ -43,7 +43,8 @@ pub struct GitopsArgs {
     #[arg(long, env = env::GITOPS_BRANCH, default_value = "main")]
     pub gitops_branch: String,
     /// Where env-manager's working copy lives (cloned there when absent); read-only mirrors of
-    /// other workers live beside it [default: /var/lib/flotilla/gitops].
+    /// other workers live beside it. One process per directory: a second one is refused, and
+    /// git lock files a killed predecessor left are removed [default: /var/lib/flotilla/gitops].
     #[arg(long, env = env::GITOPS_DIR)]
     pub gitops_dir: Option<PathBuf>,
     /// Private key for SSH URLs.
