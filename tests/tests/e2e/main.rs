@@ -3,6 +3,7 @@
 //!
 //! One test crate with a module per topic, so the suite links once.
 
+mod lease_cluster;
 mod registry_cluster;
 mod reliability;
 mod runtime_process;
