@@ -17,8 +17,9 @@ use super::{DRAIN, FLEETS, assert_clean};
 // What this run found: nats-server 2.9.10 lets two compare-and-set updates of one registry
 // record through when they reach a replicated bucket together, the second undoing the first
 // (an env's `ready` undone by a report stored at the same moment; `flotilla_bus::kv::update`
-// repairs it), and two handlings of one build after acks lost in the election recorded the
-// env twice (`trust::recorded`).
+// repairs it), two handlings of one build after acks lost in the election recorded the env
+// twice (`trust::recorded`), and env-manager killed while it held the GitOps branch's lock
+// file left it behind, failing every later push (`flotilla_gitops::locks`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_losing_its_stream_leader_and_workers_mid_run_loses_and_repeats_nothing()
 -> Result<()> {
