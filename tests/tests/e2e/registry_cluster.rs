@@ -41,20 +41,30 @@ async fn concurrent_updates_of_one_record_on_a_replicated_bucket_lose_none() -> 
         let registry = Registry::new(bus.envs().await?);
         writers.push(tokio::spawn(async move {
             for n in 0..EACH {
-                registry
-                    .update("stg-ping", |current| {
-                        // An idempotent change, as every registry change is: a mark of its own.
-                        let mut record = current.unwrap_or_default();
-                        let marks = record
-                            .other
-                            .entry("marks")
-                            .or_insert_with(|| Value::Object(Default::default()));
-                        marks
-                            .as_object_mut()?
-                            .insert(format!("{i}-{n}"), Value::Bool(true));
-                        Some(record)
-                    })
-                    .await?;
+                loop {
+                    let updated = registry
+                        .update("stg-ping", |current| {
+                            // An idempotent change, as every registry change is: a mark of its
+                            // own.
+                            let mut record = current.unwrap_or_default();
+                            let marks = record
+                                .other
+                                .entry("marks")
+                                .or_insert_with(|| Value::Object(Default::default()));
+                            marks
+                                .as_object_mut()?
+                                .insert(format!("{i}-{n}"), Value::Bool(true));
+                            Some(record)
+                        })
+                        .await;
+                    match updated {
+                        Ok(()) => break,
+                        // Four writers on one record can lose every attempt of an update; a
+                        // worker's event is then retried later, and so is this update.
+                        Err(flotilla_env::Error::Contended { .. }) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
             }
             Ok::<_, flotilla_env::Error>(())
         }));
