@@ -23,6 +23,12 @@
 //!
 //! git2 is blocking: the writer runs on tokio's blocking pool, and a mutex guards the
 //! repository.
+//!
+//! A write costs about 50 file opens (`strace` of `flotilla bench env`), which is what it costs
+//! on a machine with a slow filesystem. A local remote is opened twice per write (to sync, to
+//! push), each time reading its config, `/etc/gitconfig` and `~/.gitconfig` and listing its
+//! packs. Three reflogs of the working copy are rewritten. An object lookup that misses lists
+//! the pack directory again.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
