@@ -146,8 +146,8 @@ impl Leases {
                     published: false,
                     traceparent: traceparent.to_owned(),
                 };
-                // Revision 0: created only if the key has no value (see flotilla_bus::kv on
-                // why not `Store::create`).
+                // Revision 0: created only if the key has no value, through flotilla_bus::kv
+                // (`Store::create` would skip its repair on a replicated bucket).
                 match flotilla_bus::kv::update(&self.kv, &key, encode(&record)?, 0).await {
                     Ok(Update::Written(revision)) => Ok(Claim::Mine(Box::new(Held {
                         key,

@@ -295,13 +295,9 @@ fn stage(
     files: &[FileChange],
     paths: Vec<String>,
 ) -> Result<bool, GitError> {
-    let current = |changed: &HashMap<String, Option<Entry>>, path: &str| match changed.get(path) {
-        Some(entry) => Ok(*entry),
-        None => entry(base, path),
-    };
     let mut before: Vec<(String, Option<Entry>)> = Vec::with_capacity(paths.len());
     for (file, path) in files.iter().zip(paths) {
-        let now = current(changed, &path)?;
+        let now = Snapshot::new(repo, base, Some(changed)).entry(&path)?;
         if !before.iter().any(|(p, _)| *p == path) {
             before.push((path.clone(), now));
         }
